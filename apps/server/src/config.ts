@@ -1,0 +1,78 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+/** The repository root: the embedded database lives under it by default. */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const flag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const envSchema = z.object({
+  PORT: port.default(8080),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  DATABASE_POOL_SIZE: positiveInt.max(1000).default(10),
+  HIATUS_DATA_DIR: z.string().min(1).default(path.join(repoRoot, '.hiatus', 'data')),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HIATUS_MIGRATE_ON_START: flag.default(true),
+  HIATUS_SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
+  HIATUS_MAX_BODY_BYTES: positiveInt.default(40 * 1024 * 1024),
+});
+
+export type Config = {
+  port: number;
+  host: string;
+  database: DatabaseConfig;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  migrateOnStart: boolean;
+  shutdownTimeoutMs: number;
+  maxBodyBytes: number;
+};
+
+export type DatabaseConfig =
+  | { kind: 'postgres'; url: string; poolSize: number }
+  | { kind: 'pglite'; dataDir: string };
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Reads and validates the configuration once, at start.
+ * A bad value throws a ConfigError naming the variable and what is wrong with it.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable means "not set", as in most shells' habits.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    database: databaseConfigFrom(e.DATABASE_URL, e.DATABASE_POOL_SIZE, e.HIATUS_DATA_DIR),
+    logLevel: e.LOG_LEVEL,
+    migrateOnStart: e.HIATUS_MIGRATE_ON_START,
+    shutdownTimeoutMs: e.HIATUS_SHUTDOWN_TIMEOUT_MS,
+    maxBodyBytes: e.HIATUS_MAX_BODY_BYTES,
+  };
+}
+
+function databaseConfigFrom(url: string | undefined, poolSize: number, dataDir: string): DatabaseConfig {
+  return url ? { kind: 'postgres', url, poolSize } : { kind: 'pglite', dataDir: path.resolve(dataDir) };
+}
+
+/** The database part of the configuration alone, for tools such as kysely-ctl. */
+export function loadDatabaseConfig(env: NodeJS.ProcessEnv = process.env): DatabaseConfig {
+  return loadConfig(env).database;
+}

@@ -1,0 +1,46 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { type Dialect, Kysely, PostgresDialect } from 'kysely';
+import { PGliteDialect } from 'kysely-pglite-dialect';
+import pg from 'pg';
+import type { DatabaseConfig } from '../config.ts';
+import type { DB as Database } from './schema.ts';
+
+export type Db = Kysely<Database>;
+
+export type DatabaseHandle = {
+  db: Db;
+  /** Which backend, and where its data lives, in words for the start-up log. */
+  description: { backend: 'postgres' | 'pglite'; location: string };
+  close(): Promise<void>;
+};
+
+/**
+ * Opens the database the configuration names: PostgreSQL through a `pg` pool, or the embedded
+ * PGlite persisted in a folder (`dataDir: 'memory://'` keeps it in memory, for tests).
+ */
+export function openDatabase(config: DatabaseConfig): DatabaseHandle {
+  const dialect = createDialect(config);
+  const db = new Kysely<Database>({ dialect });
+  return { db, description: describeDatabase(config), close: () => db.destroy() };
+}
+
+/** The Kysely dialect for a configuration; kysely-ctl uses it too, so both run on the same connection rules. */
+export function createDialect(config: DatabaseConfig): Dialect {
+  if (config.kind === 'postgres') {
+    const pool = new pg.Pool({ connectionString: config.url, max: config.poolSize });
+    // An idle client's error (the server restarting, say) must not crash the process; the pool
+    // drops that client and the next query gets a fresh one.
+    pool.on('error', () => undefined);
+    return new PostgresDialect({ pool });
+  }
+  if (!config.dataDir.startsWith('memory://')) mkdirSync(config.dataDir, { recursive: true });
+  return new PGliteDialect(new PGlite(config.dataDir));
+}
+
+function describeDatabase(config: DatabaseConfig): DatabaseHandle['description'] {
+  if (config.kind === 'pglite') return { backend: 'pglite', location: config.dataDir };
+  const url = new URL(config.url);
+  // Never log a password.
+  return { backend: 'postgres', location: `${url.hostname}:${url.port || 5432}${url.pathname}` };
+}

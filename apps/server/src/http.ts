@@ -1,0 +1,56 @@
+import http from 'node:http';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { sql } from 'kysely';
+import type { Db } from './db/connection.ts';
+import { pendingMigrations } from './db/migrate.ts';
+import type { Logger } from './logger.ts';
+import { appRouter } from './trpc/router.ts';
+
+export type HttpDeps = {
+  db: Db;
+  log: Logger;
+  maxBodyBytes: number;
+};
+
+/** The HTTP front: health probes and the tRPC API under /trpc. */
+export function createHttpServer(deps: HttpDeps): http.Server {
+  const trpc = createHTTPHandler({
+    router: appRouter,
+    basePath: '/trpc/',
+    maxBodySize: deps.maxBodyBytes,
+    createContext: () => ({ db: deps.db, log: deps.log }),
+    onError: ({ error, path }) => {
+      if (error.code === 'INTERNAL_SERVER_ERROR') deps.log.error({ err: error, path }, 'procedure failed');
+    },
+  });
+
+  return http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (url.pathname === '/readyz') return void readiness(deps.db).then(({ status, body }) => sendJson(res, status, body));
+    if (url.pathname.startsWith('/trpc/')) return void trpc(req, res);
+    sendJson(res, 404, { error: 'not found', path: url.pathname });
+  });
+}
+
+type Readiness = { status: number; body: { status: 'ready' | 'not ready'; reason?: string } };
+
+/** Ready when the database answers and every migration has been applied. */
+export async function readiness(db: Db): Promise<Readiness> {
+  try {
+    await sql`SELECT 1`.execute(db);
+    const pending = await pendingMigrations(db);
+    if (pending.length > 0) {
+      return { status: 503, body: { status: 'not ready', reason: `migrations pending: ${pending.join(', ')}` } };
+    }
+    return { status: 200, body: { status: 'ready' } };
+  } catch (error) {
+    return { status: 503, body: { status: 'not ready', reason: `database unreachable: ${(error as Error).message}` } };
+  }
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+  res.end(payload);
+}

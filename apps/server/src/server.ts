@@ -1,0 +1,61 @@
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config.ts';
+import { type DatabaseHandle, openDatabase } from './db/connection.ts';
+import { migrateToLatest } from './db/migrate.ts';
+import { createHttpServer } from './http.ts';
+import type { Logger } from './logger.ts';
+
+export type RunningServer = {
+  url: string;
+  database: DatabaseHandle;
+  /** Stops taking requests, lets in-flight ones finish (up to the shutdown timeout), closes the database. */
+  stop(): Promise<void>;
+};
+
+/** Opens the database, applies migrations if asked, and starts listening. */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const database = openDatabase(config.database);
+  log.info({ backend: database.description.backend, location: database.description.location }, 'database');
+  try {
+    if (config.migrateOnStart) {
+      const applied = (await migrateToLatest(database.db)).map((r) => r.migrationName);
+      log.info({ applied }, applied.length ? 'migrations applied' : 'schema is current');
+    }
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+
+  const server = createHttpServer({ db: database.db, log, maxBodyBytes: config.maxBodyBytes });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  log.info({ url }, 'listening');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      await closeGracefully(server, config.shutdownTimeoutMs, log);
+      await database.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+  return { url, database, stop };
+}
+
+async function closeGracefully(server: http.Server, timeoutMs: number, log: Logger): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const timer = setTimeout(() => {
+    log.warn({ timeoutMs }, 'in-flight requests did not finish in time; closing their connections');
+    server.closeAllConnections();
+  }, timeoutMs);
+  timer.unref();
+  await closed;
+  clearTimeout(timer);
+}

@@ -1,0 +1,10 @@
+// kysely-ctl's configuration: `pnpm db:migrate` applies `migrations/` to DATABASE_URL, or to the
+// embedded PGlite folder when it is unset, through the same dialect the server uses.
+import { defineConfig } from 'kysely-ctl';
+import { loadDatabaseConfig } from './apps/server/src/config.ts';
+import { createDialect } from './apps/server/src/db/connection.ts';
+
+export default defineConfig({
+  dialect: createDialect(loadDatabaseConfig()),
+  migrations: { migrationFolder: 'migrations' },
+});
