@@ -3,7 +3,6 @@ import { type Kysely, sql } from 'kysely';
 // The ground every task stands on: people, their keys, workspaces, the builds that start and stop
 // them, and the tasks that run inside. The database enforces every rule it can express.
 export async function up(db: Kysely<unknown>): Promise<void> {
-
   await sql`CREATE TYPE user_role AS ENUM ('member', 'admin')`.execute(db);
   await sql`CREATE TYPE workspace_transition AS ENUM ('start', 'stop', 'delete')`.execute(db);
   await sql`CREATE TYPE build_reason AS ENUM ('initiator', 'autostart', 'autostop', 'dormancy', 'failedstop', 'autodelete')`.execute(

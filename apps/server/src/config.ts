@@ -19,7 +19,10 @@ const envSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
     .optional(),
   DATABASE_POOL_SIZE: positiveInt.max(1000).default(10),
-  HIATUS_DATA_DIR: z.string().min(1).default(path.join(repoRoot, '.hiatus', 'data')),
+  HIATUS_DATA_DIR: z
+    .string()
+    .min(1)
+    .default(path.join(repoRoot, '.hiatus', 'data')),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HIATUS_MIGRATE_ON_START: flag.default(true),
   HIATUS_SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
@@ -36,9 +39,7 @@ export type Config = {
   maxBodyBytes: number;
 };
 
-export type DatabaseConfig =
-  | { kind: 'postgres'; url: string; poolSize: number }
-  | { kind: 'pglite'; dataDir: string };
+export type DatabaseConfig = { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

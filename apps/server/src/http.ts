@@ -27,7 +27,8 @@ export function createHttpServer(deps: HttpDeps): http.Server {
   return http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
-    if (url.pathname === '/readyz') return void readiness(deps.db).then(({ status, body }) => sendJson(res, status, body));
+    if (url.pathname === '/readyz')
+      return void readiness(deps.db).then(({ status, body }) => sendJson(res, status, body));
     if (url.pathname.startsWith('/trpc/')) return void trpc(req, res);
     sendJson(res, 404, { error: 'not found', path: url.pathname });
   });

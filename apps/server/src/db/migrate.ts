@@ -1,12 +1,35 @@
-import { promises as fs } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { FileMigrationProvider, type Kysely, type MigrationResult, Migrator } from 'kysely';
+import { pathToFileURL } from 'node:url';
+import type { Kysely, Migration, MigrationProvider, MigrationResult } from 'kysely';
+import { Migrator } from 'kysely';
 import { repoRoot } from '../config.ts';
 
 export const migrationFolder = path.join(repoRoot, 'migrations');
 
-function migrator(db: Kysely<unknown>): Migrator {
-  return new Migrator({ db, provider: new FileMigrationProvider({ fs, path, migrationFolder }) });
+/**
+ * Reads `migrations/` like Kysely's FileMigrationProvider, but imports from this module so the
+ * TypeScript loader that runs the server (tsx, or Vitest) also loads the migration files.
+ */
+const folderProvider: MigrationProvider = {
+  async getMigrations() {
+    const files = (await readdir(migrationFolder)).filter((f) => /^\d{4}_.+\.ts$/.test(f)).sort();
+    const entries = await Promise.all(
+      files.map(async (file) => {
+        const module = (await import(pathToFileURL(path.join(migrationFolder, file)).href)) as Migration;
+        return [file.replace(/\.ts$/, ''), module] as const;
+      }),
+    );
+    return Object.fromEntries(entries);
+  },
+};
+
+// Migrations run before the schema they create exists, so they see the database untyped.
+// biome-ignore lint/suspicious/noExplicitAny: Kysely's documented type for a migrator's database
+type AnyDb = Kysely<any>;
+
+function migrator(db: AnyDb): Migrator {
+  return new Migrator({ db, provider: folderProvider });
 }
 
 export class MigrationError extends Error {
@@ -18,7 +41,7 @@ export class MigrationError extends Error {
  * whole run, so servers starting together apply each migration once; the others wait, then find
  * nothing left to do.
  */
-export async function migrateToLatest(db: Kysely<unknown>): Promise<MigrationResult[]> {
+export async function migrateToLatest(db: AnyDb): Promise<MigrationResult[]> {
   const { error, results = [] } = await migrator(db).migrateToLatest();
   if (error) {
     const failed = results.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
@@ -30,7 +53,7 @@ export async function migrateToLatest(db: Kysely<unknown>): Promise<MigrationRes
 }
 
 /** The names of migrations not yet applied; empty when the schema is current. */
-export async function pendingMigrations(db: Kysely<unknown>): Promise<string[]> {
+export async function pendingMigrations(db: AnyDb): Promise<string[]> {
   const migrations = await migrator(db).getMigrations();
   return migrations.filter((m) => m.executedAt === undefined).map((m) => m.name);
 }

@@ -1,0 +1,38 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, repoRoot } from './config.ts';
+
+describe('loadConfig', () => {
+  it('defaults to the embedded PGlite under the repository and port 8080', () => {
+    const config = loadConfig({});
+    expect(config.port).toBe(8080);
+    expect(config.host).toBe('127.0.0.1');
+    expect(config.database).toEqual({ kind: 'pglite', dataDir: path.join(repoRoot, '.hiatus', 'data') });
+  });
+
+  it('uses PostgreSQL when DATABASE_URL is set, with the pool size asked for', () => {
+    const config = loadConfig({ DATABASE_URL: 'postgres://u@db:5432/hiatus', DATABASE_POOL_SIZE: '25' });
+    expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db:5432/hiatus', poolSize: 25 });
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '', PORT: '' }).database.kind).toBe('pglite');
+  });
+
+  it('names every bad variable in its error', () => {
+    const attempt = () => loadConfig({ PORT: 'eighty', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud' });
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow(/PORT/);
+    expect(attempt).toThrow(/DATABASE_URL: must be a postgres/);
+    expect(attempt).toThrow(/LOG_LEVEL/);
+  });
+
+  it('stops the server at start with a message naming the bad value', async () => {
+    const main = path.join(repoRoot, 'apps/server/src/main.ts');
+    const tsx = path.join(repoRoot, 'node_modules/.bin/tsx');
+    const started = promisify(execFile)(tsx, [main], { env: { ...process.env, PORT: '99999' } });
+    await expect(started).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/PORT/) });
+  });
+});

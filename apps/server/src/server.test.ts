@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase, testBackends } from '../test/databases.ts';
+import { loadConfig } from './config.ts';
+import { createLogger } from './logger.ts';
+import { type RunningServer, startServer } from './server.ts';
+
+describe.each(testBackends())('server on %s', (backend) => {
+  let database: TestDatabase;
+  let server: RunningServer;
+  beforeAll(async () => {
+    database = await createTestDatabase(backend);
+    const config = { ...loadConfig({ PORT: '0' }), database: database.config };
+    server = await startServer(config, createLogger('silent'));
+  });
+  afterAll(async () => {
+    await server.stop();
+    await database.drop();
+  });
+
+  it('answers /healthz and, with migrations applied on start, /readyz', async () => {
+    const health = await fetch(`${server.url}/healthz`);
+    expect(health.status).toBe(200);
+    const ready = await fetch(`${server.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready' });
+  });
+
+  it('mounts tRPC under /trpc', async () => {
+    const info = await fetch(`${server.url}/trpc/info`);
+    expect(await info.json()).toEqual({ result: { data: { service: 'hiatus', apiVersion: 1 } } });
+  });
+
+  it('answers an unknown path with a JSON 404', async () => {
+    const missing = await fetch(`${server.url}/nope`);
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ error: 'not found' });
+  });
+});
+
+describe('readiness', () => {
+  it('is not ready while migrations are pending', async () => {
+    const database = await createTestDatabase('pglite');
+    const config = { ...loadConfig({ PORT: '0', HIATUS_MIGRATE_ON_START: 'false' }), database: database.config };
+    const server = await startServer(config, createLogger('silent'));
+    try {
+      const ready = await fetch(`${server.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({
+        reason: expect.stringMatching(/^migrations pending: 0001_core_schema/),
+      });
+    } finally {
+      await server.stop();
+      await database.drop();
+    }
+  });
+
+  it('stops taking requests once stopped', async () => {
+    const database = await createTestDatabase('pglite');
+    const server = await startServer(
+      { ...loadConfig({ PORT: '0' }), database: database.config },
+      createLogger('silent'),
+    );
+    await server.stop();
+    await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
+    await database.drop();
+  });
+});
