@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { DatabaseConfig } from '../config.ts';
 import type { DB as Database } from './schema.ts';
 
+/** The database, or a transaction on it: a Transaction is a Kysely, so data functions serve both. */
 export type Db = Kysely<Database>;
 
 export type DatabaseHandle = {

@@ -11,6 +11,8 @@ export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
 
+export type Int8 = ColumnType<string, bigint | number | string, bigint | number | string>;
+
 export type Json = JsonValue;
 
 export type JsonArray = JsonValue[];
@@ -24,6 +26,8 @@ export type JsonPrimitive = boolean | number | string | null;
 export type JsonValue = JsonArray | JsonObject | JsonPrimitive;
 
 export type ProvisionerJobStatus = "canceled" | "failed" | "pending" | "running" | "succeeded";
+
+export type SnapshotSource = "pause" | "push";
 
 export type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
@@ -47,12 +51,24 @@ export interface ApiKeys {
 
 export interface Tasks {
   /**
+   * Since when the agent has been seen stable or unreachable without a break; NULL while it works
+   */
+  agent_idle_since: Timestamp | null;
+  /**
+   * When the agent was last seen running
+   */
+  agent_last_running_at: Timestamp | null;
+  /**
    * Base URL of the AgentAPI server of the task's agent
    */
   agent_url: string;
   created_at: Generated<Timestamp>;
   deleted_at: Timestamp | null;
   id: Generated<string>;
+  /**
+   * Idle time after which the task is paused; NULL: the service default
+   */
+  idle_timeout_seconds: number | null;
   name: string;
   owner_id: string;
   prompt: string;
@@ -74,6 +90,17 @@ export interface TaskSnapshots {
   task_id: string;
 }
 
+export interface TaskSnapshotStats {
+  byte_size: Int8;
+  /**
+   * Id of the first message; ids run on from it one by one, so a page is an index range
+   */
+  first_message_id: number | null;
+  message_count: number;
+  source: SnapshotSource;
+  task_id: string;
+}
+
 export interface Users {
   created_at: Generated<Timestamp>;
   id: Generated<string>;
@@ -86,12 +113,20 @@ export interface WorkspaceBuilds {
   completed_at: Timestamp | null;
   created_at: Generated<Timestamp>;
   error: string | null;
+  /**
+   * Last sign of life from the provisioner running the job
+   */
+  heartbeat_at: Timestamp | null;
   id: Generated<string>;
   /**
    * The user who asked for the build; NULL when the system did
    */
   initiator_id: string | null;
   job_status: Generated<ProvisionerJobStatus>;
+  /**
+   * The provisioner that acquired the job
+   */
+  provisioner_id: string | null;
   reason: Generated<BuildReason>;
   started_at: Timestamp | null;
   transition: WorkspaceTransition;
@@ -107,6 +142,7 @@ export interface Workspaces {
 
 export interface DB {
   api_keys: ApiKeys;
+  task_snapshot_stats: TaskSnapshotStats;
   task_snapshots: TaskSnapshots;
   tasks: Tasks;
   users: Users;

@@ -1,0 +1,82 @@
+import { type Selectable, sql } from 'kysely';
+import type { BuildReason, WorkspaceBuilds, WorkspaceTransition } from './schema.ts';
+import type { Db } from './connection.ts';
+
+export type BuildRow = Selectable<WorkspaceBuilds>;
+
+/** A workspace build as the service shows it. */
+export type Build = {
+  id: string;
+  workspaceId: string;
+  buildNumber: number;
+  transition: WorkspaceTransition;
+  reason: BuildReason;
+  initiatorId: string | null;
+  jobStatus: BuildRow['job_status'];
+  error: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  completedAt: Date | null;
+};
+
+export function toBuild(row: BuildRow): Build {
+  return {
+    id: row.id,
+    workspaceId: row.workspace_id,
+    buildNumber: row.build_number,
+    transition: row.transition,
+    reason: row.reason,
+    initiatorId: row.initiator_id,
+    jobStatus: row.job_status,
+    error: row.error,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    completedAt: row.completed_at,
+  };
+}
+
+/**
+ * Inserts the workspace's next build, numbered one past its latest. Call it in a transaction
+ * that holds the workspace row lock (`lockWorkspace`), so two builds never race for a number.
+ */
+export async function insertNextBuild(
+  trx: Db,
+  build: { workspaceId: string; transition: WorkspaceTransition; reason: BuildReason; initiatorId: string | null },
+): Promise<Build> {
+  const row = await trx
+    .insertInto('workspace_builds')
+    .values({
+      workspace_id: build.workspaceId,
+      build_number: sql<number>`(SELECT COALESCE(MAX(build_number), 0) + 1 FROM workspace_builds WHERE workspace_id = ${build.workspaceId})`,
+      transition: build.transition,
+      reason: build.reason,
+      initiator_id: build.initiatorId,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toBuild(row);
+}
+
+/** Takes the workspace's row lock for the rest of the transaction: lifecycle changes of one workspace queue here. */
+export async function lockWorkspace(trx: Db, workspaceId: string): Promise<void> {
+  await trx.selectFrom('workspaces').where('id', '=', workspaceId).select('id').forUpdate().executeTakeFirst();
+}
+
+export type BuildPage = { items: Build[]; nextCursor: number | null };
+
+/** A workspace's builds, newest first, paginated by build number. */
+export async function listBuilds(
+  db: Db,
+  workspaceId: string,
+  options: { reason?: BuildReason; limit: number; cursor?: number },
+): Promise<BuildPage> {
+  let query = db.selectFrom('workspace_builds').selectAll().where('workspace_id', '=', workspaceId);
+  if (options.reason) query = query.where('reason', '=', options.reason);
+  if (options.cursor !== undefined) query = query.where('build_number', '<', options.cursor);
+  const rows = await query
+    .orderBy('build_number', 'desc')
+    .limit(options.limit + 1)
+    .execute();
+  const items = rows.slice(0, options.limit).map(toBuild);
+  return { items, nextCursor: rows.length > options.limit ? (items.at(-1)?.buildNumber ?? null) : null };
+}

@@ -1,0 +1,122 @@
+import { sql } from 'kysely';
+import type { AgentMessage } from '../agentapi/schema.ts';
+import type { Db } from './connection.ts';
+import type { SnapshotSource } from './schema.ts';
+
+/** The stored envelope: its format can evolve while old snapshots stay readable or clearly refused. */
+export type SnapshotEnvelope = { format: 'agentapi'; data: { messages: AgentMessage[] } };
+
+export type SnapshotMeta = {
+  taskId: string;
+  format: string | null;
+  createdAt: Date;
+  messageCount: number;
+  bytes: number;
+  firstMessageId: number | null;
+  source: SnapshotSource | null;
+};
+
+export type StoredSnapshot = { createdAt: Date; messageCount: number; bytes: number };
+
+/**
+ * Writes a task's snapshot and its stats. With `onlyIfNotOlderThanStored`, an existing snapshot
+ * taken later than `takenAt` is kept, and null is returned.
+ */
+export async function upsertSnapshot(
+  trx: Db,
+  input: {
+    taskId: string;
+    messages: AgentMessage[];
+    source: SnapshotSource;
+    takenAt?: Date;
+    onlyIfNotOlderThanStored?: boolean;
+  },
+): Promise<StoredSnapshot | null> {
+  const envelope: SnapshotEnvelope = { format: 'agentapi', data: { messages: input.messages } };
+  const json = JSON.stringify(envelope);
+  const takenAt = input.takenAt ? sql`${input.takenAt}::timestamptz` : sql`NOW()`;
+  const guard = input.onlyIfNotOlderThanStored
+    ? sql`WHERE task_snapshots.log_snapshot_created_at <= excluded.log_snapshot_created_at`
+    : sql``;
+  const written = await sql<{ created_at: Date }>`
+    INSERT INTO task_snapshots (task_id, log_snapshot, log_snapshot_created_at)
+    VALUES (${input.taskId}, ${json}::jsonb, ${takenAt})
+    ON CONFLICT (task_id) DO UPDATE
+      SET log_snapshot = excluded.log_snapshot, log_snapshot_created_at = excluded.log_snapshot_created_at
+      ${guard}
+    RETURNING log_snapshot_created_at AS created_at`.execute(trx);
+  const row = written.rows[0];
+  if (!row) return null;
+  const stats = {
+    message_count: input.messages.length,
+    byte_size: Buffer.byteLength(json),
+    first_message_id: input.messages[0]?.id ?? null,
+    source: input.source,
+  };
+  await trx
+    .insertInto('task_snapshot_stats')
+    .values({ task_id: input.taskId, ...stats })
+    .onConflict((oc) => oc.column('task_id').doUpdateSet(stats))
+    .execute();
+  return { createdAt: row.created_at, messageCount: stats.message_count, bytes: stats.byte_size };
+}
+
+/** What is known of a task's snapshot without reading its messages; undefined when it has none. */
+export async function findSnapshotMeta(db: Db, taskId: string): Promise<SnapshotMeta | undefined> {
+  const row = await db
+    .selectFrom('task_snapshots as s')
+    .leftJoin('task_snapshot_stats as st', 'st.task_id', 's.task_id')
+    .where('s.task_id', '=', taskId)
+    .select([
+      's.task_id',
+      's.log_snapshot_created_at',
+      'st.message_count',
+      'st.byte_size',
+      'st.first_message_id',
+      'st.source',
+    ])
+    // Snapshots written without stats (by hand, or an older service) are measured here.
+    .select(
+      sql<{ format: string | null; count: number; bytes: number; first: number | null } | null>`
+        CASE WHEN st.task_id IS NULL THEN jsonb_build_object(
+          'format', s.log_snapshot->>'format',
+          'count', COALESCE(jsonb_array_length(s.log_snapshot->'data'->'messages'), 0),
+          'bytes', octet_length(s.log_snapshot::text),
+          'first', s.log_snapshot->'data'->'messages'->0->'id') END`.as('measured'),
+    )
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const measured = row.measured;
+  return {
+    taskId: row.task_id,
+    // Stats are only written for snapshots the service wrote itself, always in its own format.
+    format: measured ? measured.format : 'agentapi',
+    createdAt: row.log_snapshot_created_at,
+    messageCount: measured ? measured.count : row.message_count!,
+    bytes: measured ? measured.bytes : Number(row.byte_size),
+    firstMessageId: measured ? measured.first : row.first_message_id,
+    source: row.source,
+  };
+}
+
+/** Messages at positions `from` to `to` (inclusive) of a snapshot, read by PostgreSQL without sending the rest. */
+export async function snapshotMessageRange(db: Db, taskId: string, from: number, to: number): Promise<unknown[]> {
+  const result = await sql<{ page: unknown[] | null }>`
+    SELECT jsonb_path_query_array(log_snapshot, '$.data.messages[$from to $to]',
+                                  jsonb_build_object('from', ${from}::int, 'to', ${to}::int)) AS page
+    FROM task_snapshots WHERE task_id = ${taskId}`.execute(db);
+  return result.rows[0]?.page ?? [];
+}
+
+/** The whole stored document, for a caller who asked for all of it. */
+export async function findSnapshotDocument(
+  db: Db,
+  taskId: string,
+): Promise<{ document: unknown; createdAt: Date } | undefined> {
+  const row = await db
+    .selectFrom('task_snapshots')
+    .where('task_id', '=', taskId)
+    .select(['log_snapshot', 'log_snapshot_created_at'])
+    .executeTakeFirst();
+  return row && { document: row.log_snapshot, createdAt: row.log_snapshot_created_at };
+}

@@ -1,0 +1,16 @@
+import type { UserRole } from '../db/schema.ts';
+
+/** Who acts: a user (with their role) or the service itself, as the auto-pause loop does. */
+export type Actor = { kind: 'user'; userId: string; role: UserRole } | { kind: 'system' };
+
+export const systemActor: Actor = { kind: 'system' };
+
+/** The user id a build records as its initiator; null for the system. */
+export function initiatorId(actor: Actor): string | null {
+  return actor.kind === 'user' ? actor.userId : null;
+}
+
+/** Admins and the system see every task; a member only their own. */
+export function seesAllTasks(actor: Actor): boolean {
+  return actor.kind === 'system' || actor.role === 'admin';
+}

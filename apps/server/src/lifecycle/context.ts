@@ -1,0 +1,49 @@
+import { EventEmitter } from 'node:events';
+import { AgentClient } from '../agentapi/client.ts';
+import type { Build } from '../db/builds.ts';
+import type { Db } from '../db/connection.ts';
+
+/** Limits and timings of the lifecycle, from the configuration. */
+export type LifecycleSettings = {
+  /** Longest wait for an agent's answer. */
+  agentTimeoutMs: number;
+  /** Largest conversation history kept in a snapshot (and read live), in bytes. */
+  maxSnapshotBytes: number;
+  /** Idle time after which auto-pause stops a task that sets no timeout of its own. */
+  defaultIdleTimeoutSeconds: number;
+  /** How long `send` with `resumeIfPaused` waits for the task to become active. */
+  resumeWaitMs: number;
+};
+
+export const defaultLifecycleSettings: LifecycleSettings = {
+  agentTimeoutMs: 5_000,
+  maxSnapshotBytes: 32 * 1024 * 1024,
+  defaultIdleTimeoutSeconds: 30 * 60,
+  resumeWaitMs: 60_000,
+};
+
+/** A build was inserted or its job changed state, in this process. */
+export type BuildEvent = { taskId: string | null; workspaceId: string; build: Build };
+
+/** In-process notifications of build changes: the built-in provisioner and watchers listen here. */
+export class LifecycleEvents extends EventEmitter<{ build: [BuildEvent] }> {}
+
+/** What the lifecycle functions work with: no HTTP, only the database, agents and settings. */
+export type Lifecycle = {
+  db: Db;
+  settings: LifecycleSettings;
+  events: LifecycleEvents;
+  agent(baseUrl: string): AgentClient;
+};
+
+export function createLifecycle(db: Db, settings: Partial<LifecycleSettings> = {}): Lifecycle {
+  const merged = { ...defaultLifecycleSettings, ...settings };
+  const events = new LifecycleEvents();
+  events.setMaxListeners(0);
+  return {
+    db,
+    settings: merged,
+    events,
+    agent: (baseUrl) => new AgentClient(baseUrl, { timeoutMs: merged.agentTimeoutMs, maxBytes: merged.maxSnapshotBytes }),
+  };
+}

@@ -1,0 +1,119 @@
+import { sql } from 'kysely';
+import { type Build, insertNextBuild, lockWorkspace } from '../db/builds.ts';
+import { findTask, listTasks, type Task } from '../db/tasks.ts';
+import { type Actor, initiatorId, seesAllTasks } from './actor.ts';
+import type { Lifecycle } from './context.ts';
+import { LifecycleError, taskNotFound } from './errors.ts';
+import { assertAllowed, type TaskStatus } from './status.ts';
+
+export type NewTask = { name: string; prompt: string; agentUrl: string; idleTimeoutSeconds?: number | null };
+
+/**
+ * Creates a task for a user: its workspace, the task, and the first start build (reason
+ * `initiator`), all in one transaction.
+ */
+export async function createTask(lc: Lifecycle, actor: Actor, input: NewTask): Promise<{ task: Task; build: Build }> {
+  if (actor.kind !== 'user') throw new LifecycleError('forbidden', 'tasks belong to users: the system cannot own one');
+  const { taskId, build } = await lc.db
+    .transaction()
+    .execute(async (trx) => {
+      const workspace = await trx
+        .insertInto('workspaces')
+        .values({ owner_id: actor.userId, name: input.name })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      const task = await trx
+        .insertInto('tasks')
+        .values({
+          owner_id: actor.userId,
+          workspace_id: workspace.id,
+          name: input.name,
+          prompt: input.prompt,
+          agent_url: input.agentUrl,
+          idle_timeout_seconds: input.idleTimeoutSeconds ?? null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      const build = await insertNextBuild(trx, {
+        workspaceId: workspace.id,
+        transition: 'start',
+        reason: 'initiator',
+        initiatorId: actor.userId,
+      });
+      return { taskId: task.id, build };
+    })
+    .catch((error: unknown) => {
+      if ((error as { constraint?: string }).constraint === 'tasks_owner_name_live_idx') {
+        throw new LifecycleError('conflict', `you already have a task named "${input.name}"`);
+      }
+      throw error;
+    });
+  lc.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
+  return { task: await getTask(lc, actor, taskId), build };
+}
+
+/** A task the actor may see, or not_found: another member's task does not exist for them. */
+export async function getTask(lc: Lifecycle, actor: Actor, taskId: string): Promise<Task> {
+  const task = await findTask(lc.db, taskId, seesAllTasks(actor) ? {} : { ownerId: (actor as { userId: string }).userId });
+  if (!task) throw taskNotFound(taskId);
+  return task;
+}
+
+export type TaskPage = { items: Task[]; nextCursor: string | null };
+
+/** Tasks the actor may see, newest first. A member's `ownerId` filter can only name themselves. */
+export async function listTasksFor(
+  lc: Lifecycle,
+  actor: Actor,
+  options: { status?: TaskStatus; ownerId?: string; limit?: number; cursor?: string },
+): Promise<TaskPage> {
+  let ownerId = options.ownerId;
+  if (!seesAllTasks(actor) && actor.kind === 'user') {
+    if (ownerId && ownerId !== actor.userId) return { items: [], nextCursor: null };
+    ownerId = actor.userId;
+  }
+  const limit = options.limit ?? 50;
+  const after = options.cursor ? decodeTaskCursor(options.cursor) : undefined;
+  const { items, more } = await listTasks(lc.db, { status: options.status, ownerId, limit, after });
+  const last = items.at(-1);
+  return { items, nextCursor: more && last ? encodeTaskCursor(last) : null };
+}
+
+function encodeTaskCursor(task: Task): string {
+  return Buffer.from(JSON.stringify([task.createdAt.toISOString(), task.id])).toString('base64url');
+}
+
+function decodeTaskCursor(cursor: string): { createdAt: Date; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const date = new Date(createdAt);
+    if (Number.isNaN(date.getTime()) || typeof id !== 'string' || !/^[0-9a-f-]{36}$/i.test(id)) throw new Error();
+    return { createdAt: date, id };
+  } catch {
+    throw new LifecycleError('bad_input', 'the cursor is not one this service gave out');
+  }
+}
+
+/**
+ * Deletes a task: queues a delete build, soft-deletes the task and deletes its snapshot, in one
+ * transaction (a soft delete fires no cascade, and a snapshot must not outlive its task).
+ */
+export async function deleteTask(lc: Lifecycle, actor: Actor, taskId: string): Promise<{ task: Task; build: Build }> {
+  const visible = await getTask(lc, actor, taskId);
+  const build = await lc.db.transaction().execute(async (trx) => {
+    await lockWorkspace(trx, visible.workspaceId);
+    const task = (await findTask(trx, taskId))!;
+    assertAllowed('delete', task);
+    const build = await insertNextBuild(trx, {
+      workspaceId: task.workspaceId,
+      transition: 'delete',
+      reason: 'initiator',
+      initiatorId: initiatorId(actor),
+    });
+    await trx.updateTable('tasks').set({ deleted_at: sql`NOW()` }).where('id', '=', taskId).execute();
+    await trx.deleteFrom('task_snapshots').where('task_id', '=', taskId).execute();
+    return build;
+  });
+  lc.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
+  return { task: await getTask(lc, actor, taskId), build };
+}
