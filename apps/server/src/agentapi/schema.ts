@@ -9,7 +9,23 @@ export const agentMessageSchema = z.looseObject({
 });
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
-export const messagesResponseSchema = z.looseObject({ messages: z.array(agentMessageSchema) });
+/**
+ * A conversation, oldest first. Ids run on one by one (AgentAPI's id is the message's position;
+ * a pushed tail of a conversation may start later), which lets a stored snapshot be paged by index.
+ */
+export const conversationSchema = z.array(agentMessageSchema).superRefine((messages, ctx) => {
+  const first = messages[0]?.id ?? 0;
+  const gap = messages.findIndex((m, i) => m.id !== first + i);
+  if (gap >= 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [gap, 'id'],
+      message: `message ids must run on one by one: expected ${first + gap}, got ${messages[gap]?.id}`,
+    });
+  }
+});
+
+export const messagesResponseSchema = z.looseObject({ messages: conversationSchema });
 
 export const statusResponseSchema = z.looseObject({
   status: z.enum(['running', 'stable']),

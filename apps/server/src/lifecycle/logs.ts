@@ -1,0 +1,98 @@
+import { AgentError } from '../agentapi/client.ts';
+import type { AgentMessage } from '../agentapi/schema.ts';
+import { findSnapshotMeta, snapshotMessageRange } from '../db/snapshots.ts';
+import type { Task } from '../db/tasks.ts';
+import type { Actor } from './actor.ts';
+import type { Lifecycle } from './context.ts';
+import { assertKnownFormat, parseStoredMessages } from './snapshots.ts';
+import { getTask } from './tasks.ts';
+
+/** One line of a task's log: the agent's message with its role in the user's words. */
+export type LogEntry = { id: number; role: 'input' | 'output'; content: string; time: Date };
+
+export type LogPage = {
+  /** Where the entries came from: the running agent, or the snapshot stored at the last pause. */
+  source: 'live' | 'snapshot';
+  /** When the snapshot was taken; null for live entries, or when there is no snapshot. */
+  snapshotAt: Date | null;
+  entries: LogEntry[];
+  /** The id to pass as `cursor` for the next page; null on the last page. */
+  nextCursor: number | null;
+  /** Why the log is empty or not live, when it is either. */
+  notice: string | null;
+};
+
+export const maxLogPageSize = 1000;
+
+/**
+ * A page of a task's log, after message id `cursor`: live from the agent while the task is
+ * active, else (or when the agent cannot answer) from its snapshot.
+ */
+export async function readLogs(
+  lc: Lifecycle,
+  actor: Actor,
+  taskId: string,
+  options: { cursor?: number; limit?: number } = {},
+): Promise<LogPage> {
+  const task = await getTask(lc, actor, taskId);
+  const limit = Math.min(Math.max(options.limit ?? 100, 1), maxLogPageSize);
+  let notice: string | null = null;
+  if (task.status === 'active') {
+    try {
+      return await liveLogs(lc, task, options.cursor, limit);
+    } catch (error) {
+      if (!(error instanceof AgentError)) throw error;
+      notice = `the agent did not answer (${error.message}); showing the snapshot`;
+    }
+  }
+  return snapshotLogs(lc, task, options.cursor, limit, notice);
+}
+
+async function liveLogs(lc: Lifecycle, task: Task, cursor: number | undefined, limit: number): Promise<LogPage> {
+  const { messages } = await lc.agent(task.agentUrl).messages();
+  const after = cursor === undefined ? messages : messages.filter((m) => m.id > cursor);
+  const page = after.slice(0, limit);
+  return {
+    source: 'live',
+    snapshotAt: null,
+    entries: page.map(toLogEntry),
+    nextCursor: after.length > limit ? (page.at(-1)?.id ?? null) : null,
+    notice: null,
+  };
+}
+
+async function snapshotLogs(
+  lc: Lifecycle,
+  task: Task,
+  cursor: number | undefined,
+  limit: number,
+  notice: string | null,
+): Promise<LogPage> {
+  const meta = await findSnapshotMeta(lc.db, task.id);
+  if (!meta) {
+    const why = task.status === 'active' ? notice : `the task is ${task.status} and no snapshot was ever taken`;
+    return { source: 'snapshot', snapshotAt: null, entries: [], nextCursor: null, notice: why ?? 'no snapshot' };
+  }
+  assertKnownFormat(meta);
+  const first = meta.firstMessageId ?? 0;
+  const from = cursor === undefined ? 0 : Math.max(cursor + 1 - first, 0);
+  const to = from + limit - 1;
+  const messages = from < meta.messageCount ? await snapshotMessageRange(lc.db, task.id, from, to) : [];
+  const entries = parseStoredMessages(task.id, messages).map(toLogEntry);
+  return {
+    source: 'snapshot',
+    snapshotAt: meta.createdAt,
+    entries,
+    nextCursor: to + 1 < meta.messageCount ? (entries.at(-1)?.id ?? null) : null,
+    notice,
+  };
+}
+
+function toLogEntry(message: AgentMessage): LogEntry {
+  return {
+    id: message.id,
+    role: message.role === 'user' ? 'input' : 'output',
+    content: message.content,
+    time: new Date(message.time),
+  };
+}

@@ -1,0 +1,90 @@
+import { type AgentMessage, conversationSchema } from '../agentapi/schema.ts';
+import {
+  findSnapshotDocument,
+  findSnapshotMeta,
+  type SnapshotMeta,
+  type StoredSnapshot,
+  upsertSnapshot,
+} from '../db/snapshots.ts';
+import { findTask } from '../db/tasks.ts';
+import type { Actor } from './actor.ts';
+import type { Lifecycle } from './context.ts';
+import { LifecycleError, taskNotFound } from './errors.ts';
+import { getTask } from './tasks.ts';
+
+export const knownSnapshotFormats = ['agentapi'] as const;
+
+export type Snapshot = {
+  taskId: string;
+  format: 'agentapi';
+  createdAt: Date;
+  messageCount: number;
+  bytes: number;
+  messages: AgentMessage[];
+};
+
+/** Refuses a snapshot this version cannot read, with the format it found. */
+export function assertKnownFormat(meta: Pick<SnapshotMeta, 'format' | 'taskId'>): asserts meta is SnapshotMeta & {
+  format: 'agentapi';
+} {
+  if (!knownSnapshotFormats.includes(meta.format as 'agentapi')) {
+    throw new LifecycleError(
+      'unknown_snapshot_format',
+      `the snapshot of task ${meta.taskId} is in format ${JSON.stringify(meta.format)}, which this service cannot read (it reads: ${knownSnapshotFormats.join(', ')})`,
+    );
+  }
+}
+
+/** Validates stored messages on the way out: a damaged document is an error, never a crash. */
+export function parseStoredMessages(taskId: string, raw: unknown): AgentMessage[] {
+  const parsed = conversationSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new LifecycleError('unknown_snapshot_format', `the snapshot of task ${taskId} holds messages this service cannot read`);
+  }
+  return parsed.data;
+}
+
+/** The whole stored snapshot of a task the actor may see; not_found when it has none. */
+export async function getSnapshot(lc: Lifecycle, actor: Actor, taskId: string): Promise<Snapshot> {
+  await getTask(lc, actor, taskId);
+  const meta = await findSnapshotMeta(lc.db, taskId);
+  const stored = meta && (await findSnapshotDocument(lc.db, taskId));
+  if (!meta || !stored) throw new LifecycleError('not_found', `task ${taskId} has no snapshot`);
+  assertKnownFormat(meta);
+  const document = stored.document as { data?: { messages?: unknown } };
+  return {
+    taskId,
+    format: meta.format,
+    createdAt: stored.createdAt,
+    messageCount: meta.messageCount,
+    bytes: meta.bytes,
+    messages: parseStoredMessages(taskId, document.data?.messages),
+  };
+}
+
+export type PushResult = { stored: true; snapshot: StoredSnapshot } | { stored: false; reason: string };
+
+/**
+ * Stores a snapshot pushed by the task's own workspace (the upstream's way, for agents the
+ * service cannot reach). A push never replaces a snapshot taken later than it.
+ * The caller has already checked that the pusher speaks for this task's workspace.
+ */
+export async function pushSnapshot(
+  lc: Lifecycle,
+  taskId: string,
+  input: { messages: AgentMessage[]; takenAt?: Date },
+): Promise<PushResult> {
+  const messages = conversationSchema.safeParse(input.messages);
+  if (!messages.success) throw new LifecycleError('bad_input', messages.error.issues[0]?.message ?? 'bad messages');
+  const now = new Date();
+  // A workspace's clock may run ahead: a push is never dated in the future.
+  const takenAt = input.takenAt && input.takenAt < now ? input.takenAt : now;
+  const stored = await lc.db.transaction().execute(async (trx) => {
+    const task = await findTask(trx, taskId);
+    if (!task || task.status === 'deleted') throw taskNotFound(taskId);
+    return upsertSnapshot(trx, { taskId, messages: messages.data, source: 'push', takenAt, onlyIfNotOlderThanStored: true });
+  });
+  return stored
+    ? { stored: true, snapshot: stored }
+    : { stored: false, reason: 'a newer snapshot is already stored; the push was ignored' };
+}
