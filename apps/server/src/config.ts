@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { LifecycleSettings } from './lifecycle/context.ts';
 
 /** The repository root: the embedded database lives under it by default. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -27,6 +28,14 @@ const envSchema = z.object({
   HIATUS_MIGRATE_ON_START: flag.default(true),
   HIATUS_SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
   HIATUS_MAX_BODY_BYTES: positiveInt.default(40 * 1024 * 1024),
+  HIATUS_AGENT_TIMEOUT_MS: positiveInt.default(5_000),
+  HIATUS_MAX_SNAPSHOT_BYTES: positiveInt.default(32 * 1024 * 1024),
+  HIATUS_AUTO_PAUSE_INTERVAL_MS: z.coerce.number().int().nonnegative().default(30_000),
+  HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS: positiveInt.default(30 * 60),
+  HIATUS_RESUME_WAIT_MS: positiveInt.default(60_000),
+  HIATUS_BUILTIN_PROVISIONER: flag.default(true),
+  HIATUS_PROVISIONER_POLL_MS: positiveInt.default(1_000),
+  HIATUS_PROVISIONER_STALE_MS: positiveInt.default(60_000),
 });
 
 export type Config = {
@@ -37,6 +46,10 @@ export type Config = {
   migrateOnStart: boolean;
   shutdownTimeoutMs: number;
   maxBodyBytes: number;
+  lifecycle: LifecycleSettings;
+  /** 0 turns the auto-pause loop off. */
+  autoPauseIntervalMs: number;
+  provisioner: { builtin: boolean; pollIntervalMs: number; staleAfterMs: number };
 };
 
 export type DatabaseConfig = { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
@@ -66,6 +79,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     migrateOnStart: e.HIATUS_MIGRATE_ON_START,
     shutdownTimeoutMs: e.HIATUS_SHUTDOWN_TIMEOUT_MS,
     maxBodyBytes: e.HIATUS_MAX_BODY_BYTES,
+    lifecycle: {
+      agentTimeoutMs: e.HIATUS_AGENT_TIMEOUT_MS,
+      maxSnapshotBytes: e.HIATUS_MAX_SNAPSHOT_BYTES,
+      defaultIdleTimeoutSeconds: e.HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS,
+      resumeWaitMs: e.HIATUS_RESUME_WAIT_MS,
+    },
+    autoPauseIntervalMs: e.HIATUS_AUTO_PAUSE_INTERVAL_MS,
+    provisioner: {
+      builtin: e.HIATUS_BUILTIN_PROVISIONER,
+      pollIntervalMs: e.HIATUS_PROVISIONER_POLL_MS,
+      staleAfterMs: e.HIATUS_PROVISIONER_STALE_MS,
+    },
   };
 }
 

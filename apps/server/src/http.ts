@@ -3,11 +3,13 @@ import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { sql } from 'kysely';
 import type { Db } from './db/connection.ts';
 import { pendingMigrations } from './db/migrate.ts';
+import type { Lifecycle } from './lifecycle/context.ts';
 import type { Logger } from './logger.ts';
 import { appRouter } from './trpc/router.ts';
 
 export type HttpDeps = {
   db: Db;
+  lifecycle: Lifecycle;
   log: Logger;
   maxBodyBytes: number;
 };
@@ -18,7 +20,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     router: appRouter,
     basePath: '/trpc/',
     maxBodySize: deps.maxBodyBytes,
-    createContext: () => ({ db: deps.db, log: deps.log }),
+    createContext: () => ({ db: deps.db, lifecycle: deps.lifecycle, log: deps.log }),
     onError: ({ error, path }) => {
       if (error.code === 'INTERNAL_SERVER_ERROR') deps.log.error({ err: error, path }, 'procedure failed');
     },

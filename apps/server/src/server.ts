@@ -4,11 +4,15 @@ import type { Config } from './config.ts';
 import { type DatabaseHandle, openDatabase } from './db/connection.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { createHttpServer } from './http.ts';
+import { startAutoPause } from './lifecycle/auto-pause.ts';
+import { createLifecycle, type Lifecycle } from './lifecycle/context.ts';
+import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import type { Logger } from './logger.ts';
 
 export type RunningServer = {
   url: string;
   database: DatabaseHandle;
+  lifecycle: Lifecycle;
   /** Stops taking requests, lets in-flight ones finish (up to the shutdown timeout), closes the database. */
   stop(): Promise<void>;
 };
@@ -27,7 +31,20 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     throw error;
   }
 
-  const server = createHttpServer({ db: database.db, log, maxBodyBytes: config.maxBodyBytes });
+  const lifecycle = createLifecycle(database.db, config.lifecycle);
+  const stopProvisioner = config.provisioner.builtin
+    ? startBuiltinProvisioner(lifecycle, { ...config.provisioner, log })
+    : async () => undefined;
+  const stopAutoPause =
+    config.autoPauseIntervalMs > 0
+      ? startAutoPause(lifecycle, { intervalMs: config.autoPauseIntervalMs, log })
+      : async () => undefined;
+  log.info(
+    { builtinProvisioner: config.provisioner.builtin, autoPauseIntervalMs: config.autoPauseIntervalMs },
+    'lifecycle',
+  );
+
+  const server = createHttpServer({ db: database.db, lifecycle, log, maxBodyBytes: config.maxBodyBytes });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -40,12 +57,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const stop = () => {
     stopping ??= (async () => {
       await closeGracefully(server, config.shutdownTimeoutMs, log);
+      await Promise.all([stopAutoPause(), stopProvisioner()]);
       await database.close();
       log.info('stopped');
     })();
     return stopping;
   };
-  return { url, database, stop };
+  return { url, database, lifecycle, stop };
 }
 
 async function closeGracefully(server: http.Server, timeoutMs: number, log: Logger): Promise<void> {

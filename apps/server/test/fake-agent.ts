@@ -18,7 +18,8 @@ export class FakeAgent {
   private server?: http.Server;
 
   get url(): string {
-    const { port } = this.server?.address() as AddressInfo;
+    if (!this.server) throw new Error('the fake agent is not started');
+    const { port } = this.server.address() as AddressInfo;
     return `http://127.0.0.1:${port}`;
   }
 
@@ -47,10 +48,11 @@ export class FakeAgent {
     await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
   }
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): unknown {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (this.mode === 'hang') return; // never answers
-    if (this.mode === 'error500') return this.json(res, 500, { title: 'Internal Server Error', status: 500, detail: 'boom' });
+    if (this.mode === 'error500')
+      return this.json(res, 500, { title: 'Internal Server Error', status: 500, detail: 'boom' });
     if (this.mode === 'close-midway') {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
       res.write('{"messages": [{"id": 0,');
@@ -61,7 +63,8 @@ export class FakeAgent {
       res.writeHead(200, { 'content-type': 'application/json' });
       return void res.end('{"messages": [ this is not json');
     }
-    if (this.mode === 'wrong-shape') return this.json(res, 200, { messages: [{ id: 'one', role: 'robot' }], status: 9 });
+    if (this.mode === 'wrong-shape')
+      return this.json(res, 200, { messages: [{ id: 'one', role: 'robot' }], status: 9 });
     if (req.method === 'GET' && path === '/messages') {
       if (this.mode === 'huge') {
         // A body that never ends: the client must stop reading at its limit.
@@ -79,7 +82,8 @@ export class FakeAgent {
       }
       return this.json(res, 200, { messages: this.messages });
     }
-    if (req.method === 'GET' && path === '/status') return this.json(res, 200, { status: this.status, agent_type: 'claude' });
+    if (req.method === 'GET' && path === '/status')
+      return this.json(res, 200, { status: this.status, agent_type: 'claude' });
     if (req.method === 'POST' && path === '/message') {
       let body = '';
       req.on('data', (c) => {

@@ -30,7 +30,12 @@ export async function settle(lc: Lifecycle, outcome: { error?: string } = {}): P
 }
 
 /** A task of `actor` talking to `agent`, created and settled: it is active. */
-export async function activeTask(lc: Lifecycle, actor: Actor, agent: FakeAgent, extra: { idleTimeoutSeconds?: number } = {}) {
+export async function activeTask(
+  lc: Lifecycle,
+  actor: Actor,
+  agent: FakeAgent,
+  extra: { idleTimeoutSeconds?: number } = {},
+) {
   const { task } = await createTask(lc, actor, {
     name: `task-${randomUUID().slice(0, 8)}`,
     prompt: 'make the build green',

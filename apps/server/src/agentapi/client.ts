@@ -59,7 +59,11 @@ export class AgentClient {
     return parse(postMessageResponseSchema, body, '/message').ok;
   }
 
-  private async request(method: 'GET' | 'POST', path: string, json?: unknown): Promise<{ body: unknown; bytes: number }> {
+  private async request(
+    method: 'GET' | 'POST',
+    path: string,
+    json?: unknown,
+  ): Promise<{ body: unknown; bytes: number }> {
     const url = new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
     const signal = AbortSignal.timeout(this.options.timeoutMs);
     const where = `${method} ${url.href}`;

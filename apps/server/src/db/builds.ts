@@ -1,6 +1,6 @@
 import { type Selectable, sql } from 'kysely';
-import type { BuildReason, WorkspaceBuilds, WorkspaceTransition } from './schema.ts';
 import type { Db } from './connection.ts';
+import type { BuildReason, WorkspaceBuilds, WorkspaceTransition } from './schema.ts';
 
 export type BuildRow = Selectable<WorkspaceBuilds>;
 

@@ -117,7 +117,10 @@ export async function listTasks(db: Db, filter: TaskFilter): Promise<{ items: Ta
   if (filter.after) {
     const { createdAt, id } = filter.after;
     query = query.where((eb) =>
-      eb.or([eb('tasks.created_at', '<', createdAt), eb.and([eb('tasks.created_at', '=', createdAt), eb('tasks.id', '<', id)])]),
+      eb.or([
+        eb('tasks.created_at', '<', createdAt),
+        eb.and([eb('tasks.created_at', '=', createdAt), eb('tasks.id', '<', id)]),
+      ]),
     );
   }
   const rows = await query

@@ -44,6 +44,7 @@ export function createLifecycle(db: Db, settings: Partial<LifecycleSettings> = {
     db,
     settings: merged,
     events,
-    agent: (baseUrl) => new AgentClient(baseUrl, { timeoutMs: merged.agentTimeoutMs, maxBytes: merged.maxSnapshotBytes }),
+    agent: (baseUrl) =>
+      new AgentClient(baseUrl, { timeoutMs: merged.agentTimeoutMs, maxBytes: merged.maxSnapshotBytes }),
   };
 }

@@ -65,7 +65,11 @@ export async function completeBuildJob(
   const row = await query.returningAll().executeTakeFirst();
   if (!row) throw notRunning(buildId);
   const build = toBuild(row);
-  lc.events.emit('build', { taskId: await taskOfWorkspace(lc, row.workspace_id), workspaceId: row.workspace_id, build });
+  lc.events.emit('build', {
+    taskId: await taskOfWorkspace(lc, row.workspace_id),
+    workspaceId: row.workspace_id,
+    build,
+  });
   return build;
 }
 
@@ -84,7 +88,11 @@ export async function failStaleBuildJobs(lc: Lifecycle, staleAfterMs: number): P
     .execute();
   const builds = rows.map(toBuild);
   for (const build of builds) {
-    lc.events.emit('build', { taskId: await taskOfWorkspace(lc, build.workspaceId), workspaceId: build.workspaceId, build });
+    lc.events.emit('build', {
+      taskId: await taskOfWorkspace(lc, build.workspaceId),
+      workspaceId: build.workspaceId,
+      build,
+    });
   }
   return builds;
 }

@@ -37,7 +37,12 @@ describe.each(testBackends())('pause and resume on %s', (backend) => {
 
     const paused = await pauseTask(lc, alice, task.id, manual);
     expect(paused.task.status).toBe('pausing');
-    expect(paused.build).toMatchObject({ transition: 'stop', reason: 'task_manual_pause', buildNumber: 2, jobStatus: 'pending' });
+    expect(paused.build).toMatchObject({
+      transition: 'stop',
+      reason: 'task_manual_pause',
+      buildNumber: 2,
+      jobStatus: 'pending',
+    });
     expect(paused.snapshot).toMatchObject({ taken: true, messageCount: 5 });
     await settle(lc);
     expect((await getTask(lc, alice, task.id)).status).toBe('paused');
@@ -86,11 +91,18 @@ describe.each(testBackends())('pause and resume on %s', (backend) => {
     ['pausing', async (id: string) => (await settle(lc), await pauseTask(lc, alice, id, manual), id)],
     ['paused', async (id: string) => (await settle(lc), await pauseTask(lc, alice, id, manual), await settle(lc), id)],
   ])('refuses to pause a %s task, naming its status', async (status, prepare) => {
-    const { task } = await createTask(lc, alice, { name: `t-${status}-${Math.random()}`, prompt: '', agentUrl: agent.url });
+    const { task } = await createTask(lc, alice, {
+      name: `t-${status}-${Math.random()}`,
+      prompt: '',
+      agentUrl: agent.url,
+    });
     await prepare(task.id);
     const before = await databaseState(database.db);
     const attempt = pauseTask(lc, alice, task.id, manual);
-    await expect(attempt).rejects.toMatchObject({ code: 'conflict', message: expect.stringContaining(`it is ${status}`) });
+    await expect(attempt).rejects.toMatchObject({
+      code: 'conflict',
+      message: expect.stringContaining(`it is ${status}`),
+    });
     expect(await databaseState(database.db)).toEqual(before);
   });
 
@@ -98,7 +110,11 @@ describe.each(testBackends())('pause and resume on %s', (backend) => {
     ['pending', async (_id: string) => undefined],
     ['active', async (_id: string) => void (await settle(lc))],
   ])('refuses to resume a %s task', async (status, prepare) => {
-    const { task } = await createTask(lc, alice, { name: `r-${status}-${Math.random()}`, prompt: '', agentUrl: agent.url });
+    const { task } = await createTask(lc, alice, {
+      name: `r-${status}-${Math.random()}`,
+      prompt: '',
+      agentUrl: agent.url,
+    });
     await prepare(task.id);
     await expect(resumeTask(lc, alice, task.id)).rejects.toMatchObject({
       code: 'conflict',
@@ -117,14 +133,18 @@ describe.each(testBackends())('pause and resume on %s', (backend) => {
   });
 
   describe.each([
-    ['down', async () => agent.stop(), 'agent_unreachable'],
-    ['slow', async () => void (agent.mode = 'hang'), 'agent_unreachable'],
-    ['answering 500', async () => void (agent.mode = 'error500'), 'agent_unreachable'],
-    ['answering garbage', async () => void (agent.mode = 'garbage'), 'agent_bad_response'],
-    ['answering the wrong shape', async () => void (agent.mode = 'wrong-shape'), 'agent_bad_response'],
-    ['closing half way', async () => void (agent.mode = 'close-midway'), 'agent_unreachable'],
-    ['answering too much', async () => void (agent.mode = 'huge'), 'too_large'],
-  ])('an agent %s', (_what, breakAgent, code) => {
+    ['down', 'down', 'agent_unreachable'],
+    ['slow', 'hang', 'agent_unreachable'],
+    ['answering 500', 'error500', 'agent_unreachable'],
+    ['answering garbage', 'garbage', 'agent_bad_response'],
+    ['answering the wrong shape', 'wrong-shape', 'agent_bad_response'],
+    ['closing half way', 'close-midway', 'agent_unreachable'],
+    ['answering too much', 'huge', 'too_large'],
+  ] as const)('an agent %s', (_what, fault, code) => {
+    const breakAgent = async () => {
+      if (fault === 'down') await agent.stop();
+      else agent.mode = fault;
+    };
     it('fails a manual pause with a clear error and changes nothing', async () => {
       agent.say(3);
       const task = await activeTask(lc, alice, agent);
@@ -181,7 +201,11 @@ describe.each(testBackends())('pause and resume on %s', (backend) => {
     const { task: deleted, build } = await deleteTask(lc, alice, task.id);
     expect(deleted.status).toBe('deleted');
     expect(build).toMatchObject({ transition: 'delete', reason: 'initiator' });
-    const snapshots = await database.db.selectFrom('task_snapshots').where('task_id', '=', task.id).selectAll().execute();
+    const snapshots = await database.db
+      .selectFrom('task_snapshots')
+      .where('task_id', '=', task.id)
+      .selectAll()
+      .execute();
     expect(snapshots).toEqual([]);
     await expect(deleteTask(lc, alice, task.id)).rejects.toMatchObject({ code: 'conflict' });
     await expect(resumeTask(lc, alice, task.id)).rejects.toMatchObject({ code: 'conflict' });

@@ -30,7 +30,12 @@ export type PauseOptions = {
  * `withoutSnapshot`; an auto-pause goes ahead (a dead agent is idle) and keeps the old snapshot.
  * A history over the limit is refused unless pausing without a snapshot.
  */
-export async function pauseTask(lc: Lifecycle, actor: Actor, taskId: string, options: PauseOptions): Promise<PauseResult> {
+export async function pauseTask(
+  lc: Lifecycle,
+  actor: Actor,
+  taskId: string,
+  options: PauseOptions,
+): Promise<PauseResult> {
   const before = await getTask(lc, actor, taskId);
   assertAllowed('pause', before);
 
@@ -66,6 +71,11 @@ export async function pauseTask(lc: Lifecycle, actor: Actor, taskId: string, opt
 
 /** The domain error for an agent that could not give its history. */
 export function agentFailure(error: AgentError): LifecycleError {
-  const code = error.failure === 'too_large' ? 'too_large' : error.failure === 'unreachable' ? 'agent_unreachable' : 'agent_bad_response';
+  const code =
+    error.failure === 'too_large'
+      ? 'too_large'
+      : error.failure === 'unreachable'
+        ? 'agent_unreachable'
+        : 'agent_bad_response';
   return new LifecycleError(code, `the agent's history could not be taken: ${error.message}`, { cause: error });
 }

@@ -19,11 +19,7 @@ export async function resumeTask(lc: Lifecycle, actor: Actor, taskId: string): P
     if (!task) throw taskNotFound(taskId);
     assertAllowed('resume', task);
     // A resumed agent starts its idle clock afresh.
-    await trx
-      .updateTable('tasks')
-      .set({ agent_idle_since: null })
-      .where('id', '=', taskId)
-      .execute();
+    await trx.updateTable('tasks').set({ agent_idle_since: null }).where('id', '=', taskId).execute();
     return insertNextBuild(trx, {
       workspaceId: task.workspaceId,
       transition: 'start',

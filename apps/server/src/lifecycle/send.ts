@@ -61,7 +61,12 @@ function notActive(task: Task): LifecycleError {
 }
 
 /** Waits until the task reaches `wanted`; fails at once if it ends in error or is deleted. */
-export async function waitForStatus(lc: Lifecycle, taskId: string, wanted: TaskStatus, timeoutMs: number): Promise<Task> {
+export async function waitForStatus(
+  lc: Lifecycle,
+  taskId: string,
+  wanted: TaskStatus,
+  timeoutMs: number,
+): Promise<Task> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const task = await findTask(lc.db, taskId);
@@ -71,7 +76,10 @@ export async function waitForStatus(lc: Lifecycle, taskId: string, wanted: TaskS
       throw new LifecycleError('conflict', `task ${taskId} became ${task.status} while waiting for ${wanted}`);
     }
     if (Date.now() >= deadline) {
-      throw new LifecycleError('timeout', `task ${taskId} did not become ${wanted} within ${timeoutMs} ms (it is ${task.status})`);
+      throw new LifecycleError(
+        'timeout',
+        `task ${taskId} did not become ${wanted} within ${timeoutMs} ms (it is ${task.status})`,
+      );
     }
     await sleep(100);
   }

@@ -39,7 +39,10 @@ export function assertKnownFormat(meta: Pick<SnapshotMeta, 'format' | 'taskId'>)
 export function parseStoredMessages(taskId: string, raw: unknown): AgentMessage[] {
   const parsed = conversationSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new LifecycleError('unknown_snapshot_format', `the snapshot of task ${taskId} holds messages this service cannot read`);
+    throw new LifecycleError(
+      'unknown_snapshot_format',
+      `the snapshot of task ${taskId} holds messages this service cannot read`,
+    );
   }
   return parsed.data;
 }
@@ -82,7 +85,13 @@ export async function pushSnapshot(
   const stored = await lc.db.transaction().execute(async (trx) => {
     const task = await findTask(trx, taskId);
     if (!task || task.status === 'deleted') throw taskNotFound(taskId);
-    return upsertSnapshot(trx, { taskId, messages: messages.data, source: 'push', takenAt, onlyIfNotOlderThanStored: true });
+    return upsertSnapshot(trx, {
+      taskId,
+      messages: messages.data,
+      source: 'push',
+      takenAt,
+      onlyIfNotOlderThanStored: true,
+    });
   });
   return stored
     ? { stored: true, snapshot: stored }

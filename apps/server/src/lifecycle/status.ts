@@ -49,7 +49,11 @@ export const pauseReasons = ['task_manual_pause', 'task_auto_pause'] as const sa
 export type PauseReason = (typeof pauseReasons)[number];
 
 /** What a transition check needs to know of a task. */
-export type TransitionSubject = { id: string; status: TaskStatus; latestBuild: { transition: WorkspaceTransition } | null };
+export type TransitionSubject = {
+  id: string;
+  status: TaskStatus;
+  latestBuild: { transition: WorkspaceTransition } | null;
+};
 
 /**
  * Throws a conflict naming the current status when `operation` is not allowed from it.

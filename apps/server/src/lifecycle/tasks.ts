@@ -54,7 +54,11 @@ export async function createTask(lc: Lifecycle, actor: Actor, input: NewTask): P
 
 /** A task the actor may see, or not_found: another member's task does not exist for them. */
 export async function getTask(lc: Lifecycle, actor: Actor, taskId: string): Promise<Task> {
-  const task = await findTask(lc.db, taskId, seesAllTasks(actor) ? {} : { ownerId: (actor as { userId: string }).userId });
+  const task = await findTask(
+    lc.db,
+    taskId,
+    seesAllTasks(actor) ? {} : { ownerId: (actor as { userId: string }).userId },
+  );
   if (!task) throw taskNotFound(taskId);
   return task;
 }
