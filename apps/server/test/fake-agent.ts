@@ -16,11 +16,12 @@ export class FakeAgent {
   /** Messages received through `POST /message`. */
   received: string[] = [];
   private server?: http.Server;
+  private baseUrl?: string;
 
+  /** The agent's base URL; it stays the same after stop(), where nothing answers. */
   get url(): string {
-    if (!this.server) throw new Error('the fake agent is not started');
-    const { port } = this.server.address() as AddressInfo;
-    return `http://127.0.0.1:${port}`;
+    if (!this.baseUrl) throw new Error('the fake agent is not started');
+    return this.baseUrl;
   }
 
   /** Appends `count` messages, alternating user and agent, each `size` characters long. */
@@ -40,6 +41,7 @@ export class FakeAgent {
   async start(): Promise<this> {
     this.server = http.createServer((req, res) => this.handle(req, res));
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.baseUrl = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
   }
 

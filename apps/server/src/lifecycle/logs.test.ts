@@ -1,0 +1,149 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createMigratedDatabase, type TestDatabase, testBackends } from '../../test/databases.ts';
+import { FakeAgent } from '../../test/fake-agent.ts';
+import { activeTask, newMember, settle, testLifecycle } from '../../test/lifecycle-harness.ts';
+import type { Db } from '../db/connection.ts';
+import type { Actor } from './actor.ts';
+import type { Lifecycle } from './context.ts';
+import { type LogEntry, readLogs } from './logs.ts';
+import { pauseTask } from './pause.ts';
+import { getSnapshot, pushSnapshot } from './snapshots.ts';
+import { createTask } from './tasks.ts';
+
+describe.each(testBackends())('logs and snapshots on %s', (backend) => {
+  let database: TestDatabase & { db: Db };
+  let lc: Lifecycle;
+  let agent: FakeAgent;
+  let alice: Actor;
+  beforeAll(async () => {
+    database = await createMigratedDatabase(backend);
+    lc = testLifecycle(database.db, { agentTimeoutMs: 300 });
+    alice = await newMember(database.db);
+  });
+  afterAll(() => database.drop());
+  beforeEach(async () => {
+    agent = await new FakeAgent().start();
+    return () => agent.stop();
+  });
+
+  const readAll = async (taskId: string, limit: number) => {
+    const pages: Awaited<ReturnType<typeof readLogs>>[] = [];
+    let cursor: number | undefined;
+    do {
+      const page = await readLogs(lc, alice, taskId, { cursor, limit });
+      pages.push(page);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined && pages.length < 100);
+    return pages;
+  };
+  const expectedEntries = (): LogEntry[] =>
+    agent.messages.map((m) => ({
+      id: m.id,
+      role: m.role === 'user' ? 'input' : 'output',
+      content: m.content,
+      time: new Date(m.time),
+    }));
+
+  it('reads an active task live, page by page', async () => {
+    agent.say(25);
+    const task = await activeTask(lc, alice, agent);
+    const pages = await readAll(task.id, 10);
+    expect(pages.map((p) => p.entries.length)).toEqual([10, 10, 5]);
+    expect(pages.every((p) => p.source === 'live' && p.snapshotAt === null)).toBe(true);
+    expect(pages.flatMap((p) => p.entries)).toEqual(expectedEntries());
+  });
+
+  it('reads a paused task from its snapshot, page by page, saying when it was taken', async () => {
+    agent.say(25);
+    const task = await activeTask(lc, alice, agent);
+    const { snapshot } = await pauseTask(lc, alice, task.id, { reason: 'task_manual_pause' });
+    await settle(lc);
+    await agent.stop(); // the workspace is down: the log must not need it
+    const pages = await readAll(task.id, 10);
+    expect(pages.map((p) => p.entries.length)).toEqual([10, 10, 5]);
+    expect(pages.every((p) => p.source === 'snapshot')).toBe(true);
+    expect(pages[0]?.snapshotAt).toEqual(snapshot.taken ? snapshot.createdAt : null);
+    expect(pages.flatMap((p) => p.entries)).toEqual(expectedEntries());
+    expect(pages.at(-1)?.nextCursor).toBeNull();
+  });
+
+  it('reads from the snapshot while the stop is still pending', async () => {
+    agent.say(3);
+    const task = await activeTask(lc, alice, agent);
+    await pauseTask(lc, alice, task.id, { reason: 'task_manual_pause' });
+    const page = await readLogs(lc, alice, task.id);
+    expect(page).toMatchObject({ source: 'snapshot', nextCursor: null });
+    expect(page.entries).toHaveLength(3);
+  });
+
+  it('falls back to the snapshot when an active agent does not answer', async () => {
+    agent.say(4);
+    const task = await activeTask(lc, alice, agent);
+    await pushSnapshot(lc, task.id, { messages: agent.messages.slice(0, 2) });
+    agent.mode = 'error500';
+    const page = await readLogs(lc, alice, task.id);
+    expect(page.source).toBe('snapshot');
+    expect(page.entries.map((e) => e.id)).toEqual([0, 1]);
+    expect(page.notice).toMatch(/did not answer/);
+  });
+
+  it('answers an empty log with a reason when there is neither agent nor snapshot', async () => {
+    const task = await activeTask(lc, alice, agent);
+    await agent.stop();
+    const page = await readLogs(lc, alice, task.id);
+    expect(page).toMatchObject({ source: 'snapshot', snapshotAt: null, entries: [], nextCursor: null });
+    expect(page.notice).toMatch(/agent did not answer/);
+    const pending = await createTask(lc, alice, { name: `p-${Math.random()}`, prompt: '', agentUrl: agent.url });
+    expect((await readLogs(lc, alice, pending.task.id)).notice).toMatch(/pending and no snapshot was ever taken/);
+  });
+
+  it('refuses to read a snapshot in a format it does not know, clearly', async () => {
+    agent.say(2);
+    const task = await activeTask(lc, alice, agent);
+    await pauseTask(lc, alice, task.id, { reason: 'task_manual_pause' });
+    await database.db.deleteFrom('task_snapshot_stats').where('task_id', '=', task.id).execute();
+    await database.db
+      .updateTable('task_snapshots')
+      .set({ log_snapshot: sql`'{"format": "agentapi-v9", "data": {}}'::jsonb` })
+      .where('task_id', '=', task.id)
+      .execute();
+    await expect(readLogs(lc, alice, task.id)).rejects.toMatchObject({
+      code: 'unknown_snapshot_format',
+      message: expect.stringContaining('"agentapi-v9"'),
+    });
+    await expect(getSnapshot(lc, alice, task.id)).rejects.toMatchObject({ code: 'unknown_snapshot_format' });
+  });
+
+  it('keeps a pushed snapshot from replacing a newer one', async () => {
+    agent.say(6);
+    const task = await activeTask(lc, alice, agent);
+    const pushed = await pushSnapshot(lc, task.id, { messages: agent.messages.slice(0, 4) });
+    expect(pushed).toMatchObject({ stored: true, snapshot: { messageCount: 4 } });
+    const stale = await pushSnapshot(lc, task.id, {
+      messages: agent.messages.slice(0, 2),
+      takenAt: new Date(Date.now() - 60_000),
+    });
+    expect(stale).toMatchObject({ stored: false });
+    expect((await getSnapshot(lc, alice, task.id)).messageCount).toBe(4);
+    // A tail of a conversation is fine, a conversation with holes is not.
+    expect(await pushSnapshot(lc, task.id, { messages: agent.messages.slice(3) })).toMatchObject({ stored: true });
+    await expect(
+      pushSnapshot(lc, task.id, { messages: [agent.messages[0]!, agent.messages[2]!] }),
+    ).rejects.toMatchObject({ code: 'bad_input', message: expect.stringContaining('run on one by one') });
+  });
+
+  it('pages a snapshot holding only the tail of a conversation by message id', async () => {
+    agent.say(30);
+    const task = await activeTask(lc, alice, agent);
+    await pushSnapshot(lc, task.id, { messages: agent.messages.slice(20) });
+    await agent.stop();
+    const first = await readLogs(lc, alice, task.id, { limit: 4 });
+    expect(first.entries.map((e) => e.id)).toEqual([20, 21, 22, 23]);
+    const next = await readLogs(lc, alice, task.id, { cursor: first.nextCursor!, limit: 4 });
+    expect(next.entries.map((e) => e.id)).toEqual([24, 25, 26, 27]);
+    const last = await readLogs(lc, alice, task.id, { cursor: 27, limit: 4 });
+    expect(last).toMatchObject({ nextCursor: null });
+    expect(last.entries.map((e) => e.id)).toEqual([28, 29]);
+  });
+});
