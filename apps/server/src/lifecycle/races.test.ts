@@ -31,7 +31,12 @@ describe.each(testBackends())('races on %s', (backend) => {
 
   const manual = { reason: 'task_manual_pause' } as const;
   const stopBuilds = (workspaceId: string) =>
-    database.db.selectFrom('workspace_builds').where('workspace_id', '=', workspaceId).where('transition', '=', 'stop').selectAll().execute();
+    database.db
+      .selectFrom('workspace_builds')
+      .where('workspace_id', '=', workspaceId)
+      .where('transition', '=', 'stop')
+      .selectAll()
+      .execute();
 
   beforeEach(() => {
     agent.mode = 'ok';
@@ -40,7 +45,10 @@ describe.each(testBackends())('races on %s', (backend) => {
   it('lets exactly one of two racing pauses succeed', async () => {
     for (let round = 0; round < 5; round++) {
       const task = await activeTask(one, alice, agent);
-      const results = await Promise.allSettled([pauseTask(one, alice, task.id, manual), pauseTask(two, alice, task.id, manual)]);
+      const results = await Promise.allSettled([
+        pauseTask(one, alice, task.id, manual),
+        pauseTask(two, alice, task.id, manual),
+      ]);
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
       const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
       expect(refused.reason).toMatchObject({ code: 'conflict', message: expect.stringContaining('it is pausing') });
@@ -70,7 +78,11 @@ describe.each(testBackends())('races on %s', (backend) => {
         pauseTask(two, alice, task.id, manual),
       ]);
       await settle(one);
-      await Promise.allSettled([pauseTask(one, alice, task.id, manual), pauseTask(two, alice, task.id, manual), resumeTask(two, alice, task.id)]);
+      await Promise.allSettled([
+        pauseTask(one, alice, task.id, manual),
+        pauseTask(two, alice, task.id, manual),
+        resumeTask(two, alice, task.id),
+      ]);
       await settle(two);
     }
     const builds = await database.db
@@ -97,7 +109,11 @@ describe.each(testBackends())('races on %s', (backend) => {
     await Promise.all([provision(one, 'p1'), provision(two, 'p2'), provision(one, 'p3'), provision(two, 'p4')]);
     expect(taken).toHaveLength(12);
     expect(new Set(taken).size).toBe(12);
-    const left = await database.db.selectFrom('workspace_builds').where('job_status', 'in', ['pending', 'running']).selectAll().execute();
+    const left = await database.db
+      .selectFrom('workspace_builds')
+      .where('job_status', 'in', ['pending', 'running'])
+      .selectAll()
+      .execute();
     expect(left).toEqual([]);
   });
 });
