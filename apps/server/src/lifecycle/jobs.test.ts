@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigratedDatabase, type TestDatabase, testBackends } from '../../test/databases.ts';
 import { FakeAgent } from '../../test/fake-agent.ts';
@@ -8,7 +9,9 @@ import type { Actor } from './actor.ts';
 import type { Lifecycle } from './context.ts';
 import { acquireBuildJob, completeBuildJob, failStaleBuildJobs, heartbeatBuildJob } from './jobs.ts';
 import { startBuiltinProvisioner } from './provisioner.ts';
+import { purgeDeletedTasks } from './purge.ts';
 import { waitForStatus } from './send.ts';
+import { pushSnapshot } from './snapshots.ts';
 import { createTask, getTask } from './tasks.ts';
 
 describe.each(testBackends())('build jobs on %s', (backend) => {
@@ -91,6 +94,35 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
       expect(active.latestBuild).toMatchObject({ jobStatus: 'succeeded', reason: 'initiator' });
     } finally {
       await stop();
+    }
+  });
+});
+
+describe.each(testBackends())('purging deleted tasks on %s', (backend) => {
+  it('removes old soft-deleted tasks with their workspace, builds and snapshot (by cascade)', async () => {
+    const database = await createMigratedDatabase(backend);
+    try {
+      const lc = testLifecycle(database.db);
+      const alice = await newMember(database.db);
+      const { task } = await createTask(lc, alice, { name: 'gone', prompt: '', agentUrl: 'http://127.0.0.1:9' });
+      const { task: kept } = await createTask(lc, alice, { name: 'kept', prompt: '', agentUrl: 'http://127.0.0.1:9' });
+      await pushSnapshot(lc, task.id, { messages: [] });
+      // Soft-deleted two days ago by hand, leaving its snapshot behind as the upstream did: the cascade takes it.
+      await database.db
+        .updateTable('tasks')
+        .set({ created_at: sql`NOW() - interval '3 days'`, deleted_at: sql`NOW() - interval '2 days'` })
+        .where('id', '=', task.id)
+        .execute();
+      expect(await purgeDeletedTasks(lc, 24 * 3600 * 1000)).toEqual([task.id]);
+      const count = async (table: 'tasks' | 'workspaces' | 'workspace_builds' | 'task_snapshots') =>
+        (await database.db.selectFrom(table).selectAll().execute()).length;
+      expect(await count('tasks')).toBe(1);
+      expect(await count('workspaces')).toBe(1);
+      expect(await count('workspace_builds')).toBe(1);
+      expect(await count('task_snapshots')).toBe(0);
+      expect((await getTask(lc, alice, kept.id)).status).toBe('pending');
+    } finally {
+      await database.drop();
     }
   });
 });
