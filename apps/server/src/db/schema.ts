@@ -5,6 +5,8 @@
 
 import type { ColumnType } from "kysely";
 
+export type AuditActorKind = "system" | "user";
+
 export type BuildReason = "autodelete" | "autostart" | "autostop" | "dormancy" | "failedstop" | "initiator" | "task_auto_pause" | "task_manual_pause" | "task_resume";
 
 export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
@@ -24,6 +26,8 @@ export type JsonObject = {
 export type JsonPrimitive = boolean | number | string | null;
 
 export type JsonValue = JsonArray | JsonObject | JsonPrimitive;
+
+export type PauseFailureCause = "agent_down" | "conflict" | "garbage" | "too_large";
 
 export type ProvisionerJobStatus = "canceled" | "failed" | "pending" | "running" | "succeeded";
 
@@ -47,6 +51,33 @@ export interface ApiKeys {
    */
   secret_hash: Buffer;
   user_id: string;
+}
+
+export interface AuditLogs {
+  action: string;
+  actor_id: string | null;
+  actor_kind: AuditActorKind;
+  build_reason: BuildReason | null;
+  /**
+   * What changed: {"field": {"from": ..., "to": ...}} and facts of the change
+   */
+  diff: Generated<Json>;
+  id: Generated<Int8>;
+  ip_address: string | null;
+  occurred_at: Generated<Timestamp>;
+  request_id: string | null;
+  resource_id: string | null;
+  resource_type: string;
+  user_agent: string | null;
+}
+
+export interface TaskPauseFailures {
+  cause: PauseFailureCause;
+  detail: string;
+  id: Generated<Int8>;
+  occurred_at: Generated<Timestamp>;
+  reason: BuildReason;
+  task_id: string;
 }
 
 export interface Tasks {
@@ -142,6 +173,8 @@ export interface Workspaces {
 
 export interface DB {
   api_keys: ApiKeys;
+  audit_logs: AuditLogs;
+  task_pause_failures: TaskPauseFailures;
   task_snapshot_stats: TaskSnapshotStats;
   task_snapshots: TaskSnapshots;
   tasks: Tasks;

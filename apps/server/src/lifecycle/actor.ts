@@ -1,7 +1,15 @@
 import type { UserRole } from '../db/schema.ts';
 
-/** Who acts: a user (with their role) or the service itself, as the auto-pause loop does. */
-export type Actor = { kind: 'user'; userId: string; role: UserRole } | { kind: 'system' };
+/** Where a request came from, for the audit log. */
+export type RequestOrigin = { requestId?: string; ipAddress?: string; userAgent?: string };
+
+/**
+ * Who acts: a user (with their role) or the service itself, as the auto-pause loop does; with the
+ * request it came in, when there was one.
+ */
+export type Actor = ({ kind: 'user'; userId: string; role: UserRole } | { kind: 'system' }) & {
+  origin?: RequestOrigin;
+};
 
 export const systemActor: Actor = { kind: 'system' };
 

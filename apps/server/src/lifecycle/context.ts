@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { AgentClient } from '../agentapi/client.ts';
 import type { Build } from '../db/builds.ts';
 import type { Db } from '../db/connection.ts';
+import type { PauseReason } from './status.ts';
 
 /** Limits and timings of the lifecycle, from the configuration. */
 export type LifecycleSettings = {
@@ -25,8 +26,29 @@ export const defaultLifecycleSettings: LifecycleSettings = {
 /** A build was inserted or its job changed state, in this process. */
 export type BuildEvent = { taskId: string | null; workspaceId: string; build: Build };
 
-/** In-process notifications of build changes: the built-in provisioner and watchers listen here. */
-export class LifecycleEvents extends EventEmitter<{ build: [BuildEvent] }> {}
+/** A pause attempt ended; for metrics. */
+export type PauseEvent = {
+  reason: PauseReason;
+  outcome: 'succeeded' | 'failed';
+  cause?: string | null;
+  durationMs: number;
+  /** Time spent asking the agent for its history. */
+  fetchMs: number;
+  snapshotBytes: number | null;
+};
+
+/** A resume attempt ended; for metrics. */
+export type ResumeEvent = { outcome: 'succeeded' | 'failed'; durationMs: number };
+
+/**
+ * In-process notifications: the built-in provisioner and watchers follow builds, metrics follow
+ * everything. The lifecycle never waits for a listener.
+ */
+export class LifecycleEvents extends EventEmitter<{
+  build: [BuildEvent];
+  pause: [PauseEvent];
+  resume: [ResumeEvent];
+}> {}
 
 /** What the lifecycle functions work with: no HTTP, only the database, agents and settings. */
 export type Lifecycle = {

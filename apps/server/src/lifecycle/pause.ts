@@ -1,10 +1,13 @@
+import { sql } from 'kysely';
 import { AgentError, type AgentHistory } from '../agentapi/client.ts';
 import { type Build, insertNextBuild, lockWorkspace } from '../db/builds.ts';
+import type { PauseFailureCause } from '../db/schema.ts';
 import { type StoredSnapshot, upsertSnapshot } from '../db/snapshots.ts';
 import { findTask, type Task } from '../db/tasks.ts';
 import { type Actor, initiatorId } from './actor.ts';
+import { audit, changed } from './audit.ts';
 import type { Lifecycle } from './context.ts';
-import { LifecycleError } from './errors.ts';
+import { LifecycleError, taskNotFound } from './errors.ts';
 import { assertAllowed, type PauseReason } from './status.ts';
 import { getTask } from './tasks.ts';
 
@@ -36,37 +39,117 @@ export async function pauseTask(
   taskId: string,
   options: PauseOptions,
 ): Promise<PauseResult> {
-  const before = await getTask(lc, actor, taskId);
-  assertAllowed('pause', before);
-
-  let history: AgentHistory | undefined;
-  let skipped = 'the caller asked to pause without a fresh snapshot';
+  const started = performance.now();
+  let fetchMs = 0;
   try {
-    history = await lc.agent(before.agentUrl).messages();
-  } catch (error) {
-    if (!(error instanceof AgentError)) throw error;
-    const mayGoOn = options.reason === 'task_auto_pause' || options.withoutSnapshot === true;
-    if (!mayGoOn) throw agentFailure(error);
-    skipped = `no fresh snapshot: ${error.message}`;
-  }
+    const before = await getTask(lc, actor, taskId);
+    assertAllowed('pause', before);
 
-  const { build, snapshot } = await lc.db.transaction().execute(async (trx) => {
-    await lockWorkspace(trx, before.workspaceId);
-    const task = await findTask(trx, taskId);
-    if (!task) throw new LifecycleError('not_found', `task ${taskId} not found`);
-    assertAllowed('pause', task);
-    const stored = history && (await upsertSnapshot(trx, { taskId, messages: history.messages, source: 'pause' }));
-    const build = await insertNextBuild(trx, {
-      workspaceId: task.workspaceId,
-      transition: 'stop',
-      reason: options.reason,
-      initiatorId: initiatorId(actor),
+    let history: AgentHistory | undefined;
+    let skipped = 'the caller asked to pause without a fresh snapshot';
+    try {
+      history = await lc.agent(before.agentUrl).messages();
+    } catch (error) {
+      if (!(error instanceof AgentError)) throw error;
+      const mayGoOn = options.reason === 'task_auto_pause' || options.withoutSnapshot === true;
+      if (!mayGoOn) throw agentFailure(error);
+      skipped = `no fresh snapshot: ${error.message}`;
+    } finally {
+      fetchMs = performance.now() - started;
+    }
+
+    const { build, snapshot } = await lc.db.transaction().execute(async (trx) => {
+      await lockWorkspace(trx, before.workspaceId);
+      const task = await findTask(trx, taskId);
+      if (!task) throw taskNotFound(taskId);
+      assertAllowed('pause', task);
+      const stored = history && (await upsertSnapshot(trx, { taskId, messages: history.messages, source: 'pause' }));
+      const build = await insertNextBuild(trx, {
+        workspaceId: task.workspaceId,
+        transition: 'stop',
+        reason: options.reason,
+        initiatorId: initiatorId(actor),
+      });
+      const snapshot: SnapshotOutcome = stored ? { taken: true, ...stored } : { taken: false, reason: skipped };
+      const activity = await trx
+        .selectFrom('tasks')
+        .where('id', '=', taskId)
+        .select(['agent_last_running_at', sql<Date>`NOW()`.as('now')])
+        .executeTakeFirstOrThrow();
+      await audit(trx, actor, {
+        action: 'task.pause',
+        resourceType: 'task',
+        resourceId: taskId,
+        buildReason: options.reason,
+        diff: {
+          status: changed(task.status, 'pausing'),
+          build: { id: build.id, number: build.buildNumber, transition: 'stop' },
+          snapshot: stored
+            ? { taken: true, messageCount: stored.messageCount, bytes: stored.bytes }
+            : { taken: false, reason: skipped },
+          agentLastRunningAt: activity.agent_last_running_at,
+          idleSeconds: activity.agent_last_running_at
+            ? (activity.now.getTime() - activity.agent_last_running_at.getTime()) / 1000
+            : null,
+        },
+      });
+      return { build, snapshot };
     });
-    const snapshot: SnapshotOutcome = stored ? { taken: true, ...stored } : { taken: false, reason: skipped };
-    return { build, snapshot };
-  });
-  lc.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
-  return { task: await getTask(lc, actor, taskId), build, snapshot };
+    lc.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
+    const durationMs = performance.now() - started;
+    lc.events.emit('pause', {
+      reason: options.reason,
+      outcome: 'succeeded',
+      durationMs,
+      fetchMs,
+      snapshotBytes: snapshot.taken ? snapshot.bytes : null,
+    });
+    return { task: await getTask(lc, actor, taskId), build, snapshot };
+  } catch (error) {
+    const cause = failureCause(error);
+    lc.events.emit('pause', {
+      reason: options.reason,
+      outcome: 'failed',
+      cause,
+      durationMs: performance.now() - started,
+      fetchMs,
+      snapshotBytes: null,
+    });
+    if (cause) await recordPauseFailure(lc, taskId, options.reason, cause, (error as Error).message);
+    throw error;
+  }
+}
+
+/** Why a pause failed, in telemetry's words; null for failures it does not count (no such task). */
+function failureCause(error: unknown): PauseFailureCause | null {
+  if (!(error instanceof LifecycleError)) return null;
+  switch (error.code) {
+    case 'agent_unreachable':
+      return 'agent_down';
+    case 'agent_bad_response':
+      return 'garbage';
+    case 'too_large':
+      return 'too_large';
+    case 'conflict':
+      return 'conflict';
+    default:
+      return null;
+  }
+}
+
+/** Counts a failed pause for telemetry. The pause changed nothing, so this is no audit record. */
+async function recordPauseFailure(
+  lc: Lifecycle,
+  taskId: string,
+  reason: PauseReason,
+  cause: PauseFailureCause,
+  detail: string,
+): Promise<void> {
+  await lc.db
+    .insertInto('task_pause_failures')
+    .values({ task_id: taskId, reason, cause, detail: detail.slice(0, 2000) })
+    .execute()
+    .catch(() => undefined); // telemetry must never turn a clear error into another one
 }
 
 /** The domain error for an agent that could not give its history. */

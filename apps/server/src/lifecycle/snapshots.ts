@@ -7,7 +7,8 @@ import {
   upsertSnapshot,
 } from '../db/snapshots.ts';
 import { findTask } from '../db/tasks.ts';
-import type { Actor } from './actor.ts';
+import { type Actor, systemActor } from './actor.ts';
+import { audit } from './audit.ts';
 import type { Lifecycle } from './context.ts';
 import { LifecycleError, taskNotFound } from './errors.ts';
 import { getTask } from './tasks.ts';
@@ -75,7 +76,7 @@ export type PushResult = { stored: true; snapshot: StoredSnapshot } | { stored: 
 export async function pushSnapshot(
   lc: Lifecycle,
   taskId: string,
-  input: { messages: AgentMessage[]; takenAt?: Date },
+  input: { messages: AgentMessage[]; takenAt?: Date; actor?: Actor },
 ): Promise<PushResult> {
   const messages = conversationSchema.safeParse(input.messages);
   if (!messages.success) throw new LifecycleError('bad_input', messages.error.issues[0]?.message ?? 'bad messages');
@@ -85,13 +86,22 @@ export async function pushSnapshot(
   const stored = await lc.db.transaction().execute(async (trx) => {
     const task = await findTask(trx, taskId);
     if (!task || task.status === 'deleted') throw taskNotFound(taskId);
-    return upsertSnapshot(trx, {
+    const stored = await upsertSnapshot(trx, {
       taskId,
       messages: messages.data,
       source: 'push',
       takenAt,
       onlyIfNotOlderThanStored: true,
     });
+    if (stored) {
+      await audit(trx, input.actor ?? systemActor, {
+        action: 'snapshot.push',
+        resourceType: 'task',
+        resourceId: taskId,
+        diff: { snapshot: { messageCount: stored.messageCount, bytes: stored.bytes, takenAt: stored.createdAt } },
+      });
+    }
+    return stored;
   });
   return stored
     ? { stored: true, snapshot: stored }

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { type Build, insertNextBuild, lockWorkspace } from '../db/builds.ts';
 import { findTask, listTasks, type Task } from '../db/tasks.ts';
 import { type Actor, initiatorId, seesAllTasks } from './actor.ts';
+import { audit, changed } from './audit.ts';
 import type { Lifecycle } from './context.ts';
 import { LifecycleError, taskNotFound } from './errors.ts';
 import { assertAllowed, type TaskStatus } from './status.ts';
@@ -40,6 +41,19 @@ export async function createTask(lc: Lifecycle, actor: Actor, input: NewTask): P
         reason: 'initiator',
         initiatorId: actor.userId,
       });
+      await audit(trx, actor, {
+        action: 'task.create',
+        resourceType: 'task',
+        resourceId: task.id,
+        buildReason: 'initiator',
+        diff: {
+          name: input.name,
+          agentUrl: input.agentUrl,
+          idleTimeoutSeconds: input.idleTimeoutSeconds ?? null,
+          status: changed(null, 'pending'),
+          build: { id: build.id, number: build.buildNumber, transition: 'start' },
+        },
+      });
       return { taskId: task.id, build };
     })
     .catch((error: unknown) => {
@@ -52,15 +66,18 @@ export async function createTask(lc: Lifecycle, actor: Actor, input: NewTask): P
   return { task: await getTask(lc, actor, taskId), build };
 }
 
-/** A task the actor may see, or not_found: another member's task does not exist for them. */
+/**
+ * A task the actor may see, or not_found: another member's task does not exist for them. Such a
+ * refused attempt is audited (it changes nothing, so it is the one record without a change).
+ */
 export async function getTask(lc: Lifecycle, actor: Actor, taskId: string): Promise<Task> {
-  const task = await findTask(
-    lc.db,
-    taskId,
-    seesAllTasks(actor) ? {} : { ownerId: (actor as { userId: string }).userId },
-  );
-  if (!task) throw taskNotFound(taskId);
-  return task;
+  const ownerOnly = !seesAllTasks(actor) && actor.kind === 'user' ? { ownerId: actor.userId } : {};
+  const task = await findTask(lc.db, taskId, ownerOnly);
+  if (task) return task;
+  if (ownerOnly.ownerId && (await findTask(lc.db, taskId))) {
+    await audit(lc.db, actor, { action: 'task.access_denied', resourceType: 'task', resourceId: taskId });
+  }
+  throw taskNotFound(taskId);
 }
 
 export type TaskPage = { items: Task[]; nextCursor: string | null };
@@ -115,7 +132,18 @@ export async function deleteTask(lc: Lifecycle, actor: Actor, taskId: string): P
       initiatorId: initiatorId(actor),
     });
     await trx.updateTable('tasks').set({ deleted_at: sql`NOW()` }).where('id', '=', taskId).execute();
-    await trx.deleteFrom('task_snapshots').where('task_id', '=', taskId).execute();
+    const snapshots = await trx.deleteFrom('task_snapshots').where('task_id', '=', taskId).executeTakeFirst();
+    await audit(trx, actor, {
+      action: 'task.delete',
+      resourceType: 'task',
+      resourceId: taskId,
+      buildReason: build.reason,
+      diff: {
+        status: changed(task.status, 'deleted'),
+        build: { id: build.id, number: build.buildNumber, transition: 'delete' },
+        snapshotDeleted: snapshots.numDeletedRows > 0n,
+      },
+    });
     return build;
   });
   lc.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
