@@ -36,6 +36,7 @@ const envSchema = z.object({
   HIATUS_BUILTIN_PROVISIONER: flag.default(true),
   HIATUS_PROVISIONER_POLL_MS: positiveInt.default(1_000),
   HIATUS_PROVISIONER_STALE_MS: positiveInt.default(60_000),
+  HIATUS_AUDIT_RETENTION_DAYS: z.coerce.number().int().nonnegative().default(365),
 });
 
 export type Config = {
@@ -50,6 +51,8 @@ export type Config = {
   /** 0 turns the auto-pause loop off. */
   autoPauseIntervalMs: number;
   provisioner: { builtin: boolean; pollIntervalMs: number; staleAfterMs: number };
+  /** Audit records older than this are removed; 0 keeps them forever. */
+  auditRetentionDays: number;
 };
 
 export type DatabaseConfig = { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
@@ -91,6 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       pollIntervalMs: e.HIATUS_PROVISIONER_POLL_MS,
       staleAfterMs: e.HIATUS_PROVISIONER_STALE_MS,
     },
+    auditRetentionDays: e.HIATUS_AUDIT_RETENTION_DAYS,
   };
 }
 

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { sql } from 'kysely';
+import type { Registry } from 'prom-client';
 import type { Db } from './db/connection.ts';
 import { pendingMigrations } from './db/migrate.ts';
 import type { Lifecycle } from './lifecycle/context.ts';
@@ -12,6 +13,7 @@ export type HttpDeps = {
   lifecycle: Lifecycle;
   log: Logger;
   maxBodyBytes: number;
+  metrics: Registry;
 };
 
 /** The HTTP front: health probes and the tRPC API under /trpc. */
@@ -31,6 +33,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (url.pathname === '/readyz')
       return void readiness(deps.db).then(({ status, body }) => sendJson(res, status, body));
+    if (url.pathname === '/metrics') return void sendMetrics(deps.metrics, res);
     if (url.pathname.startsWith('/trpc/')) return void trpc(req, res);
     sendJson(res, 404, { error: 'not found', path: url.pathname });
   });
@@ -49,6 +52,16 @@ export async function readiness(db: Db): Promise<Readiness> {
     return { status: 200, body: { status: 'ready' } };
   } catch (error) {
     return { status: 503, body: { status: 'not ready', reason: `database unreachable: ${(error as Error).message}` } };
+  }
+}
+
+async function sendMetrics(registry: Registry, res: http.ServerResponse): Promise<void> {
+  try {
+    const body = await registry.metrics();
+    res.writeHead(200, { 'content-type': registry.contentType });
+    res.end(body);
+  } catch (error) {
+    sendJson(res, 503, { error: `metrics unavailable: ${(error as Error).message}` });
   }
 }
 

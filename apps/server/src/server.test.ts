@@ -30,6 +30,16 @@ describe.each(testBackends())('server on %s', (backend) => {
     expect(await info.json()).toEqual({ result: { data: { service: 'hiatus', apiVersion: 1 } } });
   });
 
+  it('serves Prometheus metrics on /metrics', async () => {
+    const metrics = await fetch(`${server.url}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.headers.get('content-type')).toMatch(/^text\/plain/);
+    const text = await metrics.text();
+    expect(text).toMatch(/^hiatus_tasks\{status="active"\} 0$/m);
+    expect(text).toMatch(/^# TYPE hiatus_builds_total counter$/m);
+    expect(text).toMatch(/^hiatus_process_resident_memory_bytes \d+/m);
+  });
+
   it('answers an unknown path with a JSON 404', async () => {
     const missing = await fetch(`${server.url}/nope`);
     expect(missing.status).toBe(404);

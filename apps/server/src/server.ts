@@ -8,6 +8,8 @@ import { startAutoPause } from './lifecycle/auto-pause.ts';
 import { createLifecycle, type Lifecycle } from './lifecycle/context.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import type { Logger } from './logger.ts';
+import { startAuditRetention } from './telemetry/audit-retention.ts';
+import { createMetrics } from './telemetry/metrics.ts';
 
 export type RunningServer = {
   url: string;
@@ -39,12 +41,28 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     config.autoPauseIntervalMs > 0
       ? startAutoPause(lifecycle, { intervalMs: config.autoPauseIntervalMs, log })
       : async () => undefined;
+  const stopAuditRetention =
+    config.auditRetentionDays > 0
+      ? startAuditRetention(database.db, {
+          maxAgeDays: config.auditRetentionDays,
+          intervalMs: 3_600_000,
+          batchSize: 5_000,
+          log,
+        })
+      : async () => undefined;
+  const metrics = createMetrics(lifecycle);
   log.info(
     { builtinProvisioner: config.provisioner.builtin, autoPauseIntervalMs: config.autoPauseIntervalMs },
     'lifecycle',
   );
 
-  const server = createHttpServer({ db: database.db, lifecycle, log, maxBodyBytes: config.maxBodyBytes });
+  const server = createHttpServer({
+    db: database.db,
+    lifecycle,
+    log,
+    maxBodyBytes: config.maxBodyBytes,
+    metrics: metrics.registry,
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -57,7 +75,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const stop = () => {
     stopping ??= (async () => {
       await closeGracefully(server, config.shutdownTimeoutMs, log);
-      await Promise.all([stopAutoPause(), stopProvisioner()]);
+      await Promise.all([stopAutoPause(), stopProvisioner(), stopAuditRetention()]);
+      metrics.stop();
       await database.close();
       log.info('stopped');
     })();
