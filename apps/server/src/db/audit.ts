@@ -63,18 +63,7 @@ export type AuditFilter = {
 
 /** Audit records newest first; each filter has an index that leads with it and then the id. */
 export async function listAuditLogs(db: Db, filter: AuditFilter): Promise<{ items: AuditRecord[]; more: boolean }> {
-  let query = db.selectFrom('audit_logs').selectAll();
-  if (filter.actorId) query = query.where('actor_id', '=', filter.actorId);
-  if (filter.action) query = query.where('action', '=', filter.action);
-  if (filter.resourceId) query = query.where('resource_id', '=', filter.resourceId);
-  if (filter.buildReason) query = query.where('build_reason', '=', filter.buildReason);
-  if (filter.since) query = query.where('occurred_at', '>=', filter.since);
-  if (filter.until) query = query.where('occurred_at', '<', filter.until);
-  if (filter.beforeId) query = query.where('id', '<', filter.beforeId);
-  const rows = await query
-    .orderBy('id', 'desc')
-    .limit(filter.limit + 1)
-    .execute();
+  const rows = await auditLogQuery(db, filter).execute();
   const items = rows.slice(0, filter.limit).map((row) => ({
     id: String(row.id),
     occurredAt: row.occurred_at,
@@ -90,6 +79,19 @@ export async function listAuditLogs(db: Db, filter: AuditFilter): Promise<{ item
     diff: row.diff,
   }));
   return { items, more: rows.length > filter.limit };
+}
+
+/** The query behind listAuditLogs (one row more than the limit, to know if there is more), for EXPLAIN too. */
+export function auditLogQuery(db: Db, filter: AuditFilter) {
+  let query = db.selectFrom('audit_logs').selectAll();
+  if (filter.actorId) query = query.where('actor_id', '=', filter.actorId);
+  if (filter.action) query = query.where('action', '=', filter.action);
+  if (filter.resourceId) query = query.where('resource_id', '=', filter.resourceId);
+  if (filter.buildReason) query = query.where('build_reason', '=', filter.buildReason);
+  if (filter.since) query = query.where('occurred_at', '>=', filter.since);
+  if (filter.until) query = query.where('occurred_at', '<', filter.until);
+  if (filter.beforeId) query = query.where('id', '<', filter.beforeId);
+  return query.orderBy('id', 'desc').limit(filter.limit + 1);
 }
 
 /**
