@@ -29,10 +29,11 @@ export function openDatabase(config: DatabaseConfig): DatabaseHandle {
 /** The Kysely dialect for a configuration; kysely-ctl uses it too, so both run on the same connection rules. */
 export function createDialect(config: DatabaseConfig): Dialect {
   if (config.kind === 'postgres') {
-    const pool = new pg.Pool({ connectionString: config.url, max: config.poolSize });
-    // An idle client's error (the server restarting, say) must not crash the process; the pool
-    // drops that client and the next query gets a fresh one.
+    const pool = new pg.Pool({ connectionString: config.url, max: config.poolSize, connectionTimeoutMillis: 10_000 });
+    // A connection's error (the server restarting, say) must not crash the process: the query in
+    // flight fails with it, the pool drops the broken client, and the next query gets a fresh one.
     pool.on('error', () => undefined);
+    pool.on('connect', (client) => client.on('error', () => undefined));
     return new PostgresDialect({ pool });
   }
   if (!config.dataDir.startsWith('memory://')) mkdirSync(config.dataDir, { recursive: true });
