@@ -22,7 +22,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       diff JSONB NOT NULL DEFAULT '{}'::jsonb,
       CHECK (actor_kind = 'user' OR actor_id IS NULL)
     )`.execute(db);
-  await sql`COMMENT ON TABLE audit_logs IS 'One record per change, written in the same transaction as the change'`.execute(db);
+  await sql`COMMENT ON TABLE audit_logs IS 'One record per change, written in the same transaction as the change'`.execute(
+    db,
+  );
   await sql`COMMENT ON COLUMN audit_logs.diff IS 'What changed: {"field": {"from": ..., "to": ...}} and facts of the change'`.execute(
     db,
   );
