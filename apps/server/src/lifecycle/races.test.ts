@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createMigratedDatabase, type TestDatabase, testBackends } from '../../test/databases.ts';
 import { FakeAgent } from '../../test/fake-agent.ts';
+import { invariantViolations } from '../../test/invariants.ts';
 import { activeTask, newMember, settle, testLifecycle } from '../../test/lifecycle-harness.ts';
 import type { Db } from '../db/connection.ts';
 import type { Actor } from './actor.ts';
@@ -85,14 +86,12 @@ describe.each(testBackends())('races on %s', (backend) => {
       ]);
       await settle(two);
     }
+    expect(await invariantViolations(database.db)).toEqual([]);
     const builds = await database.db
       .selectFrom('workspace_builds')
       .where('workspace_id', '=', task.workspaceId)
-      .select(['build_number', 'transition'])
-      .orderBy('build_number')
+      .selectAll()
       .execute();
-    expect(builds.map((b) => b.build_number)).toEqual(builds.map((_, i) => i + 1));
-    for (let i = 1; i < builds.length; i++) expect(builds[i]!.transition).not.toBe(builds[i - 1]!.transition);
     expect(builds).toHaveLength(14); // the first start and pause, then one resume and one pause in each round
   });
 
