@@ -36,6 +36,7 @@ const envSchema = z.object({
   HIATUS_BUILTIN_PROVISIONER: flag.default(true),
   HIATUS_PROVISIONER_POLL_MS: positiveInt.default(1_000),
   HIATUS_PROVISIONER_STALE_MS: positiveInt.default(60_000),
+  HIATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
   HIATUS_AUDIT_RETENTION_DAYS: z.coerce.number().int().nonnegative().default(365),
 });
 
@@ -53,6 +54,8 @@ export type Config = {
   provisioner: { builtin: boolean; pollIntervalMs: number; staleAfterMs: number };
   /** Audit records older than this are removed; 0 keeps them forever. */
   auditRetentionDays: number;
+  /** An admin holding this key exists after start. */
+  adminToken: string | undefined;
 };
 
 export type DatabaseConfig = { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
@@ -95,6 +98,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       staleAfterMs: e.HIATUS_PROVISIONER_STALE_MS,
     },
     auditRetentionDays: e.HIATUS_AUDIT_RETENTION_DAYS,
+    adminToken: e.HIATUS_ADMIN_TOKEN,
   };
 }
 

@@ -1,12 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { sql } from 'kysely';
 import type { Registry } from 'prom-client';
+import { bearerToken } from './auth/keys.ts';
+import { authenticate } from './auth/principals.ts';
 import type { Db } from './db/connection.ts';
 import { pendingMigrations } from './db/migrate.ts';
+import type { RequestOrigin } from './lifecycle/actor.ts';
 import type { Lifecycle } from './lifecycle/context.ts';
 import type { Logger } from './logger.ts';
 import { appRouter } from './trpc/router.ts';
+import type { Context } from './trpc/trpc.ts';
 
 export type HttpDeps = {
   db: Db;
@@ -22,7 +27,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     router: appRouter,
     basePath: '/trpc/',
     maxBodySize: deps.maxBodyBytes,
-    createContext: () => ({ db: deps.db, lifecycle: deps.lifecycle, log: deps.log }),
+    createContext: ({ req, res }) => requestContext(deps, req, res),
     onError: ({ error, path }) => {
       if (error.code === 'INTERNAL_SERVER_ERROR') deps.log.error({ err: error, path }, 'procedure failed');
     },
@@ -37,6 +42,35 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     if (url.pathname.startsWith('/trpc/')) return void trpc(req, res);
     sendJson(res, 404, { error: 'not found', path: url.pathname });
   });
+}
+
+const requestIdPattern = /^[\w.:-]{1,128}$/;
+
+/**
+ * Who is asking, once per request: the request id (the caller's `x-request-id` if it is sane,
+ * else a new one, echoed back in the response) and the API key, checked before any body is read.
+ */
+async function requestContext(deps: HttpDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<Context> {
+  const given = req.headers['x-request-id'];
+  const requestId = typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
+  res.setHeader('x-request-id', requestId);
+  const origin: RequestOrigin = {
+    requestId,
+    ipAddress: req.socket.remoteAddress?.replace(/^::ffff:/, ''),
+    userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'] : undefined,
+  };
+  const context: Context = { lifecycle: deps.lifecycle, log: deps.log, requestId, principal: null, authError: null };
+  const token = bearerToken(req.headers.authorization);
+  if (req.headers.authorization !== undefined && token === null) {
+    return { ...context, authError: 'the Authorization header must be "Bearer <key>"' };
+  }
+  if (token === null) return context;
+  const checked = await authenticate(deps.db, token, origin);
+  if (!checked.ok) {
+    deps.log.info({ requestId, reason: checked.reason }, 'refused an API key');
+    return { ...context, authError: 'the API key is not valid: unknown, expired or revoked' };
+  }
+  return { ...context, principal: checked.principal };
 }
 
 type Readiness = { status: number; body: { status: 'ready' | 'not ready'; reason?: string } };

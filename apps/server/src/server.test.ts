@@ -27,7 +27,7 @@ describe.each(testBackends())('server on %s', (backend) => {
 
   it('mounts tRPC under /trpc', async () => {
     const info = await fetch(`${server.url}/trpc/info`);
-    expect(await info.json()).toEqual({ result: { data: { service: 'hiatus', apiVersion: 1 } } });
+    expect(await info.json()).toEqual({ result: { data: { json: { service: 'hiatus', apiVersion: 1 } } } });
   });
 
   it('serves Prometheus metrics on /metrics', async () => {

@@ -1,8 +1,9 @@
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type BootstrapResult, bootstrapAdmin } from './auth/bootstrap.ts';
 import type { Config } from './config.ts';
 import { type DatabaseHandle, openDatabase } from './db/connection.ts';
-import { migrateToLatest } from './db/migrate.ts';
+import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
 import { createHttpServer } from './http.ts';
 import { startAutoPause } from './lifecycle/auto-pause.ts';
 import { createLifecycle, type Lifecycle } from './lifecycle/context.ts';
@@ -28,6 +29,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const applied = (await migrateToLatest(database.db)).map((r) => r.migrationName);
       log.info({ applied }, applied.length ? 'migrations applied' : 'schema is current');
     }
+    const pending = await pendingMigrations(database.db);
+    if (pending.length === 0) await announceAdmin(await bootstrapAdmin(database.db, config.adminToken), log);
+    else log.warn({ pending }, 'migrations are pending: not ready, and no admin bootstrap until they are applied');
   } catch (error) {
     await database.close();
     throw error;
@@ -83,6 +87,20 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     return stopping;
   };
   return { url, database, lifecycle, stop };
+}
+
+async function announceAdmin(result: BootstrapResult, log: Logger): Promise<void> {
+  if (result.kind === 'token' && result.created)
+    log.info({ userId: result.userId }, 'admin key from HIATUS_ADMIN_TOKEN registered');
+  if (result.kind === 'generated') {
+    log.warn(
+      { userId: result.userId },
+      'no user existed: created the admin "admin"; its API key is printed once on stderr',
+    );
+    process.stderr.write(
+      `\nHiatus created the first admin. Its API key, shown this once:\n\n  ${result.key}\n\nUse it as "Authorization: Bearer <key>". Set HIATUS_ADMIN_TOKEN to choose the key yourself.\n\n`,
+    );
+  }
 }
 
 async function closeGracefully(server: http.Server, timeoutMs: number, log: Logger): Promise<void> {

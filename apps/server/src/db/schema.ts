@@ -5,6 +5,8 @@
 
 import type { ColumnType } from "kysely";
 
+export type ApiKeyScope = "full" | "provisioner" | "read" | "workspace";
+
 export type AuditActorKind = "system" | "user";
 
 export type BuildReason = "autodelete" | "autostart" | "autostop" | "dormancy" | "failedstop" | "initiator" | "task_auto_pause" | "task_manual_pause" | "task_resume";
@@ -42,14 +44,22 @@ export type WorkspaceTransition = "delete" | "start" | "stop";
 export interface ApiKeys {
   created_at: Generated<Timestamp>;
   expires_at: Timestamp | null;
+  /**
+   * Derived from the key's hash (its first 16 bytes), so a key is found without storing it
+   */
   id: Generated<string>;
   last_used_at: Timestamp | null;
   name: Generated<string>;
   revoked_at: Timestamp | null;
+  scope: Generated<ApiKeyScope>;
   /**
    * SHA-256 of the key's secret part; the secret itself is never stored
    */
   secret_hash: Buffer;
+  /**
+   * For a workspace key: the task whose workspace holds it
+   */
+  task_id: string | null;
   user_id: string;
 }
 

@@ -45,6 +45,18 @@ export const transitions = {
 } as const satisfies Record<string, { from: readonly TaskStatus[]; transition: WorkspaceTransition }>;
 export type Operation = keyof typeof transitions;
 
+export const buildReasons = [
+  'initiator',
+  'autostart',
+  'autostop',
+  'dormancy',
+  'failedstop',
+  'autodelete',
+  'task_auto_pause',
+  'task_manual_pause',
+  'task_resume',
+] as const satisfies readonly BuildReason[];
+
 export const pauseReasons = ['task_manual_pause', 'task_auto_pause'] as const satisfies readonly BuildReason[];
 export type PauseReason = (typeof pauseReasons)[number];
 

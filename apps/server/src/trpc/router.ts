@@ -1,9 +1,22 @@
+import { apiKeysRouter, usersRouter } from './routers/accounts.ts';
+import { buildsRouter, provisionerRouter } from './routers/builds.ts';
+import { auditRouter, telemetryRouter } from './routers/observability.ts';
+import { snapshotsRouter } from './routers/snapshots.ts';
+import { tasksRouter } from './routers/tasks.ts';
 import { publicProcedure, router } from './trpc.ts';
 
 /** The whole API; its type is the contract the client SDK is built from. */
 export const appRouter = router({
-  /** The service's name and version, for a client to check what it talks to. */
+  /** The service's name and API version, for a client to check what it talks to; no key needed. */
   info: publicProcedure.query(() => ({ service: 'hiatus' as const, apiVersion: 1 })),
+  tasks: tasksRouter,
+  snapshots: snapshotsRouter,
+  builds: buildsRouter,
+  provisioner: provisionerRouter,
+  users: usersRouter,
+  apiKeys: apiKeysRouter,
+  audit: auditRouter,
+  telemetry: telemetryRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -1,0 +1,47 @@
+import { TRPCError } from '@trpc/server';
+import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
+import { LifecycleError, type LifecycleErrorCode } from '../lifecycle/errors.ts';
+
+/** The one mapping from the domain's error codes to the API's. */
+const codeFor: Record<LifecycleErrorCode, TRPC_ERROR_CODE_KEY> = {
+  not_found: 'NOT_FOUND',
+  conflict: 'CONFLICT',
+  // The agent is a precondition of the operation: it must be up and speak AgentAPI.
+  agent_unreachable: 'PRECONDITION_FAILED',
+  agent_bad_response: 'PRECONDITION_FAILED',
+  too_large: 'PAYLOAD_TOO_LARGE',
+  // A stored snapshot this version cannot read: the request is fine, the data is not servable.
+  unknown_snapshot_format: 'UNPROCESSABLE_CONTENT',
+  forbidden: 'FORBIDDEN',
+  timeout: 'TIMEOUT',
+  bad_input: 'BAD_REQUEST',
+};
+
+/** Turns what the domain or the database threw into an API error; anything unknown stays a 500. */
+export function toTRPCError(error: unknown): TRPCError {
+  if (error instanceof TRPCError) return error;
+  if (error instanceof LifecycleError) {
+    return new TRPCError({ code: codeFor[error.code], message: error.message, cause: error });
+  }
+  if (isDatabaseUnavailable(error)) {
+    return new TRPCError({
+      code: 'SERVICE_UNAVAILABLE',
+      message: 'the database is unavailable; try again shortly',
+      cause: error as Error,
+    });
+  }
+  return new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: 'internal error', cause: error as Error });
+}
+
+/** A connection problem (refused, dropped, server shutting down), not a fault of the request. */
+function isDatabaseUnavailable(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  if (typeof e?.code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(e.code)) return true;
+  // PostgreSQL's classes 08 (connection exception) and 57P (operator intervention: shutdown).
+  if (typeof e?.code === 'string' && /^(08|57P)/.test(e.code)) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+    e?.message ?? '',
+  );
+}
+
+export type { LifecycleErrorCode };

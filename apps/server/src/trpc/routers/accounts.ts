@@ -1,0 +1,41 @@
+import { z } from 'zod';
+import { createApiKey, createUser, revokeApiKey } from '../../auth/accounts.ts';
+import { id } from '../inputs.ts';
+import { adminProcedure, router, writeProcedure } from '../trpc.ts';
+
+export const usersRouter = router({
+  create: adminProcedure
+    .input(
+      z.object({
+        username: z
+          .string()
+          .regex(
+            /^[a-z0-9][a-z0-9_.-]{0,63}$/,
+            'lowercase letters, digits, ".", "_" and "-", up to 64, starting with a letter or digit',
+          ),
+        role: z.enum(['member', 'admin']).default('member'),
+      }),
+    )
+    .mutation(({ ctx, input }) => createUser(ctx.lifecycle, ctx.actor, input)),
+});
+
+export const apiKeysRouter = router({
+  /** Creates a key; the plain key is in the answer this once and never again. */
+  create: writeProcedure
+    .input(
+      z
+        .object({
+          userId: id.optional(),
+          name: z.string().max(128).optional(),
+          scope: z.enum(['full', 'read', 'workspace', 'provisioner']).optional(),
+          taskId: id.optional(),
+          expiresAt: z.date().optional(),
+        })
+        .default({}),
+    )
+    .mutation(({ ctx, input }) => createApiKey(ctx.lifecycle, ctx.actor, input)),
+
+  revoke: writeProcedure
+    .input(z.object({ id }))
+    .mutation(({ ctx, input }) => revokeApiKey(ctx.lifecycle, ctx.actor, input.id)),
+});

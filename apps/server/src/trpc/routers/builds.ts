@@ -1,0 +1,50 @@
+import { z } from 'zod';
+import { listTaskBuilds } from '../../lifecycle/builds.ts';
+import { acquireBuildJob, completeBuildJob, heartbeatBuildJob } from '../../lifecycle/jobs.ts';
+import { buildReasons } from '../../lifecycle/status.ts';
+import { id, pageLimit } from '../inputs.ts';
+import { provisionerProcedure, readProcedure, router } from '../trpc.ts';
+
+export const buildsRouter = router({
+  /** A task's lifecycle history, newest first; `cursor` is the last build number seen. */
+  list: readProcedure
+    .input(
+      z.object({
+        taskId: id,
+        reason: z.enum(buildReasons).optional(),
+        limit: pageLimit(200, 50),
+        cursor: z.number().int().positive().optional(),
+      }),
+    )
+    .query(({ ctx, input }) => listTaskBuilds(ctx.lifecycle, ctx.actor, input.taskId, input)),
+});
+
+/** For external provisioners: take a pending job, keep it alive, report how it ended. */
+export const provisionerRouter = router({
+  acquire: provisionerProcedure
+    .input(z.object({ provisionerId: z.string().min(1).max(128).optional() }).default({}))
+    .mutation(({ ctx, input }) => acquireBuildJob(ctx.lifecycle, input.provisionerId ?? ctx.principal.keyId)),
+
+  heartbeat: provisionerProcedure
+    .input(z.object({ buildId: id, provisionerId: z.string().min(1).max(128).optional() }))
+    .mutation(async ({ ctx, input }) => {
+      await heartbeatBuildJob(ctx.lifecycle, input.buildId, input.provisionerId ?? ctx.principal.keyId);
+      return { ok: true as const };
+    }),
+
+  complete: provisionerProcedure
+    .input(
+      z.object({
+        buildId: id,
+        error: z.string().min(1).max(10_000).optional(),
+        provisionerId: z.string().min(1).max(128).optional(),
+      }),
+    )
+    .mutation(({ ctx, input }) =>
+      completeBuildJob(ctx.lifecycle, input.buildId, {
+        error: input.error,
+        provisionerId: input.provisionerId ?? ctx.principal.keyId,
+        actor: ctx.actor,
+      }),
+    ),
+});

@@ -1,0 +1,53 @@
+import { TRPCError } from '@trpc/server';
+import { z } from 'zod';
+import { listAuditLogs } from '../../db/audit.ts';
+import { buildReasons } from '../../lifecycle/status.ts';
+import { lifecycleTelemetry, telemetryBuckets } from '../../telemetry/lifecycle.ts';
+import { id, pageLimit } from '../inputs.ts';
+import { adminProcedure, router } from '../trpc.ts';
+
+export const auditRouter = router({
+  /** Audit records newest first; `cursor` is the `nextCursor` of the previous page. */
+  list: adminProcedure
+    .input(
+      z
+        .object({
+          actorId: id.optional(),
+          action: z.string().max(64).optional(),
+          resourceId: id.optional(),
+          buildReason: z.enum(buildReasons).optional(),
+          since: z.date().optional(),
+          until: z.date().optional(),
+          limit: pageLimit(500, 100),
+          cursor: z
+            .string()
+            .regex(/^\d{1,19}$/, 'not a cursor this service gave out')
+            .optional(),
+        })
+        .default({ limit: 100 }),
+    )
+    .query(async ({ ctx, input }) => {
+      const { items, more } = await listAuditLogs(ctx.lifecycle.db, { ...input, beforeId: input.cursor });
+      return { items, nextCursor: more ? (items.at(-1)?.id ?? null) : null };
+    }),
+});
+
+const maxBuckets = 10_000;
+const bucketMs = { minute: 60_000, hour: 3_600_000, day: 86_400_000, week: 604_800_000 } as const;
+
+export const telemetryRouter = router({
+  /** Per time bucket: builds by transition and reason, pause-to-resume time, idle time, snapshot sizes, failures. */
+  lifecycle: adminProcedure
+    .input(z.object({ since: z.date(), until: z.date(), bucket: z.enum(telemetryBuckets).default('hour') }))
+    .query(({ ctx, input }) => {
+      const span = input.until.getTime() - input.since.getTime();
+      if (span <= 0) throw new TRPCError({ code: 'BAD_REQUEST', message: 'until must be after since' });
+      if (span / bucketMs[input.bucket] > maxBuckets) {
+        throw new TRPCError({
+          code: 'BAD_REQUEST',
+          message: `more than ${maxBuckets} buckets: choose a larger bucket`,
+        });
+      }
+      return lifecycleTelemetry(ctx.lifecycle.db, input);
+    }),
+});

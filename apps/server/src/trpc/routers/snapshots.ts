@@ -1,0 +1,41 @@
+import { TRPCError } from '@trpc/server';
+import { z } from 'zod';
+import { agentMessageSchema } from '../../agentapi/schema.ts';
+import { findTask } from '../../db/tasks.ts';
+import { getSnapshot, pushSnapshot } from '../../lifecycle/snapshots.ts';
+import { getTask } from '../../lifecycle/tasks.ts';
+import { id } from '../inputs.ts';
+import { pushProcedure, readProcedure, router } from '../trpc.ts';
+
+/**
+ * A workspace key's task is checked before the body is read: a push for a task that is gone is
+ * refused without taking in its megabytes.
+ */
+const workspacePush = pushProcedure.use(async ({ ctx, next }) => {
+  const { scope, taskId } = ctx.principal;
+  if (scope === 'workspace') {
+    const task = taskId ? await findTask(ctx.lifecycle.db, taskId) : undefined;
+    if (!task || task.status === 'deleted')
+      throw new TRPCError({ code: 'NOT_FOUND', message: `task ${taskId} not found` });
+  }
+  return next();
+});
+
+export const snapshotsRouter = router({
+  /** The stored snapshot of a task: its messages as the agent gave them. */
+  get: readProcedure
+    .input(z.object({ taskId: id }))
+    .query(({ ctx, input }) => getSnapshot(ctx.lifecycle, ctx.actor, input.taskId)),
+
+  /** A workspace pushes its own history (for agents the service cannot reach); never replaces a newer snapshot. */
+  push: workspacePush
+    .input(z.object({ taskId: id, messages: z.array(agentMessageSchema), takenAt: z.date().optional() }))
+    .mutation(async ({ ctx, input }) => {
+      const { scope, taskId } = ctx.principal;
+      if (scope === 'workspace' && taskId !== input.taskId) {
+        throw new TRPCError({ code: 'FORBIDDEN', message: 'a workspace key pushes only its own task' });
+      }
+      if (scope !== 'workspace') await getTask(ctx.lifecycle, ctx.actor, input.taskId);
+      return pushSnapshot(ctx.lifecycle, input.taskId, { ...input, actor: ctx.actor });
+    }),
+});

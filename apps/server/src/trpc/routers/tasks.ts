@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import { readLogs } from '../../lifecycle/logs.ts';
+import { pauseTask } from '../../lifecycle/pause.ts';
+import { resumeTask } from '../../lifecycle/resume.ts';
+import { sendToTask } from '../../lifecycle/send.ts';
+import { taskStatuses } from '../../lifecycle/status.ts';
+import { createTask, deleteTask, getTask, listTasksFor } from '../../lifecycle/tasks.ts';
+import { watchTask } from '../../lifecycle/watch.ts';
+import { id, pageLimit } from '../inputs.ts';
+import { readProcedure, router, writeProcedure } from '../trpc.ts';
+
+export const tasksRouter = router({
+  /** Creates a task with its workspace and first start build (reason `initiator`). */
+  create: writeProcedure
+    .input(
+      z.object({
+        name: z.string().trim().min(1).max(128),
+        prompt: z.string().max(100_000),
+        agentUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).max(2048),
+        idleTimeoutSeconds: z
+          .number()
+          .int()
+          .positive()
+          .max(30 * 86_400)
+          .optional(),
+      }),
+    )
+    .mutation(({ ctx, input }) => createTask(ctx.lifecycle, ctx.actor, input)),
+
+  get: readProcedure.input(z.object({ id })).query(({ ctx, input }) => getTask(ctx.lifecycle, ctx.actor, input.id)),
+
+  /** Tasks newest first; deleted ones only when asked for by status. */
+  list: readProcedure
+    .input(
+      z
+        .object({
+          status: z.enum(taskStatuses).optional(),
+          ownerId: id.optional(),
+          limit: pageLimit(200, 50),
+          cursor: z.string().max(512).optional(),
+        })
+        .default({ limit: 50 }),
+    )
+    .query(({ ctx, input }) => listTasksFor(ctx.lifecycle, ctx.actor, input)),
+
+  /** Pauses an active task, taking a snapshot of its agent's conversation first. */
+  pause: writeProcedure.input(z.object({ id, withoutSnapshot: z.boolean().optional() })).mutation(({ ctx, input }) =>
+    pauseTask(ctx.lifecycle, ctx.actor, input.id, {
+      reason: 'task_manual_pause',
+      withoutSnapshot: input.withoutSnapshot,
+    }),
+  ),
+
+  resume: writeProcedure
+    .input(z.object({ id }))
+    .mutation(({ ctx, input }) => resumeTask(ctx.lifecycle, ctx.actor, input.id)),
+
+  delete: writeProcedure
+    .input(z.object({ id }))
+    .mutation(({ ctx, input }) => deleteTask(ctx.lifecycle, ctx.actor, input.id)),
+
+  /** Sends a user message to the task's agent; with `resumeIfPaused`, resumes a paused task first. */
+  send: writeProcedure
+    .input(z.object({ id, input: z.string().min(1).max(1_000_000), resumeIfPaused: z.boolean().optional() }))
+    .mutation(({ ctx, input }) =>
+      sendToTask(ctx.lifecycle, ctx.actor, input.id, input.input, { resumeIfPaused: input.resumeIfPaused }),
+    ),
+
+  /** A page of the task's log, live or from its snapshot; pass `nextCursor` back for the next page. */
+  logs: readProcedure
+    .input(z.object({ id, cursor: z.number().int().min(0).optional(), limit: pageLimit(1000, 100) }))
+    .query(({ ctx, input }) => readLogs(ctx.lifecycle, ctx.actor, input.id, input)),
+
+  /** The task, then again on every status or build change (server-sent events). */
+  watch: readProcedure.input(z.object({ id })).subscription(async function* ({ ctx, input, signal }) {
+    for await (const task of watchTask(ctx.lifecycle, ctx.actor, input.id, signal ?? new AbortController().signal)) {
+      yield task;
+    }
+  }),
+});
