@@ -8,7 +8,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     ALTER TABLE api_keys
       ADD COLUMN scope api_key_scope NOT NULL DEFAULT 'full',
       ADD COLUMN task_id UUID REFERENCES tasks (id) ON DELETE CASCADE,
-      ADD CONSTRAINT api_keys_workspace_scope_has_task CHECK ((scope = 'workspace') = (task_id IS NOT NULL))`.execute(db);
+      ADD CONSTRAINT api_keys_workspace_scope_has_task CHECK ((scope = 'workspace') = (task_id IS NOT NULL))`.execute(
+    db,
+  );
   await sql`COMMENT ON COLUMN api_keys.task_id IS 'For a workspace key: the task whose workspace holds it'`.execute(db);
   await sql`COMMENT ON COLUMN api_keys.id IS 'Derived from the key''s hash (its first 16 bytes), so a key is found without storing it'`.execute(
     db,

@@ -10,8 +10,8 @@ import { pendingMigrations } from './db/migrate.ts';
 import type { RequestOrigin } from './lifecycle/actor.ts';
 import type { Lifecycle } from './lifecycle/context.ts';
 import type { Logger } from './logger.ts';
+import { createRequestContext, type RequestContext } from './trpc/context.ts';
 import { appRouter } from './trpc/router.ts';
-import type { Context } from './trpc/trpc.ts';
 
 export type HttpDeps = {
   db: Db;
@@ -50,7 +50,11 @@ const requestIdPattern = /^[\w.:-]{1,128}$/;
  * Who is asking, once per request: the request id (the caller's `x-request-id` if it is sane,
  * else a new one, echoed back in the response) and the API key, checked before any body is read.
  */
-async function requestContext(deps: HttpDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<Context> {
+async function requestContext(
+  deps: HttpDeps,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<RequestContext> {
   const given = req.headers['x-request-id'];
   const requestId = typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
   res.setHeader('x-request-id', requestId);
@@ -59,18 +63,26 @@ async function requestContext(deps: HttpDeps, req: http.IncomingMessage, res: ht
     ipAddress: req.socket.remoteAddress?.replace(/^::ffff:/, ''),
     userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'] : undefined,
   };
-  const context: Context = { lifecycle: deps.lifecycle, log: deps.log, requestId, principal: null, authError: null };
+  const services = { lifecycle: deps.lifecycle, log: deps.log };
   const token = bearerToken(req.headers.authorization);
   if (req.headers.authorization !== undefined && token === null) {
-    return { ...context, authError: 'the Authorization header must be "Bearer <key>"' };
+    return createRequestContext(services, {
+      requestId,
+      principal: null,
+      authError: 'the Authorization header must be "Bearer <key>"',
+    });
   }
-  if (token === null) return context;
+  if (token === null) return createRequestContext(services, { requestId, principal: null, authError: null });
   const checked = await authenticate(deps.db, token, origin);
   if (!checked.ok) {
     deps.log.info({ requestId, reason: checked.reason }, 'refused an API key');
-    return { ...context, authError: 'the API key is not valid: unknown, expired or revoked' };
+    return createRequestContext(services, {
+      requestId,
+      principal: null,
+      authError: 'the API key is not valid: unknown, expired or revoked',
+    });
   }
-  return { ...context, principal: checked.principal };
+  return createRequestContext(services, { requestId, principal: checked.principal, authError: null });
 }
 
 type Readiness = { status: number; body: { status: 'ready' | 'not ready'; reason?: string } };

@@ -5,6 +5,13 @@ import type { DatabaseConfig } from '../src/config.ts';
 import { type Db, openDatabase } from '../src/db/connection.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
 
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** The PostgreSQL server tests create their databases on, or null when only PGlite runs. */
+    postgresUrl: string | null;
+  }
+}
+
 export type BackendName = 'postgres' | 'pglite';
 
 /** A fresh, empty database of its own for one test file. */

@@ -1,12 +1,7 @@
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** The PostgreSQL server tests create their databases on, or null when only PGlite runs. */
-    postgresUrl: string | null;
-  }
-}
+// The declaration of what this setup provides lives beside its readers.
+import type {} from './databases.ts';
 
 export const defaultTestDatabaseUrl = 'postgres://postgres@127.0.0.1:5432/postgres';
 

@@ -1,13 +1,22 @@
 import { z } from 'zod';
 
 /** One message of an agent's conversation, as AgentAPI sends it (unknown extra fields are kept). */
-export const agentMessageSchema = z.looseObject({
+export type AgentMessage = {
+  id: number;
+  role: 'user' | 'agent';
+  content: string;
+  /** RFC 3339 date-time. */
+  time: string;
+  [field: string]: unknown;
+};
+
+// Typed by the plain type above, so the types the client SDK bundles need no zod.
+export const agentMessageSchema: z.ZodType<AgentMessage> = z.looseObject({
   id: z.number().int().nonnegative(),
   role: z.enum(['user', 'agent']),
   content: z.string(),
   time: z.iso.datetime({ offset: true }),
 });
-export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
 /**
  * A conversation, oldest first. Ids run on one by one (AgentAPI's id is the message's position;

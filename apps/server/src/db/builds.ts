@@ -1,6 +1,6 @@
 import { type Selectable, sql } from 'kysely';
 import type { Db } from './connection.ts';
-import type { BuildReason, WorkspaceBuilds, WorkspaceTransition } from './schema.ts';
+import type { BuildReason, ProvisionerJobStatus, WorkspaceBuilds, WorkspaceTransition } from './schema.ts';
 
 export type BuildRow = Selectable<WorkspaceBuilds>;
 
@@ -12,7 +12,7 @@ export type Build = {
   transition: WorkspaceTransition;
   reason: BuildReason;
   initiatorId: string | null;
-  jobStatus: BuildRow['job_status'];
+  jobStatus: ProvisionerJobStatus;
   error: string | null;
   createdAt: Date;
   startedAt: Date | null;

@@ -1,24 +1,11 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import superjson from 'superjson';
 import { ZodError } from 'zod';
-import type { Principal } from '../auth/principals.ts';
 import type { ApiKeyScope } from '../db/schema.ts';
-import type { Lifecycle } from '../lifecycle/context.ts';
-import type { Logger } from '../logger.ts';
+import { type RequestContext, servicesOf } from './context.ts';
 import { toTRPCError } from './errors.ts';
 
-/** What every procedure can reach: the lifecycle, the request's identity, and a logger. */
-export type Context = {
-  lifecycle: Lifecycle;
-  log: Logger;
-  requestId: string;
-  /** The key the request presented, once checked; null when it presented none or a bad one. */
-  principal: Principal | null;
-  /** Why a presented key was refused, for the error message. */
-  authError: string | null;
-};
-
-const t = initTRPC.context<Context>().create({
+const t = initTRPC.context<RequestContext>().create({
   transformer: superjson,
   errorFormatter({ shape, error, ctx }) {
     const zod = error.cause instanceof ZodError ? error.cause.issues : null;
@@ -30,7 +17,8 @@ const t = initTRPC.context<Context>().create({
         stack: undefined,
         requestId: ctx?.requestId ?? null,
         zodIssues:
-          zod?.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: issue.code })) ?? null,
+          zod?.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: String(issue.code) })) ??
+          null,
       },
     };
   },
@@ -39,10 +27,14 @@ const t = initTRPC.context<Context>().create({
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
 
-/** One log line per call (request id, actor, procedure, outcome, duration); domain errors mapped to API codes. */
+/**
+ * Every procedure: the services in its context, one log line per call (request id, actor,
+ * procedure, outcome, duration), and domain errors mapped to API codes.
+ */
 const observed = t.procedure.use(async ({ ctx, path, type, next }) => {
   const started = performance.now();
-  const result = await next();
+  const { lifecycle, log } = servicesOf(ctx);
+  const result = await next({ ctx: { lifecycle, log } });
   // tRPC wraps what a handler throws in an INTERNAL_SERVER_ERROR; anything else is already an API error.
   const error = result.ok
     ? null
@@ -58,8 +50,8 @@ const observed = t.procedure.use(async ({ ctx, path, type, next }) => {
     durationMs: Math.round((performance.now() - started) * 100) / 100,
   };
   if (error?.code === 'INTERNAL_SERVER_ERROR')
-    ctx.log.error({ ...line, err: result.ok ? undefined : result.error.cause }, 'request');
-  else ctx.log.info(line, 'request');
+    log.error({ ...line, err: result.ok ? undefined : result.error.cause }, 'request');
+  else log.info(line, 'request');
   if (result.ok) return result;
   throw error;
 });

@@ -1,0 +1,33 @@
+import type { Principal } from '../auth/principals.ts';
+import type { Lifecycle } from '../lifecycle/context.ts';
+import type { Logger } from '../logger.ts';
+
+/**
+ * A request's root context: who is asking. The services procedures use are kept beside it, not in
+ * it, so the router's type (which the client SDK bundles) does not carry the server's database,
+ * logger and agent types; the first middleware hands them to procedures (`servicesOf`).
+ */
+export type RequestContext = {
+  readonly requestId: string;
+  /** The key the request presented, once checked; null when it presented none or a bad one. */
+  readonly principal: Principal | null;
+  /** Why a presented key was refused, for the error message. */
+  readonly authError: string | null;
+};
+
+type Services = { lifecycle: Lifecycle; log: Logger };
+
+const servicesByContext = new WeakMap<object, Services>();
+
+export function createRequestContext(services: Services, identity: RequestContext): RequestContext {
+  const context = { ...identity };
+  servicesByContext.set(context, services);
+  return context;
+}
+
+/** The services of a root context made by `createRequestContext`. */
+export function servicesOf(context: object): Services {
+  const services = servicesByContext.get(context);
+  if (!services) throw new Error('no services for this context: make it with createRequestContext');
+  return services;
+}

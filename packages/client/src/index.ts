@@ -1,0 +1,104 @@
+/**
+ * @hiatus/client: the typed way to talk to a Hiatus server from TypeScript.
+ *
+ * ```ts
+ * import { createHiatusClient } from '@hiatus/client';
+ * const hiatus = createHiatusClient({ url: 'http://localhost:8080', token: process.env.HIATUS_TOKEN! });
+ * const task = await hiatus.tasks.create.mutate({ name: 'fix-ci', prompt: 'make CI green', agentUrl: 'http://127.0.0.1:3284' });
+ * ```
+ */
+import type { AppRouter } from '@hiatus/server/router';
+import {
+  createTRPCClient,
+  httpBatchLink,
+  httpSubscriptionLink,
+  splitLink,
+  type TRPCClient,
+  TRPCClientError,
+} from '@trpc/client';
+import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
+import { EventSource } from 'eventsource';
+import superjson from 'superjson';
+
+export type { AppRouter };
+/** The input of every procedure, by path: `RouterInputs['tasks']['create']`. */
+export type RouterInputs = inferRouterInputs<AppRouter>;
+/** The output of every procedure, by path: `RouterOutputs['tasks']['logs']`. */
+export type RouterOutputs = inferRouterOutputs<AppRouter>;
+
+export type Task = RouterOutputs['tasks']['get'];
+export type TaskStatus = Task['status'];
+export type Build = RouterOutputs['builds']['list']['items'][number];
+export type BuildReason = Build['reason'];
+export type LogPage = RouterOutputs['tasks']['logs'];
+export type LogEntry = LogPage['entries'][number];
+export type Snapshot = RouterOutputs['snapshots']['get'];
+export type PauseResult = RouterOutputs['tasks']['pause'];
+export type AuditRecord = RouterOutputs['audit']['list']['items'][number];
+
+export type HiatusClient = TRPCClient<AppRouter>;
+
+export type HiatusClientOptions = {
+  /** The server's base URL, such as `http://localhost:8080`; the client adds `/trpc`. */
+  url: string;
+  /** An API key, sent as `Authorization: Bearer <token>`. */
+  token: string;
+  /** A fetch to use instead of the global one (for tests, proxies, retries). */
+  fetch?: typeof globalThis.fetch;
+};
+
+/** A typed client: `client.tasks.pause.mutate({ id })`, `client.tasks.watch.subscribe({ id }, { onData })`. */
+export function createHiatusClient(options: HiatusClientOptions): HiatusClient {
+  const url = `${options.url.replace(/\/+$/, '')}/trpc`;
+  const authorization = `Bearer ${options.token}`;
+  const fetchImpl = options.fetch ?? globalThis.fetch;
+  return createTRPCClient<AppRouter>({
+    links: [
+      splitLink({
+        condition: (op) => op.type === 'subscription',
+        true: httpSubscriptionLink({
+          url,
+          transformer: superjson,
+          // Server-sent events through a fetch that carries the key, which a browser EventSource cannot.
+          EventSource,
+          eventSourceOptions: {
+            fetch: (input, init) => fetchImpl(input, { ...init, headers: { ...init?.headers, authorization } }),
+          },
+        }),
+        false: httpBatchLink({ url, transformer: superjson, fetch: fetchImpl, headers: { authorization } }),
+      }),
+    ],
+  });
+}
+
+/** The codes a Hiatus call can fail with. */
+export type HiatusErrorCode =
+  | 'BAD_REQUEST'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'PRECONDITION_FAILED'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'UNPROCESSABLE_CONTENT'
+  | 'TIMEOUT'
+  | 'TOO_MANY_REQUESTS'
+  | 'SERVICE_UNAVAILABLE'
+  | 'INTERNAL_SERVER_ERROR';
+
+export type HiatusError = TRPCClientError<AppRouter>;
+
+/**
+ * Whether `error` came from Hiatus, and (with `code`) whether it is that kind:
+ * `if (isHiatusError(e, 'CONFLICT')) …`. The error's `data` holds the code, the request id and,
+ * for BAD_REQUEST, the input problems (`zodIssues`).
+ */
+export function isHiatusError(error: unknown, code?: HiatusErrorCode): error is HiatusError {
+  if (!(error instanceof TRPCClientError)) return false;
+  return code === undefined || (error as HiatusError).data?.code === code;
+}
+
+/** The code of a Hiatus error, or null for anything else (a network failure is TRPCClientError without data). */
+export function hiatusErrorCode(error: unknown): HiatusErrorCode | null {
+  return isHiatusError(error) ? ((error.data?.code as HiatusErrorCode | undefined) ?? null) : null;
+}
