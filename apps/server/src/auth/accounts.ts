@@ -1,5 +1,4 @@
 import { sql } from 'kysely';
-import type { Db } from '../db/connection.ts';
 import type { ApiKeyScope, UserRole } from '../db/schema.ts';
 import { findUser, type User } from '../db/users.ts';
 import type { Actor } from '../lifecycle/actor.ts';
