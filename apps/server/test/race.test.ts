@@ -5,6 +5,7 @@ import { createTestDatabase, postgresServerUrl, type TestDatabase } from './data
 import { FakeAgent } from './fake-agent.ts';
 import { invariantViolations } from './invariants.ts';
 import { type ServerProcess, startServerProcess } from './server-process.ts';
+import { describeStorm, runStorm } from './storm.ts';
 
 const adminToken = 'race-suite-admin-token-0123456789';
 const servers = 3;
@@ -12,17 +13,6 @@ const agents = 6;
 const tasksCount = 24;
 const clients = 16;
 const operations = 360;
-
-/** A small seeded generator: the same sequence of choices on every run. */
-function random(seed: number) {
-  let state = seed;
-  return (n: number) => {
-    state = (state * 1103515245 + 12345) % 2 ** 31;
-    return state % n;
-  };
-}
-
-type Success = { op: 'pause' | 'resume' | 'delete'; taskId: string; buildId: string };
 
 // Three server processes on one PostgreSQL database, agents whose histories keep growing, and many
 // clients firing pauses, resumes, auto-pauses (short idle timeouts) and deletes at the same tasks.
@@ -79,52 +69,11 @@ describe.runIf(postgresServerUrl())('race suite: three server processes, one dat
     );
     const ids = tasks.map((t) => t.task.id);
 
-    const pick = random(42);
-    const successes: Success[] = [];
-    const refusals = new Map<string, number>();
-    let issued = 0;
-    let deletes = 0;
-    const deadline = Date.now() + 60_000;
-    await Promise.all(
-      Array.from({ length: clients }, async () => {
-        while (issued < operations && Date.now() < deadline) {
-          const taskId = ids[pick(ids.length)]!;
-          const api = apis[pick(servers)]!;
-          // Mostly the step the task's state allows, as seen a moment ago by any server, so that
-          // clients collide on the same transitions; sometimes a blind one; a few deletes.
-          const seen = (await api.tasks.get.query({ id: taskId })).status;
-          const roll = pick(100);
-          let op: Success['op'];
-          if (roll < 2 && deletes < 3) {
-            op = 'delete';
-            deletes++;
-          } else if (roll < 15) op = pick(2) ? 'pause' : 'resume';
-          else if (seen === 'active') op = 'pause';
-          else if (seen === 'paused') op = 'resume';
-          else {
-            await new Promise((r) => setTimeout(r, 20));
-            continue;
-          }
-          if (issued >= operations) break; // another client took the last one meanwhile
-          issued++;
-          try {
-            const result =
-              op === 'pause'
-                ? await api.tasks.pause.mutate({ id: taskId })
-                : op === 'resume'
-                  ? await api.tasks.resume.mutate({ id: taskId })
-                  : await api.tasks.delete.mutate({ id: taskId });
-            successes.push({ op, taskId, buildId: result.build.id });
-          } catch (error) {
-            const code = (error as { data?: { code?: string } }).data?.code ?? String(error);
-            refusals.set(code, (refusals.get(code) ?? 0) + 1);
-          }
-        }
-      }),
-    );
+    const storm = await runStorm({ apis, taskIds: ids, clients, operations, seed: 42 });
+    const { successes, refusals } = storm;
     // Only the refusals the state machine explains: never an internal error.
     expect([...refusals.keys()].filter((code) => code !== 'CONFLICT')).toEqual([]);
-    expect(issued).toBe(operations);
+    expect(storm.issued).toBe(operations);
     // Most operations collide with another on the same task; enough must go through to mean something.
     expect(successes.length).toBeGreaterThan(operations / 20);
 
@@ -147,9 +96,7 @@ describe.runIf(postgresServerUrl())('race suite: three server processes, one dat
       expect(builds.filter((b) => b.job_status !== 'succeeded')).toEqual([]);
       // Auto-pauses happened alongside the clients', each once (the alternation check above).
       const autoPauses = builds.filter((b) => b.reason === 'task_auto_pause').length;
-      process.stdout.write(
-        `race suite: ${successes.length} successes (${successes.filter((s) => s.op === 'pause').length} pauses, ${successes.filter((s) => s.op === 'resume').length} resumes, ${successes.filter((s) => s.op === 'delete').length} deletes), ${autoPauses} auto-pauses, refusals ${JSON.stringify(Object.fromEntries(refusals))}, ${builds.length} builds\n`,
-      );
+      process.stdout.write(`race suite: ${describeStorm(storm)}, ${autoPauses} auto-pauses, ${builds.length} builds\n`);
     } finally {
       await db.close();
     }

@@ -1,0 +1,100 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../src/db/connection.ts';
+import { apiClient } from '../api-client.ts';
+import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../databases.ts';
+import { FakeAgent } from '../fake-agent.ts';
+import { invariantViolations } from '../invariants.ts';
+import { type ServerProcess, startServerProcess } from '../server-process.ts';
+import { describeStorm, runStorm } from '../storm.ts';
+
+const adminToken = 'sigkill-admin-token-0123456789';
+
+// A server process killed without warning in the middle of a pause storm, then started again.
+describe.runIf(postgresServerUrl())('a server killed with SIGKILL mid-storm', () => {
+  let database: TestDatabase;
+  let env: Record<string, string>;
+  const processes: ServerProcess[] = [];
+  const agents: FakeAgent[] = [];
+
+  beforeAll(async () => {
+    database = await createTestDatabase('postgres');
+    if (database.config.kind !== 'postgres') throw new Error('unreachable');
+    env = {
+      DATABASE_URL: database.config.url,
+      DATABASE_POOL_SIZE: '6',
+      HIATUS_ADMIN_TOKEN: adminToken,
+      HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
+      HIATUS_PROVISIONER_POLL_MS: '100',
+      // A job held by the killed process is failed soon, not left running.
+      HIATUS_PROVISIONER_STALE_MS: '1500',
+    };
+    processes.push(...(await Promise.all([1, 2, 3].map(() => startServerProcess(env)))));
+    for (let i = 0; i < 4; i++) agents.push((await new FakeAgent().start()).say(20, 2000));
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(processes.map((p) => p.stop()));
+    await Promise.all(agents.map((a) => a.stop()));
+    await database?.drop();
+  });
+
+  it('keeps the invariants, and every success the clients saw is in the database', async () => {
+    const admin = apiClient(processes[0]!.url, adminToken);
+    const user = await admin.users.create.mutate({ username: 'storm' });
+    const { key } = await admin.apiKeys.create.mutate({ userId: user.id });
+    const ids: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      const { task } = await apiClient(processes[i % 3]!.url, key).tasks.create.mutate({
+        name: `storm-${i}`,
+        prompt: '',
+        agentUrl: agents[i % agents.length]!.url,
+      });
+      ids.push(task.id);
+    }
+    const apis = processes.map((p) => apiClient(p.url, key));
+    const victim = processes[1]!;
+
+    const storm = runStorm({
+      apis,
+      taskIds: ids,
+      clients: 16,
+      operations: 400,
+      seed: 7,
+      maxDeletes: 0,
+      timeoutMs: 60_000,
+    });
+    await new Promise((r) => setTimeout(r, 700));
+    await victim.kill();
+    const replacement = await startServerProcess(env);
+    processes.push(replacement);
+    // Clients that used the dead server now reach the new one.
+    apis[1] = apiClient(replacement.url, key);
+    const result = await storm;
+    process.stdout.write(`sigkill storm: ${describeStorm(result)}\n`);
+    // Refusals are conflicts, or transport errors from the killed server: nothing else.
+    for (const code of result.refusals.keys()) expect(code).toMatch(/^CONFLICT$|^transport: /);
+
+    const { db, close } = openDatabase(database.config);
+    try {
+      // Running jobs of the dead process fail once stale; everything else completes.
+      for (let i = 0; i < 100; i++) {
+        const open = await db
+          .selectFrom('workspace_builds')
+          .where('job_status', 'in', ['pending', 'running'])
+          .select('id')
+          .execute();
+        if (open.length === 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const builds = await db.selectFrom('workspace_builds').select(['id', 'job_status', 'error']).execute();
+      expect(builds.filter((b) => b.job_status === 'pending' || b.job_status === 'running')).toEqual([]);
+      const stored = new Set(builds.map((b) => b.id));
+      const lost = result.successes.filter((s) => !stored.has(s.buildId));
+      expect(lost).toEqual([]);
+      expect(result.successes.length).toBeGreaterThan(20);
+      expect(await invariantViolations(db)).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+});
