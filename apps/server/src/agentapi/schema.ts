@@ -1,5 +1,15 @@
 import { z } from 'zod';
 
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Text PostgreSQL can store, in a TEXT column or inside JSONB: well-formed Unicode without NUL.
+ * Anything else is refused at the edge, as bad input (or a garbled agent answer), never a 500.
+ */
+export const storableText = z
+  .string()
+  .refine((s) => !s.includes('\u0000') && !loneSurrogate.test(s), 'must be valid Unicode text without NUL characters');
+
 /** One message of an agent's conversation, as AgentAPI sends it (unknown extra fields are kept). */
 export type AgentMessage = {
   id: number;
@@ -14,7 +24,7 @@ export type AgentMessage = {
 export const agentMessageSchema: z.ZodType<AgentMessage> = z.looseObject({
   id: z.number().int().nonnegative(),
   role: z.enum(['user', 'agent']),
-  content: z.string(),
+  content: storableText,
   time: z.iso.datetime({ offset: true }),
 });
 

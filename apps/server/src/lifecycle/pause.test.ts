@@ -181,6 +181,15 @@ describe.each(testBackends())('pause and resume on %s', (backend) => {
     });
   });
 
+  it('refuses a history PostgreSQL could not store (NUL, lone surrogates) as garbage, changing nothing', async () => {
+    agent.say(2);
+    const task = await activeTask(lc, alice, agent);
+    agent.messages.push({ id: 2, role: 'agent', content: 'tab\u0000null and \ud800', time: new Date().toISOString() });
+    const before = await databaseState(database.db);
+    await expect(pauseTask(lc, alice, task.id, manual)).rejects.toMatchObject({ code: 'agent_bad_response' });
+    expect(await databaseState(database.db)).toEqual(before);
+  });
+
   it('hides another member’s task as not found', async () => {
     const bob = await newMember(database.db);
     const task = await activeTask(lc, alice, agent);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { createApiKey, createUser, revokeApiKey } from '../../auth/accounts.ts';
-import { id } from '../inputs.ts';
+import { id, text } from '../inputs.ts';
 import { adminProcedure, router, writeProcedure } from '../trpc.ts';
 
 export const usersRouter = router({
@@ -26,7 +26,7 @@ export const apiKeysRouter = router({
       z
         .object({
           userId: id.optional(),
-          name: z.string().max(128).optional(),
+          name: text.max(128).optional(),
           scope: z.enum(['full', 'read', 'workspace', 'provisioner']).optional(),
           taskId: id.optional(),
           expiresAt: z.date().optional(),

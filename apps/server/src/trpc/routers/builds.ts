@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { listTaskBuilds } from '../../lifecycle/builds.ts';
 import { acquireBuildJob, completeBuildJob, heartbeatBuildJob } from '../../lifecycle/jobs.ts';
 import { buildReasons } from '../../lifecycle/status.ts';
-import { id, pageLimit } from '../inputs.ts';
+import { id, pageLimit, text } from '../inputs.ts';
 import { provisionerProcedure, readProcedure, router } from '../trpc.ts';
 
 export const buildsRouter = router({
@@ -22,11 +22,11 @@ export const buildsRouter = router({
 /** For external provisioners: take a pending job, keep it alive, report how it ended. */
 export const provisionerRouter = router({
   acquire: provisionerProcedure
-    .input(z.object({ provisionerId: z.string().min(1).max(128).optional() }).default({}))
+    .input(z.object({ provisionerId: text.min(1).max(128).optional() }).default({}))
     .mutation(({ ctx, input }) => acquireBuildJob(ctx.lifecycle, input.provisionerId ?? ctx.principal.keyId)),
 
   heartbeat: provisionerProcedure
-    .input(z.object({ buildId: id, provisionerId: z.string().min(1).max(128).optional() }))
+    .input(z.object({ buildId: id, provisionerId: text.min(1).max(128).optional() }))
     .mutation(async ({ ctx, input }) => {
       await heartbeatBuildJob(ctx.lifecycle, input.buildId, input.provisionerId ?? ctx.principal.keyId);
       return { ok: true as const };
@@ -36,8 +36,8 @@ export const provisionerRouter = router({
     .input(
       z.object({
         buildId: id,
-        error: z.string().min(1).max(10_000).optional(),
-        provisionerId: z.string().min(1).max(128).optional(),
+        error: text.min(1).max(10_000).optional(),
+        provisionerId: text.min(1).max(128).optional(),
       }),
     )
     .mutation(({ ctx, input }) =>

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { listAuditLogs } from '../../db/audit.ts';
 import { buildReasons } from '../../lifecycle/status.ts';
 import { lifecycleTelemetry, telemetryBuckets } from '../../telemetry/lifecycle.ts';
-import { id, pageLimit } from '../inputs.ts';
+import { id, pageLimit, text } from '../inputs.ts';
 import { adminProcedure, router } from '../trpc.ts';
 
 export const auditRouter = router({
@@ -13,7 +13,7 @@ export const auditRouter = router({
       z
         .object({
           actorId: id.optional(),
-          action: z.string().max(64).optional(),
+          action: text.max(64).optional(),
           resourceId: id.optional(),
           buildReason: z.enum(buildReasons).optional(),
           since: z.date().optional(),

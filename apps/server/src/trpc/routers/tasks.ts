@@ -6,7 +6,7 @@ import { sendToTask } from '../../lifecycle/send.ts';
 import { taskStatuses } from '../../lifecycle/status.ts';
 import { createTask, deleteTask, getTask, listTasksFor } from '../../lifecycle/tasks.ts';
 import { watchTask } from '../../lifecycle/watch.ts';
-import { id, pageLimit } from '../inputs.ts';
+import { id, pageLimit, text } from '../inputs.ts';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
 
 export const tasksRouter = router({
@@ -14,8 +14,8 @@ export const tasksRouter = router({
   create: writeProcedure
     .input(
       z.object({
-        name: z.string().trim().min(1).max(128),
-        prompt: z.string().max(100_000),
+        name: text.trim().min(1).max(128),
+        prompt: text.max(100_000),
         agentUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).max(2048),
         idleTimeoutSeconds: z
           .number()
@@ -61,7 +61,7 @@ export const tasksRouter = router({
 
   /** Sends a user message to the task's agent; with `resumeIfPaused`, resumes a paused task first. */
   send: writeProcedure
-    .input(z.object({ id, input: z.string().min(1).max(1_000_000), resumeIfPaused: z.boolean().optional() }))
+    .input(z.object({ id, input: text.min(1).max(1_000_000), resumeIfPaused: z.boolean().optional() }))
     .mutation(({ ctx, input }) =>
       sendToTask(ctx.lifecycle, ctx.actor, input.id, input.input, { resumeIfPaused: input.resumeIfPaused }),
     ),
