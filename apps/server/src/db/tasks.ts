@@ -88,11 +88,16 @@ function toTask(row: TaskJoinRow): Task {
   };
 }
 
-/** One task by id, whatever its status, or undefined. */
-export async function findTask(db: Db, id: string, options: { ownerId?: string } = {}): Promise<Task | undefined> {
+/** The query behind findTask, for callers that run its SQL themselves (the benchmark's raw baseline). */
+export function findTaskQuery(db: Db, id: string, options: { ownerId?: string } = {}) {
   let query = tasksWithLatestBuild(db).where('tasks.id', '=', id);
   if (options.ownerId) query = query.where('tasks.owner_id', '=', options.ownerId);
-  const row = await query.executeTakeFirst();
+  return query;
+}
+
+/** One task by id, whatever its status, or undefined. */
+export async function findTask(db: Db, id: string, options: { ownerId?: string } = {}): Promise<Task | undefined> {
+  const row = await findTaskQuery(db, id, options).executeTakeFirst();
   return row && toTask(row);
 }
 

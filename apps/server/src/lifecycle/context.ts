@@ -34,6 +34,8 @@ export type PauseEvent = {
   durationMs: number;
   /** Time spent asking the agent for its history. */
   fetchMs: number;
+  /** Time spent in the pause's transaction (lock, snapshot upsert, build). */
+  dbMs: number;
   snapshotBytes: number | null;
 };
 

@@ -41,12 +41,14 @@ export async function pauseTask(
 ): Promise<PauseResult> {
   const started = performance.now();
   let fetchMs = 0;
+  let dbMs = 0;
   try {
     const before = await getTask(lc, actor, taskId);
     assertAllowed('pause', before);
 
     let history: AgentHistory | undefined;
     let skipped = 'the caller asked to pause without a fresh snapshot';
+    const fetchStarted = performance.now();
     try {
       history = await lc.agent(before.agentUrl).messages();
     } catch (error) {
@@ -55,9 +57,10 @@ export async function pauseTask(
       if (!mayGoOn) throw agentFailure(error);
       skipped = `no fresh snapshot: ${error.message}`;
     } finally {
-      fetchMs = performance.now() - started;
+      fetchMs = performance.now() - fetchStarted;
     }
 
+    const transactionStarted = performance.now();
     const { build, snapshot } = await lc.db.transaction().execute(async (trx) => {
       await lockWorkspace(trx, before.workspaceId);
       const task = await findTask(trx, taskId);
@@ -95,6 +98,7 @@ export async function pauseTask(
       });
       return { build, snapshot };
     });
+    dbMs = performance.now() - transactionStarted;
     lc.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
     const durationMs = performance.now() - started;
     lc.events.emit('pause', {
@@ -102,6 +106,7 @@ export async function pauseTask(
       outcome: 'succeeded',
       durationMs,
       fetchMs,
+      dbMs,
       snapshotBytes: snapshot.taken ? snapshot.bytes : null,
     });
     return { task: await getTask(lc, actor, taskId), build, snapshot };
@@ -113,6 +118,7 @@ export async function pauseTask(
       cause,
       durationMs: performance.now() - started,
       fetchMs,
+      dbMs,
       snapshotBytes: null,
     });
     if (cause) await recordPauseFailure(lc, taskId, options.reason, cause, (error as Error).message);

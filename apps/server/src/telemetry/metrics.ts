@@ -31,6 +31,12 @@ export function createMetrics(lc: Lifecycle): { registry: Registry; stop(): void
     buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
+  const pauseDbSeconds = new Histogram({
+    name: 'hiatus_pause_db_seconds',
+    help: "Time a pause spent in its database transaction (lock, snapshot upsert, build)",
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
   const pauseFailures = new Counter({
     name: 'hiatus_pause_failures_total',
     help: 'Pauses that failed, by reason and cause',
@@ -79,6 +85,7 @@ export function createMetrics(lc: Lifecycle): { registry: Registry; stop(): void
   const onPause: Parameters<typeof lc.events.on<'pause'>>[1] = (event) => {
     pauseSeconds.observe({ reason: event.reason, outcome: event.outcome }, event.durationMs / 1000);
     pauseFetchSeconds.observe(event.fetchMs / 1000);
+    if (event.outcome === 'succeeded') pauseDbSeconds.observe(event.dbMs / 1000);
     if (event.snapshotBytes !== null) snapshotBytes.observe(event.snapshotBytes);
     if (event.outcome === 'failed') pauseFailures.inc({ reason: event.reason, cause: event.cause ?? 'other' });
   };

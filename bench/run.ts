@@ -1,0 +1,293 @@
+// pnpm bench: the service against the raw-SQL baseline, pause/resume round trips, paged logs from a
+// large snapshot, and the embedded default, on this machine. Prints tables; writes results/latest.json.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { DB } from '../apps/server/src/db/schema.ts';
+import { findTaskQuery } from '../apps/server/src/db/tasks.ts';
+import { FakeAgent } from '../apps/server/test/fake-agent.ts';
+import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
+import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
+
+const serverUrl =
+  process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+const concurrencies = [1, 16, 64];
+const token = `bench-${randomBytes(12).toString('hex')}`;
+/** Agents stay up until the end: later phases pause their tasks again. */
+const agents: FakeAgent[] = [];
+const results: Record<string, unknown> = {
+  machine: machine(),
+  startedAt: new Date().toISOString(),
+  secondsPerRun: seconds,
+};
+
+function machine() {
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+}
+
+const quantile = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+const ms = (n: number) => Math.round(n * 100) / 100;
+
+/** Runs `call` from `concurrency` loops for `seconds`; throughput and latency percentiles. */
+async function load(concurrency: number, call: () => Promise<unknown>) {
+  const latencies: number[] = [];
+  const until = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until) {
+        const t = performance.now();
+        await call();
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  latencies.sort((a, b) => a - b);
+  return {
+    requests: latencies.length,
+    perSecond: Math.round(latencies.length / seconds),
+    p50: ms(quantile(latencies, 0.5)),
+    p99: ms(quantile(latencies, 0.99)),
+  };
+}
+
+async function withDatabase<T>(run: (url: string) => Promise<T>): Promise<T> {
+  const name = `hiatus_bench_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  try {
+    return await run(url.toString());
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+async function seedTask(client: HiatusClient, agentUrl: string, name: string) {
+  const { task } = await client.tasks.create.mutate({ name, prompt: 'bench', agentUrl });
+  await waitFor(client, task.id, 'active');
+  return task;
+}
+
+async function waitFor(client: HiatusClient, id: string, status: string) {
+  for (;;) {
+    if ((await client.tasks.get.query({ id })).status === status) return;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+async function metricSum(server: ServerProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+async function rssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const field = (key: string) =>
+    Number(/(\d+) kB/.exec(status.split('\n').find((l) => l.startsWith(key)) ?? '')?.[1] ?? 0);
+  return { rss: field('VmRSS:'), hwm: field('VmHWM:') };
+}
+
+function table(title: string, rows: Array<Record<string, unknown>>) {
+  console.log(`\n${title}`);
+  console.table(rows);
+}
+
+async function getVersusRaw(url: string, server: ServerProcess, client: HiatusClient, taskId: string) {
+  const pool = new pg.Pool({ connectionString: url, max: 64 });
+  const compiled = findTaskQuery(new Kysely<DB>({ dialect: new PostgresDialect({ pool }) }), taskId).compile();
+  const raw = () => pool.query(compiled.sql, [...compiled.parameters]);
+  const sdk = () => client.tasks.get.query({ id: taskId });
+  await load(4, sdk); // warm both paths up
+  await load(4, raw);
+  const rows = [];
+  for (const c of concurrencies) {
+    const viaSdk = await load(c, sdk);
+    const viaPg = await load(c, raw);
+    rows.push({
+      concurrency: c,
+      'sdk req/s': viaSdk.perSecond,
+      'pg req/s': viaPg.perSecond,
+      'throughput ratio': Math.round((viaSdk.perSecond / viaPg.perSecond) * 100) / 100,
+      'sdk p50 ms': viaSdk.p50,
+      'sdk p99 ms': viaSdk.p99,
+      'pg p99 ms': viaPg.p99,
+      'p99 ratio': Math.round((viaSdk.p99 / viaPg.p99) * 100) / 100,
+    });
+  }
+  await pool.end();
+  void server;
+  return rows;
+}
+
+async function pauseResume(server: ServerProcess, client: HiatusClient, historyBytes: number, rounds: number) {
+  const agent = await new FakeAgent().start();
+  const messageSize = 4_000;
+  agent.say(Math.ceil(historyBytes / (messageSize + 80)), messageSize);
+  const task = await seedTask(client, agent.url, `round-trip-${historyBytes}`);
+  const pauses: number[] = [];
+  const resumes: number[] = [];
+  const before = {
+    fetch: await metricSum(server, 'hiatus_pause_agent_fetch_seconds_sum'),
+    db: await metricSum(server, 'hiatus_pause_db_seconds_sum'),
+  };
+  let bytes = 0;
+  for (let i = 0; i < rounds; i++) {
+    let t = performance.now();
+    const paused = await client.tasks.pause.mutate({ id: task.id });
+    pauses.push(performance.now() - t);
+    if (paused.snapshot.taken) bytes = paused.snapshot.bytes;
+    await waitFor(client, task.id, 'paused');
+    t = performance.now();
+    await client.tasks.resume.mutate({ id: task.id });
+    resumes.push(performance.now() - t);
+    await waitFor(client, task.id, 'active');
+  }
+  const fetchMs = ((await metricSum(server, 'hiatus_pause_agent_fetch_seconds_sum')) - before.fetch) * 1000;
+  const dbMs = ((await metricSum(server, 'hiatus_pause_db_seconds_sum')) - before.db) * 1000;
+  const pauseTotal = pauses.reduce((a, b) => a + b, 0);
+  pauses.sort((a, b) => a - b);
+  resumes.sort((a, b) => a - b);
+  agents.push(agent);
+  return {
+    history: historyBytes >= 2 ** 20 ? `${historyBytes / 2 ** 20} MiB` : `${historyBytes / 1024} KiB`,
+    'stored bytes': bytes,
+    rounds,
+    'pause p50 ms': ms(quantile(pauses, 0.5)),
+    'pause p99 ms': ms(quantile(pauses, 0.99)),
+    'resume p50 ms': ms(quantile(resumes, 0.5)),
+    'resume p99 ms': ms(quantile(resumes, 0.99)),
+    'agent fetch %': Math.round((fetchMs / pauseTotal) * 100),
+    'database %': Math.round((dbMs / pauseTotal) * 100),
+    'service + wire %': Math.round(((pauseTotal - fetchMs - dbMs) / pauseTotal) * 100),
+    taskId: task.id,
+  };
+}
+
+async function logsFromSnapshot(server: ServerProcess, client: HiatusClient, taskId: string, limit: number) {
+  await client.tasks.pause.mutate({ id: taskId });
+  await waitFor(client, taskId, 'paused');
+  const baseline = await rssKiB(server.pid);
+  let peak = baseline.rss;
+  const sampler = setInterval(() => {
+    rssKiB(server.pid).then(
+      (m) => {
+        peak = Math.max(peak, m.rss);
+      },
+      () => undefined,
+    );
+  }, 5);
+  const started = performance.now();
+  let pages = 0;
+  let entries = 0;
+  let contentBytes = 0;
+  let cursor: number | undefined;
+  do {
+    const page = await client.tasks.logs.query({ id: taskId, cursor, limit });
+    pages++;
+    entries += page.entries.length;
+    for (const e of page.entries) contentBytes += e.content.length;
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor !== undefined);
+  const elapsed = (performance.now() - started) / 1000;
+  clearInterval(sampler);
+  return {
+    'page size': limit,
+    pages,
+    entries,
+    'pages/s': Math.round(pages / elapsed),
+    'MiB/s of content': Math.round((contentBytes / 2 ** 20 / elapsed) * 10) / 10,
+    'server RSS before MiB': Math.round(baseline.rss / 1024),
+    'server RSS peak during MiB': Math.round(peak / 1024),
+    'peak growth MiB': Math.round(((peak - baseline.rss) / 1024) * 10) / 10,
+  };
+}
+
+async function main() {
+  await withDatabase(async (url) => {
+    const server = await startServerProcess({
+      DATABASE_URL: url,
+      DATABASE_POOL_SIZE: '20',
+      HIATUS_ADMIN_TOKEN: token,
+      HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
+      HIATUS_PROVISIONER_POLL_MS: '50',
+    });
+    const client = createHiatusClient({ url: server.url, token });
+    const agent = await (await new FakeAgent().start()).say(10);
+    try {
+      const task = await seedTask(client, agent.url, 'get-bench');
+      const get = await getVersusRaw(url, server, client, task.id);
+      results.tasksGet = get;
+      table('tasks.get through the SDK vs the same SQL through pg (PostgreSQL on loopback)', get);
+
+      const roundTrips = [
+        await pauseResume(server, client, 100 * 1024, 30),
+        await pauseResume(server, client, 10 * 2 ** 20, 5),
+      ];
+      results.pauseResume = roundTrips;
+      table(
+        'pause + resume round trip',
+        roundTrips.map(({ taskId, ...row }) => row),
+      );
+
+      const big = roundTrips[1]!.taskId;
+      await client.tasks.resume.mutate({ id: big }).catch(() => undefined);
+      await waitFor(client, big, 'active');
+      const logs = [];
+      for (const limit of [100, 1000]) {
+        logs.push(await logsFromSnapshot(server, client, big, limit));
+        await client.tasks.resume.mutate({ id: big });
+        await waitFor(client, big, 'active');
+      }
+      results.logs = logs;
+      table('tasks.logs from a 10 MiB snapshot, page by page', logs);
+    } finally {
+      await Promise.all([agent, ...agents].map((a) => a.stop()));
+      await server.stop();
+    }
+  });
+
+  // The embedded default, for the record.
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-bench-pglite-'));
+  const embedded = await startServerProcess({
+    DATABASE_URL: '',
+    HIATUS_DATA_DIR: dataDir,
+    HIATUS_ADMIN_TOKEN: token,
+    HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
+  });
+  const agent = await (await new FakeAgent().start()).say(10);
+  try {
+    const client = createHiatusClient({ url: embedded.url, token });
+    const task = await seedTask(client, agent.url, 'get-bench');
+    const rows = [];
+    for (const c of concurrencies)
+      rows.push({ concurrency: c, ...(await load(c, () => client.tasks.get.query({ id: task.id }))) });
+    results.pgliteTasksGet = rows;
+    table('tasks.get through the SDK on the embedded PGlite', rows);
+  } finally {
+    await agent.stop();
+    await embedded.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+
+  const out = path.join(import.meta.dirname, 'results', 'latest.json');
+  await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`\nwrote ${out}`);
+}
+
+await main();
+process.exit(0);
