@@ -33,7 +33,7 @@ export function createMetrics(lc: Lifecycle): { registry: Registry; stop(): void
   });
   const pauseDbSeconds = new Histogram({
     name: 'hiatus_pause_db_seconds',
-    help: "Time a pause spent in its database transaction (lock, snapshot upsert, build)",
+    help: 'Time a pause spent in its database transaction (lock, snapshot upsert, build)',
     buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
