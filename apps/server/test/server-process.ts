@@ -22,8 +22,8 @@ const main = path.join(repoRoot, 'apps/server/src/main.ts');
  * Starts `apps/server/src/main.ts` with `env` on a free port; resolves once it listens. Node loads
  * tsx itself (`--import tsx`), so the pid is the server's own and SIGKILL reaches it.
  */
-export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', main], {
+export async function startServerProcess(env: Record<string, string>, nodeArgs: string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', main], {
     cwd: repoRoot,
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
