@@ -1,15 +1,13 @@
 import fc from 'fast-check';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.ts';
-import { createLogger } from '../src/logger.ts';
-import { type RunningServer, startServer } from '../src/server.ts';
+import type { RunningServer } from '../src/server.ts';
 import { appRouter } from '../src/trpc/router.ts';
 import { apiClient } from './api-client.ts';
-import { createTestDatabase, type TestDatabase, testBackends } from './databases.ts';
+import { testBackends } from './databases.ts';
 import { FakeAgent } from './fake-agent.ts';
+import { startTestServer, type TestServer, testAdminToken } from './test-server.ts';
 
-const adminToken = 'fuzz-admin-token-0123456789abcdef';
 const procedures = Object.entries(appRouter._def.procedures as unknown as Record<string, { _def: { type: string } }>)
   .filter(([, p]) => p._def.type !== 'subscription')
   .map(([path, p]) => ({ path, type: p._def.type as 'query' | 'mutation' }));
@@ -72,30 +70,18 @@ const anyInput = fc.oneof(
 );
 
 describe.each(testBackends().slice(0, 1))('hostile input on %s', (backend) => {
-  let database: TestDatabase;
+  let running: TestServer;
   let server: RunningServer;
   let agent: FakeAgent;
   const keys: Record<string, string> = {};
   const ids: Record<string, string> = {};
 
   beforeAll(async () => {
-    database = await createTestDatabase(backend);
-    server = await startServer(
-      {
-        ...loadConfig({
-          PORT: '0',
-          HIATUS_ADMIN_TOKEN: adminToken,
-          HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
-          HIATUS_AGENT_TIMEOUT_MS: '300',
-          LOG_LEVEL: 'silent',
-        }),
-        database: database.config,
-      },
-      createLogger('silent'),
-    );
+    running = await startTestServer(backend, { HIATUS_AGENT_TIMEOUT_MS: '300' });
+    server = running.server;
     agent = await new FakeAgent().start();
     agent.say(5);
-    const admin = apiClient(server.url, adminToken);
+    const admin = apiClient(server.url, testAdminToken);
     for (const name of ['alice', 'bob']) {
       const user = await admin.users.create.mutate({ username: name });
       keys[name] = (await admin.apiKeys.create.mutate({ userId: user.id })).key;
@@ -115,12 +101,11 @@ describe.each(testBackends().slice(0, 1))('hostile input on %s', (backend) => {
       .where('id', '=', expiring.apiKey.id)
       .execute();
     keys.expired = expiring.key;
-    keys.admin = adminToken;
+    keys.admin = testAdminToken;
   });
   afterAll(async () => {
     await agent.stop();
-    await server.stop();
-    await database.drop();
+    await running.close();
   });
 
   /** What a refused call must leave as it was. */
@@ -167,7 +152,7 @@ describe.each(testBackends().slice(0, 1))('hostile input on %s', (backend) => {
           anyInput,
           fc.constantFrom('alice', 'bob', 'expired', 'admin', 'none', 'forged'),
           async (input, who) => {
-            const token = who === 'none' ? undefined : who === 'forged' ? `${adminToken}-forged` : keys[who];
+            const token = who === 'none' ? undefined : who === 'forged' ? `${testAdminToken}-forged` : keys[who];
             const before = await state();
             const answer = await call(path, type, input, token);
             expect(answer.status, `${path} ${who} ${answer.text.slice(0, 300)}`).toBeLessThan(500);

@@ -4,17 +4,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, repoRoot } from '../../../apps/server/src/config.ts';
-import { createLogger } from '../../../apps/server/src/logger.ts';
-import { type RunningServer, startServer } from '../../../apps/server/src/server.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../../../apps/server/test/databases.ts';
+import { repoRoot } from '../../../apps/server/src/config.ts';
+import type { RunningServer } from '../../../apps/server/src/server.ts';
+import { postgresServerUrl } from '../../../apps/server/test/databases.ts';
 import { FakeAgent } from '../../../apps/server/test/fake-agent.ts';
+import { startTestServer, type TestServer, testAdminToken } from '../../../apps/server/test/test-server.ts';
 
 const run = promisify(execFile);
 const clientDir = path.join(repoRoot, 'packages/client');
 const tsc = path.join(repoRoot, 'node_modules/.bin/tsc');
 const tsx = path.join(repoRoot, 'node_modules/.bin/tsx');
-const adminToken = 'sdk-test-admin-token-0123456789';
 
 /**
  * The published package as a stranger gets it: packed, installed from the tarball into a project
@@ -22,7 +21,7 @@ const adminToken = 'sdk-test-admin-token-0123456789';
  */
 describe.runIf(postgresServerUrl())('@hiatus/client, packed and installed outside the workspace', () => {
   let project: string;
-  let database: TestDatabase;
+  let running: TestServer;
   let server: RunningServer;
   let agent: FakeAgent;
 
@@ -60,27 +59,15 @@ describe.runIf(postgresServerUrl())('@hiatus/client, packed and installed outsid
     }
     await run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: project });
 
-    database = await createTestDatabase('postgres');
-    server = await startServer(
-      {
-        ...loadConfig({
-          PORT: '0',
-          HIATUS_ADMIN_TOKEN: adminToken,
-          HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
-          HIATUS_PROVISIONER_POLL_MS: '100',
-        }),
-        database: database.config,
-      },
-      createLogger('silent'),
-    );
+    running = await startTestServer('postgres', { HIATUS_PROVISIONER_POLL_MS: '100' });
+    server = running.server;
     agent = await new FakeAgent().start();
     agent.say(7, 120);
   }, 240_000);
 
   afterAll(async () => {
     await agent?.stop();
-    await server?.stop();
-    await database?.drop();
+    await running?.close();
     if (project) await rm(project, { recursive: true, force: true });
   });
 
@@ -120,7 +107,7 @@ describe.runIf(postgresServerUrl())('@hiatus/client, packed and installed outsid
   it('runs the consumer against a live server: the whole lifecycle, refusals with typed codes', async () => {
     const { stdout } = await run(tsx, ['src/consumer.ts'], {
       cwd: project,
-      env: { ...process.env, HIATUS_URL: server.url, HIATUS_TOKEN: adminToken, AGENT_URL: agent.url },
+      env: { ...process.env, HIATUS_URL: server.url, HIATUS_TOKEN: testAdminToken, AGENT_URL: agent.url },
     });
     const seen = JSON.parse(stdout.trim().split('\n').at(-1)!);
     expect(seen.seen).toContain('paused');

@@ -3,48 +3,35 @@ import { TRPCClientError } from '@trpc/client';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, codeOf } from '../../test/api-client.ts';
-import { createTestDatabase, type TestDatabase, testBackends } from '../../test/databases.ts';
+import { testBackends } from '../../test/databases.ts';
 import { FakeAgent } from '../../test/fake-agent.ts';
-import { loadConfig } from '../config.ts';
-import { createLogger } from '../logger.ts';
-import { type RunningServer, startServer } from '../server.ts';
+import { startTestServer, type TestServer, testAdminToken } from '../../test/test-server.ts';
+import type { RunningServer } from '../server.ts';
 import type { AppRouter } from './router.ts';
 
-const adminToken = 'api-test-admin-token-0123456789';
-
 describe.each(testBackends())('the API over HTTP on %s', (backend) => {
-  let database: TestDatabase;
+  let running: TestServer;
   let server: RunningServer;
   let agent: FakeAgent;
   let admin: ReturnType<typeof apiClient>;
   let alice: { client: ReturnType<typeof apiClient>; id: string; key: string; keyId: string };
 
   beforeAll(async () => {
-    database = await createTestDatabase(backend);
-    server = await startServer(
-      {
-        ...loadConfig({
-          PORT: '0',
-          HIATUS_ADMIN_TOKEN: adminToken,
-          HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
-          HIATUS_MAX_BODY_BYTES: String(256 * 1024),
-          HIATUS_AGENT_TIMEOUT_MS: '500',
-        }),
-        database: database.config,
-      },
-      createLogger('silent'),
-    );
+    running = await startTestServer(backend, {
+      HIATUS_MAX_BODY_BYTES: String(256 * 1024),
+      HIATUS_AGENT_TIMEOUT_MS: '500',
+    });
+    server = running.server;
     agent = await new FakeAgent().start();
     agent.say(4);
-    admin = apiClient(server.url, adminToken);
+    admin = apiClient(server.url, testAdminToken);
     const user = await admin.users.create.mutate({ username: 'alice' });
     const { key, apiKey } = await admin.apiKeys.create.mutate({ userId: user.id });
     alice = { client: apiClient(server.url, key), id: user.id, key, keyId: apiKey.id };
   });
   afterAll(async () => {
     await agent.stop();
-    await server.stop();
-    await database.drop();
+    await running.close();
   });
 
   it('refuses a missing, malformed, forged, revoked or expired key', async () => {
@@ -52,7 +39,7 @@ describe.each(testBackends())('the API over HTTP on %s', (backend) => {
     expect(await codeOf(apiClient(server.url, undefined, { authorization: 'Basic abc' }).tasks.list.query({}))).toBe(
       'UNAUTHORIZED',
     );
-    expect(await codeOf(apiClient(server.url, `${adminToken}x`).tasks.list.query({}))).toBe('UNAUTHORIZED');
+    expect(await codeOf(apiClient(server.url, `${testAdminToken}x`).tasks.list.query({}))).toBe('UNAUTHORIZED');
     const { key, apiKey } = await alice.client.apiKeys.create.mutate({ name: 'short-lived' });
     expect(await codeOf(apiClient(server.url, key).tasks.list.query({}))).toBe('OK');
     await alice.client.apiKeys.revoke.mutate({ id: apiKey.id });
