@@ -73,7 +73,13 @@ async function requestContext(
     });
   }
   if (token === null) return createRequestContext(services, { requestId, principal: null, authError: null });
-  const checked = await authenticate(deps.db, token, origin);
+  const checked = await authenticate(deps.db, token, origin).catch((error: unknown) => {
+    deps.log.warn({ requestId, err: error }, 'could not check an API key');
+    return null;
+  });
+  if (checked === null) {
+    return createRequestContext(services, { requestId, principal: null, authError: null, authUnavailable: true });
+  }
   if (!checked.ok) {
     deps.log.info({ requestId, reason: checked.reason }, 'refused an API key');
     return createRequestContext(services, {

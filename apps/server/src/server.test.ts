@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient, codeOf } from '../test/api-client.ts';
 import { createTestDatabase, type TestDatabase, testBackends } from '../test/databases.ts';
+import { FakeAgent } from '../test/fake-agent.ts';
+import { startTestServer } from '../test/test-server.ts';
 import { loadConfig } from './config.ts';
+import { waitForStatus } from './lifecycle/send.ts';
 import { createLogger } from './logger.ts';
 import { type RunningServer, startServer } from './server.ts';
 
@@ -73,5 +77,28 @@ describe('readiness', () => {
     await server.stop();
     await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
     await database.drop();
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('finishes a request in flight, then stops taking new ones', async () => {
+    const running = await startTestServer('pglite', { HIATUS_AGENT_TIMEOUT_MS: '700' });
+    const agent = await new FakeAgent().start();
+    try {
+      const api = apiClient(running.server.url, running.adminToken);
+      const { task } = await api.tasks.create.mutate({ name: 'slow', prompt: '', agentUrl: agent.url });
+      await waitForStatus(running.server.lifecycle, task.id, 'active', 5_000);
+      agent.mode = 'hang'; // the pause below waits the whole agent timeout
+      const inFlight = codeOf(api.tasks.pause.mutate({ id: task.id }));
+      await new Promise((r) => setTimeout(r, 150));
+      const stopped = running.server.stop();
+      // The pause in flight still gets its (typed) answer, not a reset connection.
+      expect(await inFlight).toBe('PRECONDITION_FAILED');
+      await stopped;
+      await expect(fetch(`${running.server.url}/healthz`)).rejects.toThrow();
+    } finally {
+      await agent.stop();
+      await running.database.drop();
+    }
   });
 });

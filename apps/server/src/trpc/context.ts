@@ -13,6 +13,8 @@ export type RequestContext = {
   readonly principal: Principal | null;
   /** Why a presented key was refused, for the error message. */
   readonly authError: string | null;
+  /** The key could not be checked at all: the database did not answer. */
+  readonly authUnavailable?: boolean;
 };
 
 type Services = { lifecycle: Lifecycle; log: Logger };

@@ -60,6 +60,9 @@ export const publicProcedure = observed;
 
 /** A procedure for any valid key; `ctx.principal` is not nullable inside. */
 export const authedProcedure = observed.use(({ ctx, next }) => {
+  if (ctx.authUnavailable) {
+    throw new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'the database is unavailable; try again shortly' });
+  }
   if (!ctx.principal) {
     throw new TRPCError({
       code: 'UNAUTHORIZED',

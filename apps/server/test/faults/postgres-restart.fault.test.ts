@@ -1,33 +1,27 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
 import type { Actor } from '../../src/lifecycle/actor.ts';
 import { pauseTask } from '../../src/lifecycle/pause.ts';
 import { resumeTask } from '../../src/lifecycle/resume.ts';
 import { getTask } from '../../src/lifecycle/tasks.ts';
-import { createLogger } from '../../src/logger.ts';
-import { type RunningServer, startServer } from '../../src/server.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../databases.ts';
+import type { RunningServer } from '../../src/server.ts';
+import { apiClient, codeOf } from '../api-client.ts';
+import { postgresServerUrl } from '../databases.ts';
 import { FakeAgent } from '../fake-agent.ts';
 import { invariantViolations } from '../invariants.ts';
 import { activeTask, newMember } from '../lifecycle-harness.ts';
+import { startTestServer, type TestServer, testAdminToken } from '../test-server.ts';
 import { clusterControl, pgCluster } from './cluster.ts';
 
 const cluster = postgresServerUrl() ? clusterControl() : null;
 
 describe.runIf(cluster)('PostgreSQL restarting under load', () => {
-  let database: TestDatabase;
+  let running: TestServer;
   let server: RunningServer;
   let agent: FakeAgent;
   let alice: Actor;
   beforeAll(async () => {
-    database = await createTestDatabase('postgres');
-    server = await startServer(
-      {
-        ...loadConfig({ PORT: '0', HIATUS_AUTO_PAUSE_INTERVAL_MS: '0', HIATUS_PROVISIONER_POLL_MS: '100' }),
-        database: database.config,
-      },
-      createLogger('silent'),
-    );
+    running = await startTestServer('postgres', { HIATUS_PROVISIONER_POLL_MS: '100' });
+    server = running.server;
     agent = await new FakeAgent().start();
     agent.say(5);
     alice = await newMember(server.lifecycle.db);
@@ -35,8 +29,7 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
   afterAll(async () => {
     pgCluster(cluster!.version, 'start'); // whatever happened, leave PostgreSQL running
     await agent?.stop();
-    await server?.stop();
-    await database?.drop();
+    await running?.close();
   });
 
   it('fails requests clearly while it is down, and recovers by itself when it is back', async () => {
@@ -65,6 +58,10 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
     const down = await fetch(`${server.url}/readyz`);
     expect(down.status).toBe(503);
     expect(await down.json()).toMatchObject({ reason: expect.stringMatching(/^database unreachable/) });
+    // Through the API, a clear and typed answer: the database is away, try again.
+    const api = apiClient(server.url, testAdminToken);
+    expect(await codeOf(api.tasks.list.query({}))).toBe('SERVICE_UNAVAILABLE');
+    expect(await codeOf(api.tasks.get.query({ id: tasks[0]!.id }))).toBe('SERVICE_UNAVAILABLE');
     await new Promise((r) => setTimeout(r, 1_000));
     pgCluster(cluster!.version, 'start');
     // Back without a restart of the service: readiness returns and the load goes on.
@@ -74,6 +71,7 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     const okAfter = outcomes.ok;
+    expect(await codeOf(api.tasks.get.query({ id: tasks[0]!.id }))).toBe('OK');
     await new Promise((r) => setTimeout(r, 1_500));
     stop = true;
     await load;
