@@ -36,6 +36,7 @@ const envSchema = z.object({
   HIATUS_BUILTIN_PROVISIONER: flag.default(true),
   HIATUS_PROVISIONER_POLL_MS: positiveInt.default(1_000),
   HIATUS_PROVISIONER_STALE_MS: positiveInt.default(60_000),
+  HIATUS_PURGE_DELETED_AFTER_DAYS: z.coerce.number().int().nonnegative().default(30),
   HIATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
   HIATUS_AUDIT_RETENTION_DAYS: z.coerce.number().int().nonnegative().default(365),
 });
@@ -54,6 +55,8 @@ export type Config = {
   provisioner: { builtin: boolean; pollIntervalMs: number; staleAfterMs: number };
   /** Audit records older than this are removed; 0 keeps them forever. */
   auditRetentionDays: number;
+  /** Soft-deleted tasks older than this are removed for good (with their builds); 0 keeps them. */
+  purgeDeletedAfterDays: number;
   /** An admin holding this key exists after start. */
   adminToken: string | undefined;
 };
@@ -99,6 +102,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     auditRetentionDays: e.HIATUS_AUDIT_RETENTION_DAYS,
     adminToken: e.HIATUS_ADMIN_TOKEN,
+    purgeDeletedAfterDays: e.HIATUS_PURGE_DELETED_AFTER_DAYS,
   };
 }
 

@@ -1,9 +1,16 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, codeOf } from '../test/api-client.ts';
 import { createTestDatabase, type TestDatabase, testBackends } from '../test/databases.ts';
 import { FakeAgent } from '../test/fake-agent.ts';
+import { insertTaskRows } from '../test/fixtures.ts';
 import { startTestServer } from '../test/test-server.ts';
 import { loadConfig } from './config.ts';
+import { openDatabase } from './db/connection.ts';
+import { migrateToLatest } from './db/migrate.ts';
 import { waitForStatus } from './lifecycle/send.ts';
 import { createLogger } from './logger.ts';
 import { type RunningServer, startServer } from './server.ts';
@@ -99,6 +106,40 @@ describe('graceful shutdown', () => {
     } finally {
       await agent.stop();
       await running.database.drop();
+    }
+  });
+});
+
+describe('background upkeep', () => {
+  it('purges tasks soft-deleted longer ago than HIATUS_PURGE_DELETED_AFTER_DAYS, and keeps the rest', async () => {
+    // A PGlite folder on disk: the server opens it after the test has seeded it.
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-purge-'));
+    const seeding = openDatabase({ kind: 'pglite', dataDir });
+    const database = { db: seeding.db, config: { kind: 'pglite' as const, dataDir } };
+    await migrateToLatest(database.db);
+    const old = await insertTaskRows(database.db, 'old');
+    const recent = await insertTaskRows(database.db, 'recent');
+    await database.db
+      .updateTable('tasks')
+      .set({ created_at: sql`NOW() - interval '40 days'`, deleted_at: sql`NOW() - interval '31 days'` })
+      .where('id', '=', old.taskId)
+      .execute();
+    await database.db.updateTable('tasks').set({ deleted_at: sql`NOW()` }).where('id', '=', recent.taskId).execute();
+    await seeding.close();
+    const config = { ...loadConfig({ PORT: '0', HIATUS_PURGE_DELETED_AFTER_DAYS: '30' }), database: database.config };
+    const server = await startServer(config, createLogger('silent'));
+    try {
+      for (let i = 0; i < 50; i++) {
+        const left = await server.lifecycle.db.selectFrom('tasks').select('id').execute();
+        if (left.length === 1) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect((await server.lifecycle.db.selectFrom('tasks').select('id').execute()).map((t) => t.id)).toEqual([
+        recent.taskId,
+      ]);
+    } finally {
+      await server.stop();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });

@@ -8,7 +8,9 @@ import { createHttpServer } from './http.ts';
 import { startAutoPause } from './lifecycle/auto-pause.ts';
 import { createLifecycle, type Lifecycle } from './lifecycle/context.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
+import { purgeDeletedTasks } from './lifecycle/purge.ts';
 import type { Logger } from './logger.ts';
+import { startPeriodic } from './periodic.ts';
 import { startAuditRetention } from './telemetry/audit-retention.ts';
 import { createMetrics } from './telemetry/metrics.ts';
 
@@ -54,6 +56,17 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
           log,
         })
       : async () => undefined;
+  const stopPurge =
+    config.purgeDeletedAfterDays > 0
+      ? startPeriodic(
+          'purge of deleted tasks',
+          async () => {
+            const purged = await purgeDeletedTasks(lifecycle, config.purgeDeletedAfterDays * 86_400_000);
+            if (purged.length) log.info({ purged: purged.length }, 'purged deleted tasks');
+          },
+          { intervalMs: 3_600_000, log, immediately: true },
+        )
+      : async () => undefined;
   const metrics = createMetrics(lifecycle);
   log.info(
     { builtinProvisioner: config.provisioner.builtin, autoPauseIntervalMs: config.autoPauseIntervalMs },
@@ -79,7 +92,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const stop = () => {
     stopping ??= (async () => {
       await closeGracefully(server, config.shutdownTimeoutMs, log);
-      await Promise.all([stopAutoPause(), stopProvisioner(), stopAuditRetention()]);
+      await Promise.all([stopAutoPause(), stopProvisioner(), stopAuditRetention(), stopPurge()]);
       metrics.stop();
       await database.close();
       log.info('stopped');

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { AgentError } from '../agentapi/client.ts';
 import { listTasks, type Task } from '../db/tasks.ts';
 import type { Logger } from '../logger.ts';
+import { startPeriodic } from '../periodic.ts';
 import { systemActor } from './actor.ts';
 import type { Lifecycle } from './context.ts';
 import { LifecycleError } from './errors.ts';
@@ -76,22 +77,12 @@ async function forEachLimited<T>(items: T[], limit: number, run: (item: T) => Pr
 
 /** Runs `autoPausePass` every `intervalMs` until the returned function is called. */
 export function startAutoPause(lc: Lifecycle, options: { intervalMs: number; log: Logger }): () => Promise<void> {
-  let running: Promise<void> | undefined;
-  const tick = () => {
-    if (running) return;
-    running = autoPausePass(lc)
-      .then(({ checked, paused }) => {
-        if (paused.length) options.log.info({ checked, paused }, 'auto-paused idle tasks');
-      })
-      .catch((error: unknown) => options.log.warn({ err: error }, 'auto-pause pass failed'))
-      .finally(() => {
-        running = undefined;
-      });
-  };
-  const timer = setInterval(tick, options.intervalMs);
-  timer.unref();
-  return async () => {
-    clearInterval(timer);
-    await running;
-  };
+  return startPeriodic(
+    'auto-pause',
+    async () => {
+      const { checked, paused } = await autoPausePass(lc);
+      if (paused.length) options.log.info({ checked, paused }, 'auto-paused idle tasks');
+    },
+    options,
+  );
 }
