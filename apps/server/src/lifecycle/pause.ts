@@ -1,15 +1,15 @@
 import { sql } from 'kysely';
 import { AgentError, type AgentHistory } from '../agentapi/client.ts';
-import { type Build, insertNextBuild, lockWorkspace } from '../db/builds.ts';
+import type { Build } from '../db/builds.ts';
 import type { PauseFailureCause } from '../db/schema.ts';
 import { type StoredSnapshot, upsertSnapshot } from '../db/snapshots.ts';
-import { findTask, type Task } from '../db/tasks.ts';
-import { type Actor, initiatorId } from './actor.ts';
-import { audit, changed } from './audit.ts';
+import type { Task } from '../db/tasks.ts';
+import type { Actor } from './actor.ts';
 import type { Lifecycle } from './context.ts';
-import { LifecycleError, taskNotFound } from './errors.ts';
+import { LifecycleError } from './errors.ts';
 import { assertAllowed, type PauseReason } from './status.ts';
 import { getTask } from './tasks.ts';
+import { queueTransition } from './transition.ts';
 
 export type SnapshotOutcome =
   | ({ taken: true } & StoredSnapshot)
@@ -61,32 +61,21 @@ export async function pauseTask(
     }
 
     const transactionStarted = performance.now();
-    const { build, snapshot } = await lc.db.transaction().execute(async (trx) => {
-      await lockWorkspace(trx, before.workspaceId);
-      const task = await findTask(trx, taskId);
-      if (!task) throw taskNotFound(taskId);
-      assertAllowed('pause', task);
-      const stored = history && (await upsertSnapshot(trx, { taskId, messages: history.messages, source: 'pause' }));
-      const build = await insertNextBuild(trx, {
-        workspaceId: task.workspaceId,
-        transition: 'stop',
-        reason: options.reason,
-        initiatorId: initiatorId(actor),
-      });
-      const snapshot: SnapshotOutcome = stored ? { taken: true, ...stored } : { taken: false, reason: skipped };
-      const activity = await trx
-        .selectFrom('tasks')
-        .where('id', '=', taskId)
-        .select(['agent_last_running_at', sql<Date>`NOW()`.as('now')])
-        .executeTakeFirstOrThrow();
-      await audit(trx, actor, {
-        action: 'task.pause',
-        resourceType: 'task',
-        resourceId: taskId,
-        buildReason: options.reason,
-        diff: {
-          status: changed(task.status, 'pausing'),
-          build: { id: build.id, number: build.buildNumber, transition: 'stop' },
+    const { build, value: snapshot } = await queueTransition(
+      lc,
+      actor,
+      before,
+      'pause',
+      options.reason,
+      async (trx) => {
+        const stored = history && (await upsertSnapshot(trx, { taskId, messages: history.messages, source: 'pause' }));
+        const snapshot: SnapshotOutcome = stored ? { taken: true, ...stored } : { taken: false, reason: skipped };
+        const activity = await trx
+          .selectFrom('tasks')
+          .where('id', '=', taskId)
+          .select(['agent_last_running_at', sql<Date>`NOW()`.as('now')])
+          .executeTakeFirstOrThrow();
+        const diff = {
           snapshot: stored
             ? { taken: true, messageCount: stored.messageCount, bytes: stored.bytes }
             : { taken: false, reason: skipped },
@@ -94,12 +83,11 @@ export async function pauseTask(
           idleSeconds: activity.agent_last_running_at
             ? (activity.now.getTime() - activity.agent_last_running_at.getTime()) / 1000
             : null,
-        },
-      });
-      return { build, snapshot };
-    });
+        };
+        return { value: snapshot, diff };
+      },
+    );
     dbMs = performance.now() - transactionStarted;
-    lc.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
     const durationMs = performance.now() - started;
     lc.events.emit('pause', {
       reason: options.reason,

@@ -1,11 +1,12 @@
 import { sql } from 'kysely';
-import { type Build, insertNextBuild, lockWorkspace } from '../db/builds.ts';
+import { type Build, insertNextBuild } from '../db/builds.ts';
 import { findTask, listTasks, type Task } from '../db/tasks.ts';
-import { type Actor, initiatorId, seesAllTasks } from './actor.ts';
+import { type Actor, seesAllTasks } from './actor.ts';
 import { audit, changed } from './audit.ts';
 import type { Lifecycle } from './context.ts';
 import { LifecycleError, taskNotFound } from './errors.ts';
-import { assertAllowed, type TaskStatus } from './status.ts';
+import type { TaskStatus } from './status.ts';
+import { queueTransition } from './transition.ts';
 
 export type NewTask = { name: string; prompt: string; agentUrl: string; idleTimeoutSeconds?: number | null };
 
@@ -121,31 +122,10 @@ function decodeTaskCursor(cursor: string): { createdAt: Date; id: string } {
  */
 export async function deleteTask(lc: Lifecycle, actor: Actor, taskId: string): Promise<{ task: Task; build: Build }> {
   const visible = await getTask(lc, actor, taskId);
-  const build = await lc.db.transaction().execute(async (trx) => {
-    await lockWorkspace(trx, visible.workspaceId);
-    const task = (await findTask(trx, taskId))!;
-    assertAllowed('delete', task);
-    const build = await insertNextBuild(trx, {
-      workspaceId: task.workspaceId,
-      transition: 'delete',
-      reason: 'initiator',
-      initiatorId: initiatorId(actor),
-    });
+  const { build } = await queueTransition(lc, actor, visible, 'delete', 'initiator', async (trx) => {
     await trx.updateTable('tasks').set({ deleted_at: sql`NOW()` }).where('id', '=', taskId).execute();
     const snapshots = await trx.deleteFrom('task_snapshots').where('task_id', '=', taskId).executeTakeFirst();
-    await audit(trx, actor, {
-      action: 'task.delete',
-      resourceType: 'task',
-      resourceId: taskId,
-      buildReason: build.reason,
-      diff: {
-        status: changed(task.status, 'deleted'),
-        build: { id: build.id, number: build.buildNumber, transition: 'delete' },
-        snapshotDeleted: snapshots.numDeletedRows > 0n,
-      },
-    });
-    return build;
+    return { value: undefined, diff: { snapshotDeleted: snapshots.numDeletedRows > 0n } };
   });
-  lc.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
   return { task: await getTask(lc, actor, taskId), build };
 }
