@@ -1,55 +1,59 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import type { LifecycleSettings } from './lifecycle/context.ts';
+import type { AppSettings } from './app.ts';
+import type { DatabaseConfig } from './db/connection.ts';
+import { defaults } from './defaults.ts';
+import type { LogLevel } from './logger.ts';
 
 /** The repository root: the embedded database lives under it by default. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().nonnegative();
 const flag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const envSchema = z.object({
-  PORT: port.default(8080),
-  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: port.default(defaults.port),
+  HOST: z.string().min(1).default(defaults.host),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
     .optional(),
-  DATABASE_POOL_SIZE: positiveInt.max(1000).default(10),
+  DATABASE_POOL_SIZE: positiveInt.max(1000).default(defaults.poolSize),
   HIATUS_DATA_DIR: z
     .string()
     .min(1)
     .default(path.join(repoRoot, '.hiatus', 'data')),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  HIATUS_MIGRATE_ON_START: flag.default(true),
-  HIATUS_SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
-  HIATUS_MAX_BODY_BYTES: positiveInt.default(40 * 1024 * 1024),
-  HIATUS_AGENT_TIMEOUT_MS: positiveInt.default(5_000),
-  HIATUS_MAX_SNAPSHOT_BYTES: positiveInt.default(32 * 1024 * 1024),
-  HIATUS_AUTO_PAUSE_INTERVAL_MS: z.coerce.number().int().nonnegative().default(30_000),
-  HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS: positiveInt.default(30 * 60),
-  HIATUS_RESUME_WAIT_MS: positiveInt.default(60_000),
-  HIATUS_BUILTIN_PROVISIONER: flag.default(true),
-  HIATUS_PROVISIONER_POLL_MS: positiveInt.default(1_000),
-  HIATUS_PROVISIONER_STALE_MS: positiveInt.default(60_000),
-  HIATUS_PURGE_DELETED_AFTER_DAYS: z.coerce.number().int().nonnegative().default(30),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(defaults.logLevel),
+  HIATUS_MIGRATE_ON_START: flag.default(defaults.migrateOnStart),
+  HIATUS_SHUTDOWN_TIMEOUT_MS: positiveInt.default(defaults.shutdownTimeoutMs),
+  HIATUS_MAX_BODY_BYTES: positiveInt.default(defaults.maxBodyBytes),
+  HIATUS_AGENT_TIMEOUT_MS: positiveInt.default(defaults.agentTimeoutMs),
+  HIATUS_MAX_SNAPSHOT_BYTES: positiveInt.default(defaults.maxSnapshotBytes),
+  HIATUS_AUTO_PAUSE_INTERVAL_MS: nonNegativeInt.default(defaults.autoPauseIntervalMs),
+  HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS: positiveInt.default(defaults.defaultIdleTimeoutSeconds),
+  HIATUS_RESUME_WAIT_MS: positiveInt.default(defaults.resumeWaitMs),
+  HIATUS_BUILTIN_PROVISIONER: flag.default(defaults.builtinProvisioner),
+  HIATUS_PROVISIONER_POLL_MS: positiveInt.default(defaults.provisionerPollMs),
+  HIATUS_PROVISIONER_STALE_MS: positiveInt.default(defaults.provisionerStaleMs),
+  HIATUS_PURGE_DELETED_AFTER_DAYS: nonNegativeInt.default(defaults.purgeDeletedAfterDays),
   HIATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
-  HIATUS_AUDIT_RETENTION_DAYS: z.coerce.number().int().nonnegative().default(365),
+  HIATUS_AUDIT_RETENTION_DAYS: nonNegativeInt.default(defaults.auditRetentionDays),
 });
 
 export type Config = {
   port: number;
   host: string;
   database: DatabaseConfig;
-  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  logLevel: LogLevel;
   migrateOnStart: boolean;
   shutdownTimeoutMs: number;
   maxBodyBytes: number;
-  lifecycle: LifecycleSettings;
+  settings: AppSettings;
   /** 0 turns the auto-pause loop off. */
   autoPauseIntervalMs: number;
   provisioner: { builtin: boolean; pollIntervalMs: number; staleAfterMs: number };
@@ -60,8 +64,6 @@ export type Config = {
   /** An admin holding this key exists after start. */
   adminToken: string | undefined;
 };
-
-export type DatabaseConfig = { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -88,7 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     migrateOnStart: e.HIATUS_MIGRATE_ON_START,
     shutdownTimeoutMs: e.HIATUS_SHUTDOWN_TIMEOUT_MS,
     maxBodyBytes: e.HIATUS_MAX_BODY_BYTES,
-    lifecycle: {
+    settings: {
       agentTimeoutMs: e.HIATUS_AGENT_TIMEOUT_MS,
       maxSnapshotBytes: e.HIATUS_MAX_SNAPSHOT_BYTES,
       defaultIdleTimeoutSeconds: e.HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS,

@@ -1,21 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import { sql } from 'kysely';
 import type { Registry } from 'prom-client';
+import type { App } from './app.ts';
 import { bearerToken } from './auth/keys.ts';
 import { authenticate } from './auth/principals.ts';
-import type { Db } from './db/connection.ts';
+import { type Db, pingDatabase } from './db/connection.ts';
 import { pendingMigrations } from './db/migrate.ts';
-import type { RequestOrigin } from './lifecycle/actor.ts';
-import type { Lifecycle } from './lifecycle/context.ts';
+import type { RequestOrigin } from './domain/actor.ts';
 import type { Logger } from './logger.ts';
 import { createRequestContext, type RequestContext } from './trpc/context.ts';
 import { appRouter } from './trpc/router.ts';
 
 export type HttpDeps = {
   db: Db;
-  lifecycle: Lifecycle;
+  app: App;
   log: Logger;
   maxBodyBytes: number;
   metrics: Registry;
@@ -63,7 +62,7 @@ async function requestContext(
     ipAddress: req.socket.remoteAddress?.replace(/^::ffff:/, ''),
     userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'] : undefined,
   };
-  const services = { lifecycle: deps.lifecycle, log: deps.log };
+  const services = { app: deps.app, log: deps.log };
   const token = bearerToken(req.headers.authorization);
   if (req.headers.authorization !== undefined && token === null) {
     return createRequestContext(services, {
@@ -96,7 +95,7 @@ type Readiness = { status: number; body: { status: 'ready' | 'not ready'; reason
 /** Ready when the database answers and every migration has been applied. */
 export async function readiness(db: Db): Promise<Readiness> {
   try {
-    await sql`SELECT 1`.execute(db);
+    await pingDatabase(db);
     const pending = await pendingMigrations(db);
     if (pending.length > 0) {
       return { status: 503, body: { status: 'not ready', reason: `migrations pending: ${pending.join(', ')}` } };

@@ -94,7 +94,7 @@ describe('graceful shutdown', () => {
     try {
       const api = apiClient(running.server.url, running.adminToken);
       const { task } = await api.tasks.create.mutate({ name: 'slow', prompt: '', agentUrl: agent.url });
-      await waitForStatus(running.server.lifecycle, task.id, 'active', 5_000);
+      await waitForStatus(running.server.app, task.id, 'active', 5_000);
       agent.mode = 'hang'; // the pause below waits the whole agent timeout
       const inFlight = codeOf(api.tasks.pause.mutate({ id: task.id }));
       await new Promise((r) => setTimeout(r, 150));
@@ -130,11 +130,11 @@ describe('background upkeep', () => {
     const server = await startServer(config, createLogger('silent'));
     try {
       for (let i = 0; i < 50; i++) {
-        const left = await server.lifecycle.db.selectFrom('tasks').select('id').execute();
+        const left = await server.app.db.selectFrom('tasks').select('id').execute();
         if (left.length === 1) break;
         await new Promise((r) => setTimeout(r, 50));
       }
-      expect((await server.lifecycle.db.selectFrom('tasks').select('id').execute()).map((t) => t.id)).toEqual([
+      expect((await server.app.db.selectFrom('tasks').select('id').execute()).map((t) => t.id)).toEqual([
         recent.taskId,
       ]);
     } finally {

@@ -1,23 +1,24 @@
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type App, createApp } from './app.ts';
+import { removeOldAuditRecords } from './audit/audit.ts';
 import { type BootstrapResult, bootstrapAdmin } from './auth/bootstrap.ts';
 import type { Config } from './config.ts';
 import { type DatabaseHandle, openDatabase } from './db/connection.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
+import { defaults } from './defaults.ts';
 import { createHttpServer } from './http.ts';
-import { startAutoPause } from './lifecycle/auto-pause.ts';
-import { createLifecycle, type Lifecycle } from './lifecycle/context.ts';
+import { autoPausePass } from './lifecycle/auto-pause.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import { purgeDeletedTasks } from './lifecycle/purge.ts';
 import type { Logger } from './logger.ts';
-import { startPeriodic } from './periodic.ts';
-import { startAuditRetention } from './telemetry/audit-retention.ts';
+import { type Loop, periodic, startLoops } from './loops.ts';
 import { createMetrics } from './telemetry/metrics.ts';
 
 export type RunningServer = {
   url: string;
   database: DatabaseHandle;
-  lifecycle: Lifecycle;
+  app: App;
   /** Stops taking requests, lets in-flight ones finish (up to the shutdown timeout), closes the database. */
   stop(): Promise<void>;
 };
@@ -39,43 +40,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     throw error;
   }
 
-  const lifecycle = createLifecycle(database.db, config.lifecycle);
-  const stopProvisioner = config.provisioner.builtin
-    ? startBuiltinProvisioner(lifecycle, { ...config.provisioner, log })
-    : async () => undefined;
-  const stopAutoPause =
-    config.autoPauseIntervalMs > 0
-      ? startAutoPause(lifecycle, { intervalMs: config.autoPauseIntervalMs, log })
-      : async () => undefined;
-  const stopAuditRetention =
-    config.auditRetentionDays > 0
-      ? startAuditRetention(database.db, {
-          maxAgeDays: config.auditRetentionDays,
-          intervalMs: 3_600_000,
-          batchSize: 5_000,
-          log,
-        })
-      : async () => undefined;
-  const stopPurge =
-    config.purgeDeletedAfterDays > 0
-      ? startPeriodic(
-          'purge of deleted tasks',
-          async () => {
-            const purged = await purgeDeletedTasks(lifecycle, config.purgeDeletedAfterDays * 86_400_000);
-            if (purged.length) log.info({ purged: purged.length }, 'purged deleted tasks');
-          },
-          { intervalMs: 3_600_000, log, immediately: true },
-        )
-      : async () => undefined;
-  const metrics = createMetrics(lifecycle);
-  log.info(
-    { builtinProvisioner: config.provisioner.builtin, autoPauseIntervalMs: config.autoPauseIntervalMs },
-    'lifecycle',
-  );
+  const app = createApp(database.db, config.settings);
+  const stopLoops = startLoops(backgroundLoops(app, config), log);
+  const metrics = createMetrics(app);
 
   const server = createHttpServer({
     db: database.db,
-    lifecycle,
+    app,
     log,
     maxBodyBytes: config.maxBodyBytes,
     metrics: metrics.registry,
@@ -92,14 +63,61 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const stop = () => {
     stopping ??= (async () => {
       await closeGracefully(server, config.shutdownTimeoutMs, log);
-      await Promise.all([stopAutoPause(), stopProvisioner(), stopAuditRetention(), stopPurge()]);
+      await stopLoops();
       metrics.stop();
       await database.close();
       log.info('stopped');
     })();
     return stopping;
   };
-  return { url, database, lifecycle, stop };
+  return { url, database, app, stop };
+}
+
+/** The server's background loops, as one list: each enabled by its setting, all stopped together. */
+function backgroundLoops(app: App, config: Config): Loop[] {
+  const loops: Loop[] = [];
+  if (config.provisioner.builtin) {
+    loops.push({
+      name: 'built-in provisioner',
+      start: (log) => startBuiltinProvisioner(app, { ...config.provisioner, log }),
+    });
+  }
+  if (config.autoPauseIntervalMs > 0) {
+    loops.push(
+      periodic('auto-pause', config.autoPauseIntervalMs, async (log) => {
+        const { checked, paused } = await autoPausePass(app);
+        if (paused.length) log.info({ checked, paused }, 'auto-paused idle tasks');
+      }),
+    );
+  }
+  if (config.purgeDeletedAfterDays > 0) {
+    const olderThanMs = config.purgeDeletedAfterDays * 86_400_000;
+    loops.push(
+      periodic(
+        'purge of deleted tasks',
+        defaults.housekeepingIntervalMs,
+        async (log) => {
+          const purged = await purgeDeletedTasks(app, olderThanMs);
+          if (purged.length) log.info({ purged: purged.length }, 'purged deleted tasks');
+        },
+        { immediately: true },
+      ),
+    );
+  }
+  if (config.auditRetentionDays > 0) {
+    loops.push(
+      periodic(
+        'audit retention',
+        defaults.housekeepingIntervalMs,
+        async (log) => {
+          const removed = await removeOldAuditRecords(app, config.auditRetentionDays, defaults.auditRetentionBatchSize);
+          if (removed) log.info({ removed }, 'audit retention removed old records');
+        },
+        { immediately: true },
+      ),
+    );
+  }
+  return loops;
 }
 
 async function announceAdmin(result: BootstrapResult, log: Logger): Promise<void> {

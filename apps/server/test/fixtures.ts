@@ -1,28 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../src/db/connection.ts';
+import { insertTaskWithWorkspace } from '../src/db/tasks.ts';
+import { insertUser } from '../src/db/users.ts';
 
-/** Inserts a user, a workspace and a task owned by that user; returns their ids. */
+/** Rows only, below the services: a user, and a task with its workspace but no build yet. */
 export async function insertTaskRows(db: Db, name = `task-${randomUUID().slice(0, 8)}`) {
-  const user = await db
-    .insertInto('users')
-    .values({ username: `user-${randomUUID().slice(0, 8)}` })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  const workspace = await db
-    .insertInto('workspaces')
-    .values({ owner_id: user.id, name })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  const task = await db
-    .insertInto('tasks')
-    .values({
-      owner_id: user.id,
-      workspace_id: workspace.id,
-      name,
-      prompt: 'fix the tests',
-      agent_url: 'http://127.0.0.1:3284',
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return { userId: user.id, workspaceId: workspace.id, taskId: task.id };
+  const user = await insertUser(db, { username: `user-${randomUUID().slice(0, 8)}` });
+  const task = await insertTaskWithWorkspace(db, {
+    ownerId: user.id,
+    name,
+    prompt: 'fix the tests',
+    agentUrl: 'http://127.0.0.1:3284',
+    idleTimeoutSeconds: null,
+  });
+  return { userId: user.id, workspaceId: task.workspaceId, taskId: task.id };
 }

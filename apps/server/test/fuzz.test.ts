@@ -95,7 +95,7 @@ describe.each(testBackends().slice(0, 1))('hostile input on %s', (backend) => {
     const expiring = await apiClient(server.url, keys.alice).apiKeys.create.mutate({
       expiresAt: new Date(Date.now() + 60_000),
     });
-    await server.lifecycle.db
+    await server.app.db
       .updateTable('api_keys')
       .set({ created_at: sql`NOW() - interval '1 hour'`, expires_at: sql`NOW() - interval '1 minute'` })
       .where('id', '=', expiring.apiKey.id)
@@ -110,7 +110,7 @@ describe.each(testBackends().slice(0, 1))('hostile input on %s', (backend) => {
 
   /** What a refused call must leave as it was. */
   const state = async () => {
-    const db = server.lifecycle.db;
+    const db = server.app.db;
     const [tasks, builds, snapshots, users, apiKeys] = await Promise.all([
       db.selectFrom('tasks').select(['id', 'name', 'deleted_at']).orderBy('id').execute(),
       // Job statuses move on in the background (the built-in provisioner): the builds themselves must not.

@@ -1,4 +1,6 @@
-import type { apiClient } from './api-client.ts';
+import type { Db } from '../src/db/connection.ts';
+import { apiClient } from './api-client.ts';
+import type { FakeAgent } from './fake-agent.ts';
 
 export type StormOperation = 'pause' | 'resume' | 'delete';
 export type StormSuccess = { op: StormOperation; taskId: string; buildId: string };
@@ -86,4 +88,110 @@ function codeOf(error: unknown): string {
 export function describeStorm({ successes, refusals }: StormResult): string {
   const count = (op: StormOperation) => successes.filter((s) => s.op === op).length;
   return `${successes.length} successes (${count('pause')} pauses, ${count('resume')} resumes, ${count('delete')} deletes), refusals ${JSON.stringify(Object.fromEntries(refusals))}`;
+}
+
+/**
+ * A member with a key, and `count` tasks of theirs created round-robin through the servers at
+ * `urls`, each talking to one of `agents`. `extra(i)` adds settings to task i.
+ */
+export async function seedStormTasks(options: {
+  urls: string[];
+  adminToken: string;
+  agents: FakeAgent[];
+  count: number;
+  username: string;
+  extra?: (i: number) => { idleTimeoutSeconds?: number };
+}): Promise<{ key: string; taskIds: string[] }> {
+  const admin = apiClient(options.urls[0]!, options.adminToken);
+  const user = await admin.users.create.mutate({ username: options.username });
+  const { key } = await admin.apiKeys.create.mutate({ userId: user.id });
+  const created = await Promise.all(
+    Array.from({ length: options.count }, (_, i) =>
+      apiClient(options.urls[i % options.urls.length]!, key).tasks.create.mutate({
+        name: `${options.username}-${i}`,
+        prompt: 'storm',
+        agentUrl: options.agents[i % options.agents.length]!.url,
+        ...options.extra?.(i),
+      }),
+    ),
+  );
+  return { key, taskIds: created.map((c) => c.task.id) };
+}
+
+/** Waits (up to 10 s) until no build job is pending or running: the provisioners have caught up. */
+export async function waitForJobsToSettle(db: Db): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const open = await db
+      .selectFrom('workspace_builds')
+      .where('job_status', 'in', ['pending', 'running'])
+      .select('id')
+      .execute();
+    if (open.length === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export type DuelResult = {
+  /** One entry per race: how many of its contenders won. */
+  winnersPerRace: number[];
+  /** The winners, to check that each is stored. */
+  successes: StormSuccess[];
+  /** Every losing contender's error code. */
+  refusals: Map<string, number>;
+};
+
+/**
+ * Races whose progress is certain by construction: each task here is touched by no one else, and
+ * `contenders` identical operations are fired at it at once through every server, `rounds` times
+ * a pause then a resume. Exactly one contender can win each race, whatever the timing, and the
+ * next race waits until the winner's build is done (bounded by `timeoutMs`).
+ */
+export async function runDuels(options: {
+  apis: Array<ReturnType<typeof apiClient>>;
+  taskIds: string[];
+  contenders: number;
+  rounds: number;
+  timeoutMs?: number;
+}): Promise<DuelResult> {
+  const result: DuelResult = { winnersPerRace: [], successes: [], refusals: new Map() };
+  const waitFor = async (taskId: string, status: string) => {
+    const deadline = Date.now() + (options.timeoutMs ?? 15_000);
+    for (;;) {
+      const task = await options.apis[0]!.tasks.get.query({ id: taskId });
+      if (task.status === status) return;
+      if (Date.now() > deadline) throw new Error(`task ${taskId} stayed ${task.status}, never ${status}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const race = async (taskId: string, op: 'pause' | 'resume') => {
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: options.contenders }, (_, i) => {
+        const api = options.apis[i % options.apis.length]!;
+        return op === 'pause' ? api.tasks.pause.mutate({ id: taskId }) : api.tasks.resume.mutate({ id: taskId });
+      }),
+    );
+    let winners = 0;
+    for (const outcome of outcomes) {
+      if (outcome.status === 'fulfilled') {
+        winners++;
+        result.successes.push({ op, taskId, buildId: outcome.value.build.id });
+      } else {
+        const code = codeOf(outcome.reason);
+        result.refusals.set(code, (result.refusals.get(code) ?? 0) + 1);
+      }
+    }
+    result.winnersPerRace.push(winners);
+  };
+  await Promise.all(
+    options.taskIds.map(async (taskId) => {
+      await waitFor(taskId, 'active');
+      for (let round = 0; round < options.rounds; round++) {
+        await race(taskId, 'pause');
+        await waitFor(taskId, 'paused');
+        await race(taskId, 'resume');
+        await waitFor(taskId, 'active');
+      }
+    }),
+  );
+  return result;
 }

@@ -1,55 +1,35 @@
-import { sql } from 'kysely';
-import type { ApiKeyScope, UserRole } from '../db/schema.ts';
-import { findUser, type User } from '../db/users.ts';
-import type { Actor } from '../lifecycle/actor.ts';
-import { audit } from '../lifecycle/audit.ts';
-import type { Lifecycle } from '../lifecycle/context.ts';
-import { LifecycleError } from '../lifecycle/errors.ts';
+import type { App } from '../app.ts';
+import { audit } from '../audit/audit.ts';
+import { type ApiKeyInfo, insertApiKey, lockApiKey, revokeApiKeyRow } from '../db/api-keys.ts';
+import { findUser, insertUser, type User, usernameConstraint } from '../db/users.ts';
+import type { Actor, ApiKeyScope, UserRole } from '../domain/actor.ts';
+import { HiatusError } from '../domain/errors.ts';
 import { getTask } from '../lifecycle/tasks.ts';
 import { generateApiKey, keyDigest } from './keys.ts';
 
-export type ApiKeyInfo = {
-  id: string;
-  userId: string;
-  name: string;
-  scope: ApiKeyScope;
-  taskId: string | null;
-  createdAt: Date;
-  expiresAt: Date | null;
-  lastUsedAt: Date | null;
-  revokedAt: Date | null;
-};
+export type { ApiKeyInfo };
 
 function requireAdmin(actor: Actor, what: string): void {
-  if (actor.kind === 'user' && actor.role !== 'admin')
-    throw new LifecycleError('forbidden', `only an admin may ${what}`);
+  if (actor.kind === 'user' && actor.role !== 'admin') throw new HiatusError('forbidden', `only an admin may ${what}`);
 }
 
 /** Creates a user (admins only), audited. */
-export async function createUser(
-  lc: Lifecycle,
-  actor: Actor,
-  input: { username: string; role: UserRole },
-): Promise<User> {
+export async function createUser(app: App, actor: Actor, input: { username: string; role: UserRole }): Promise<User> {
   requireAdmin(actor, 'create users');
   try {
-    return await lc.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .insertInto('users')
-        .values({ username: input.username, role: input.role })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+    return await app.db.transaction().execute(async (trx) => {
+      const user = await insertUser(trx, input);
       await audit(trx, actor, {
         action: 'user.create',
         resourceType: 'user',
-        resourceId: row.id,
+        resourceId: user.id,
         diff: { username: input.username, role: input.role },
       });
-      return { id: row.id, username: row.username, role: row.role, createdAt: row.created_at };
+      return user;
     });
   } catch (error) {
-    if ((error as { constraint?: string }).constraint === 'users_username_key') {
-      throw new LifecycleError('conflict', `the username "${input.username}" is taken`);
+    if ((error as { constraint?: string }).constraint === usernameConstraint) {
+      throw new HiatusError('conflict', `the username "${input.username}" is taken`);
     }
     throw error;
   }
@@ -70,99 +50,66 @@ export type NewApiKey = {
  * create their own keys; provisioner keys are for admins to hand out.
  */
 export async function createApiKey(
-  lc: Lifecycle,
+  app: App,
   actor: Actor,
   input: NewApiKey,
 ): Promise<{ key: string; apiKey: ApiKeyInfo }> {
-  if (actor.kind !== 'user') throw new LifecycleError('forbidden', 'keys belong to users');
+  if (actor.kind !== 'user') throw new HiatusError('forbidden', 'keys belong to users');
   const userId = input.userId ?? actor.userId;
   const scope = input.scope ?? 'full';
   if (userId !== actor.userId) requireAdmin(actor, "create another user's keys");
   if (scope === 'provisioner') requireAdmin(actor, 'create provisioner keys');
   if ((scope === 'workspace') !== (input.taskId !== undefined)) {
-    throw new LifecycleError('bad_input', 'a workspace key names its task (taskId), and only a workspace key does');
+    throw new HiatusError('bad_input', 'a workspace key names its task (taskId), and only a workspace key does');
   }
   if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
-    throw new LifecycleError('bad_input', 'expiresAt must be in the future');
+    throw new HiatusError('bad_input', 'expiresAt must be in the future');
   }
-  if (!(await findUser(lc.db, userId))) throw new LifecycleError('not_found', `user ${userId} not found`);
+  if (!(await findUser(app.db, userId))) throw new HiatusError('not_found', `user ${userId} not found`);
   if (input.taskId) {
-    const task = await getTask(lc, { kind: 'user', userId, role: 'member' }, input.taskId).catch(() => null);
-    if (!task) throw new LifecycleError('not_found', `task ${input.taskId} not found`);
+    const task = await getTask(app, { kind: 'user', userId, role: 'member' }, input.taskId).catch(() => null);
+    if (!task) throw new HiatusError('not_found', `task ${input.taskId} not found`);
   }
   const key = generateApiKey();
   const { id, hash } = keyDigest(key);
-  const apiKey = await lc.db.transaction().execute(async (trx) => {
-    const row = await trx
-      .insertInto('api_keys')
-      .values({
-        id,
-        user_id: userId,
-        name: input.name ?? '',
-        secret_hash: hash,
-        scope,
-        task_id: input.taskId ?? null,
-        expires_at: input.expiresAt ?? null,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
+  const apiKey = await app.db.transaction().execute(async (trx) => {
+    const created = await insertApiKey(trx, {
+      id,
+      userId,
+      secretHash: hash,
+      name: input.name,
+      scope,
+      taskId: input.taskId,
+      expiresAt: input.expiresAt,
+    });
     await audit(trx, actor, {
       action: 'api_key.create',
       resourceType: 'api_key',
-      resourceId: row.id,
-      diff: { userId, name: row.name, scope, taskId: row.task_id, expiresAt: row.expires_at },
+      resourceId: created.id,
+      diff: { userId, name: created.name, scope, taskId: created.taskId, expiresAt: created.expiresAt },
     });
-    return toApiKeyInfo(row);
+    return created;
   });
   return { key, apiKey };
 }
 
 /** Revokes a key: its owner or an admin may. Revoking twice is a conflict. */
-export async function revokeApiKey(lc: Lifecycle, actor: Actor, keyId: string): Promise<ApiKeyInfo> {
-  if (actor.kind !== 'user') throw new LifecycleError('forbidden', 'keys belong to users');
-  return lc.db.transaction().execute(async (trx) => {
-    const key = await trx.selectFrom('api_keys').where('id', '=', keyId).selectAll().forUpdate().executeTakeFirst();
+export async function revokeApiKey(app: App, actor: Actor, keyId: string): Promise<ApiKeyInfo> {
+  if (actor.kind !== 'user') throw new HiatusError('forbidden', 'keys belong to users');
+  return app.db.transaction().execute(async (trx) => {
+    const key = await lockApiKey(trx, keyId);
     // Another member's key does not exist for them, as their tasks do not.
-    if (!key || (key.user_id !== actor.userId && actor.role !== 'admin')) {
-      throw new LifecycleError('not_found', `key ${keyId} not found`);
+    if (!key || (key.userId !== actor.userId && actor.role !== 'admin')) {
+      throw new HiatusError('not_found', `key ${keyId} not found`);
     }
-    if (key.revoked_at) throw new LifecycleError('conflict', `key ${keyId} is already revoked`);
-    const row = await trx
-      .updateTable('api_keys')
-      .set({ revoked_at: sql`NOW()` })
-      .where('id', '=', keyId)
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    if (key.revokedAt) throw new HiatusError('conflict', `key ${keyId} is already revoked`);
+    const revoked = await revokeApiKeyRow(trx, keyId);
     await audit(trx, actor, {
       action: 'api_key.revoke',
       resourceType: 'api_key',
       resourceId: keyId,
-      diff: { revokedAt: { from: null, to: row.revoked_at } },
+      diff: { revokedAt: { from: null, to: revoked.revokedAt } },
     });
-    return toApiKeyInfo(row);
+    return revoked;
   });
-}
-
-function toApiKeyInfo(row: {
-  id: string;
-  user_id: string;
-  name: string;
-  scope: ApiKeyScope;
-  task_id: string | null;
-  created_at: Date;
-  expires_at: Date | null;
-  last_used_at: Date | null;
-  revoked_at: Date | null;
-}): ApiKeyInfo {
-  return {
-    id: row.id,
-    userId: row.user_id,
-    name: row.name,
-    scope: row.scope,
-    taskId: row.task_id,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    lastUsedAt: row.last_used_at,
-    revokedAt: row.revoked_at,
-  };
 }

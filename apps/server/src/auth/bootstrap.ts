@@ -1,5 +1,6 @@
-import { sql } from 'kysely';
+import { findApiKey, insertApiKey } from '../db/api-keys.ts';
 import type { Db } from '../db/connection.ts';
+import { anyUserExists, findUserByName, insertUser, lockAdminBootstrap } from '../db/users.ts';
 import { generateApiKey, keyDigest } from './keys.ts';
 
 export type BootstrapResult =
@@ -14,44 +15,32 @@ export type BootstrapResult =
  */
 export async function bootstrapAdmin(db: Db, adminToken: string | undefined): Promise<BootstrapResult> {
   return db.transaction().execute(async (trx) => {
-    await sql`SELECT pg_advisory_xact_lock(hashtext('hiatus.bootstrap'))`.execute(trx);
+    await lockAdminBootstrap(trx);
     if (adminToken) {
       const { id, hash } = keyDigest(adminToken);
-      const existing = await trx.selectFrom('api_keys').where('id', '=', id).select('user_id').executeTakeFirst();
-      if (existing) return { kind: 'token', userId: existing.user_id, created: false };
+      const existing = await findApiKey(trx, id);
+      if (existing) return { kind: 'token', userId: existing.userId, created: false };
       const admin = await ensureAdminUser(trx);
-      await trx
-        .insertInto('api_keys')
-        .values({ id, user_id: admin, name: 'HIATUS_ADMIN_TOKEN', secret_hash: hash })
-        .execute();
+      await insertApiKey(trx, { id, userId: admin, name: 'HIATUS_ADMIN_TOKEN', secretHash: hash });
       return { kind: 'token', userId: admin, created: true };
     }
-    const anyUser = await trx.selectFrom('users').select('id').limit(1).executeTakeFirst();
-    if (anyUser) return { kind: 'none' };
+    if (await anyUserExists(trx)) return { kind: 'none' };
     const admin = await ensureAdminUser(trx);
     const key = generateApiKey();
     const { id, hash } = keyDigest(key);
-    await trx.insertInto('api_keys').values({ id, user_id: admin, name: 'first start', secret_hash: hash }).execute();
+    await insertApiKey(trx, { id, userId: admin, name: 'first start', secretHash: hash });
     return { kind: 'generated', userId: admin, key };
   });
 }
 
 async function ensureAdminUser(trx: Db): Promise<string> {
-  const existing = await trx
-    .selectFrom('users')
-    .where('username', '=', 'admin')
-    .select(['id', 'role'])
-    .executeTakeFirst();
+  const existing = await findUserByName(trx, 'admin');
   if (existing) {
     // Never promote a member behind the operator's back.
-    if (existing.role !== 'admin')
+    if (existing.role !== 'admin') {
       throw new Error('a member named "admin" exists: the admin token cannot be given to them');
+    }
     return existing.id;
   }
-  const row = await trx
-    .insertInto('users')
-    .values({ username: 'admin', role: 'admin' })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
+  return (await insertUser(trx, { username: 'admin', role: 'admin' })).id;
 }

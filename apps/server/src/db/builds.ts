@@ -1,6 +1,7 @@
 import { type Selectable, sql } from 'kysely';
+import type { BuildReason, JobStatus, WorkspaceTransition } from '../domain/lifecycle.ts';
 import type { Db } from './connection.ts';
-import type { BuildReason, ProvisionerJobStatus, WorkspaceBuilds, WorkspaceTransition } from './schema.ts';
+import type { WorkspaceBuilds } from './schema.ts';
 
 export type BuildRow = Selectable<WorkspaceBuilds>;
 
@@ -12,7 +13,7 @@ export type Build = {
   transition: WorkspaceTransition;
   reason: BuildReason;
   initiatorId: string | null;
-  jobStatus: ProvisionerJobStatus;
+  jobStatus: JobStatus;
   error: string | null;
   createdAt: Date;
   startedAt: Date | null;

@@ -1,10 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
-import { type Dialect, Kysely, PostgresDialect } from 'kysely';
+import { type Dialect, Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
-import type { DatabaseConfig } from '../config.ts';
 import type { DB as Database } from './schema.ts';
+
+/** Where the data lives: a PostgreSQL server, or the embedded PGlite in a folder (`memory://` for tests). */
+export type DatabaseConfig = { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
 
 /** The database, or a transaction on it: a Transaction is a Kysely, so data functions serve both. */
 export type Db = Kysely<Database>;
@@ -45,4 +47,9 @@ function describeDatabase(config: DatabaseConfig): DatabaseHandle['description']
   const url = new URL(config.url);
   // Never log a password.
   return { backend: 'postgres', location: `${url.hostname}:${url.port || 5432}${url.pathname}` };
+}
+
+/** One round trip: throws when the database does not answer. */
+export async function pingDatabase(db: Db): Promise<void> {
+  await sql`SELECT 1`.execute(db);
 }

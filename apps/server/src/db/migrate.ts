@@ -1,11 +1,10 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Kysely, Migration, MigrationProvider, MigrationResult } from 'kysely';
 import { Migrator } from 'kysely';
-import { repoRoot } from '../config.ts';
-
-export const migrationFolder = path.join(repoRoot, 'migrations');
+/** `migrations/` at the repository root. */
+export const migrationFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations');
 
 /**
  * Reads `migrations/` like Kysely's FileMigrationProvider, but imports from this module so the

@@ -2,7 +2,8 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMigratedDatabase, testBackends } from '../../test/databases.ts';
 import { insertTaskRows } from '../../test/fixtures.ts';
-import { buildReasons } from '../lifecycle/status.ts';
+import { apiKeyScopes, userRoles } from '../domain/actor.ts';
+import { buildReasons, jobStatuses, workspaceTransitions } from '../domain/lifecycle.ts';
 import type { Db } from './connection.ts';
 
 describe.each(testBackends())('schema on %s', (backend) => {
@@ -78,6 +79,17 @@ describe.each(testBackends())('schema on %s', (backend) => {
       'autodelete',
     ]);
     expect(buildReasons.slice(6)).toEqual(['task_auto_pause', 'task_manual_pause', 'task_resume']);
+  });
+
+  it.each([
+    ['workspace_transition', workspaceTransitions],
+    ['provisioner_job_status', jobStatuses],
+    ['user_role', userRoles],
+    ['api_key_scope', apiKeyScopes],
+  ] as const)('has the domain’s values, in its order, in the enum %s', async (type, values) => {
+    const { rows } = await sql<{ enumlabel: string }>`
+      SELECT enumlabel FROM pg_enum WHERE enumtypid = ${type}::regtype ORDER BY enumsortorder`.execute(db);
+    expect(rows.map((r) => r.enumlabel)).toEqual([...values]);
   });
 
   it('deletes a task’s snapshot with the task', async () => {

@@ -120,3 +120,9 @@ export async function findSnapshotDocument(
     .executeTakeFirst();
   return row && { document: row.log_snapshot, createdAt: row.log_snapshot_created_at };
 }
+
+/** Deletes a task's snapshot (its stats go by the cascade); true when there was one. */
+export async function deleteSnapshot(trx: Db, taskId: string): Promise<boolean> {
+  const result = await trx.deleteFrom('task_snapshots').where('task_id', '=', taskId).executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}

@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
-import { deriveStatus, statusSql, type TaskStatus } from '../lifecycle/status.ts';
+import { deriveStatus, type TaskStatus } from '../domain/lifecycle.ts';
 import { type Build, toBuild } from './builds.ts';
 import type { Db } from './connection.ts';
+import { taskStatusSql } from './status-sql.ts';
 
 /** A task as the service shows it: its row, its derived status and its latest build. */
 export type Task = {
@@ -114,7 +115,7 @@ export async function listTasks(db: Db, filter: TaskFilter): Promise<{ items: Ta
   let query = tasksWithLatestBuild(db);
   if (filter.ownerId) query = query.where('tasks.owner_id', '=', filter.ownerId);
   if (filter.status) {
-    const status = statusSql(sql.ref('tasks.deleted_at'), sql.ref('b.transition'), sql.ref('b.job_status'));
+    const status = taskStatusSql(sql.ref('tasks.deleted_at'), sql.ref('b.transition'), sql.ref('b.job_status'));
     query = query.where(sql<boolean>`${status} = ${filter.status}`);
   } else {
     query = query.where('tasks.deleted_at', 'is', null);
@@ -134,4 +135,129 @@ export async function listTasks(db: Db, filter: TaskFilter): Promise<{ items: Ta
     .limit(filter.limit + 1)
     .execute();
   return { items: rows.slice(0, filter.limit).map(toTask), more: rows.length > filter.limit };
+}
+
+export type NewTaskRow = {
+  ownerId: string;
+  name: string;
+  prompt: string;
+  agentUrl: string;
+  idleTimeoutSeconds: number | null;
+};
+
+/** Inserts a task with its workspace (no build yet: the caller queues the first one in the same transaction). */
+export async function insertTaskWithWorkspace(
+  trx: Db,
+  input: NewTaskRow,
+): Promise<{ id: string; workspaceId: string }> {
+  const workspace = await trx
+    .insertInto('workspaces')
+    .values({ owner_id: input.ownerId, name: input.name })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const task = await trx
+    .insertInto('tasks')
+    .values({
+      owner_id: input.ownerId,
+      workspace_id: workspace.id,
+      name: input.name,
+      prompt: input.prompt,
+      agent_url: input.agentUrl,
+      idle_timeout_seconds: input.idleTimeoutSeconds,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { id: task.id, workspaceId: workspace.id };
+}
+
+/** The unique index that keeps a user's live task names distinct. */
+export const liveTaskNameConstraint = 'tasks_owner_name_live_idx';
+
+/** Marks a task deleted; its rows stay until purged. */
+export async function softDeleteTask(trx: Db, taskId: string): Promise<void> {
+  await trx.updateTable('tasks').set({ deleted_at: sql`NOW()` }).where('id', '=', taskId).execute();
+}
+
+/** The task of a workspace, or null for a workspace without one. */
+export async function taskIdOfWorkspace(db: Db, workspaceId: string): Promise<string | null> {
+  const task = await db.selectFrom('tasks').where('workspace_id', '=', workspaceId).select('id').executeTakeFirst();
+  return task?.id ?? null;
+}
+
+/** The agent was seen working: its idle clock stops. */
+export async function markAgentRunning(db: Db, taskId: string): Promise<void> {
+  await db
+    .updateTable('tasks')
+    .set({ agent_idle_since: null, agent_last_running_at: sql`NOW()` })
+    .where('id', '=', taskId)
+    .execute();
+}
+
+/**
+ * The agent was seen idle (or not at all): its idle clock starts if it was not running, in the
+ * database so every server process shares it. Returns the seconds it has been idle.
+ */
+export async function markAgentIdle(db: Db, taskId: string): Promise<number | undefined> {
+  const row = await db
+    .updateTable('tasks')
+    .set({ agent_idle_since: sql`COALESCE(agent_idle_since, NOW())` })
+    .where('id', '=', taskId)
+    .returning(sql<number>`EXTRACT(EPOCH FROM NOW() - agent_idle_since)::float8`.as('idle_seconds'))
+    .executeTakeFirst();
+  return row?.idle_seconds;
+}
+
+/** Starts the idle clock afresh (a resumed agent has not been idle yet). */
+export async function resetIdleClock(trx: Db, taskId: string): Promise<void> {
+  await trx.updateTable('tasks').set({ agent_idle_since: null }).where('id', '=', taskId).execute();
+}
+
+/** When the agent was last seen working, and the database's clock now. */
+export async function findAgentActivity(db: Db, taskId: string): Promise<{ lastRunningAt: Date | null; now: Date }> {
+  const row = await db
+    .selectFrom('tasks')
+    .where('id', '=', taskId)
+    .select(['agent_last_running_at', sql<Date>`NOW()`.as('now')])
+    .executeTakeFirstOrThrow();
+  return { lastRunningAt: row.agent_last_running_at, now: row.now };
+}
+
+/**
+ * Removes tasks soft-deleted more than `olderThanMs` ago, with their workspaces. Their snapshots
+ * and builds go by the foreign keys' cascades. Returns the purged task ids.
+ */
+export async function purgeDeletedTasks(db: Db, olderThanMs: number): Promise<string[]> {
+  return db.transaction().execute(async (trx) => {
+    const purged = await trx
+      .deleteFrom('tasks')
+      .where('deleted_at', '<', sql<Date>`NOW() - make_interval(secs => ${olderThanMs / 1000})`)
+      .returning(['id', 'workspace_id'])
+      .execute();
+    if (purged.length > 0) {
+      await trx
+        .deleteFrom('workspaces')
+        .where(
+          'id',
+          'in',
+          purged.map((t) => t.workspace_id),
+        )
+        .execute();
+    }
+    return purged.map((t) => t.id);
+  });
+}
+
+/** Live tasks counted by derived status. */
+export async function countTasksByStatus(db: Db): Promise<Array<{ status: TaskStatus; count: number }>> {
+  const status = taskStatusSql(sql.ref('t.deleted_at'), sql.ref('b.transition'), sql.ref('b.job_status'));
+  const { rows } = await sql<{ status: TaskStatus; count: string }>`
+    SELECT ${status} AS status, count(*) AS count
+    FROM tasks t
+    LEFT JOIN LATERAL (
+      SELECT transition, job_status FROM workspace_builds
+      WHERE workspace_id = t.workspace_id ORDER BY build_number DESC LIMIT 1
+    ) b ON true
+    WHERE t.deleted_at IS NULL
+    GROUP BY 1`.execute(db);
+  return rows.map((r) => ({ status: r.status, count: Number(r.count) }));
 }

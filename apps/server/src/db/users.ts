@@ -1,12 +1,16 @@
-import type { Selectable } from 'kysely';
+import { type Selectable, sql } from 'kysely';
+import type { UserRole } from '../domain/actor.ts';
 import type { Db } from './connection.ts';
-import type { UserRole, Users } from './schema.ts';
+import type { Users } from './schema.ts';
 
 export type User = { id: string; username: string; role: UserRole; createdAt: Date };
 
 function toUser(row: Selectable<Users>): User {
   return { id: row.id, username: row.username, role: row.role, createdAt: row.created_at };
 }
+
+/** The unique index on user names. */
+export const usernameConstraint = 'users_username_key';
 
 export async function insertUser(db: Db, input: { username: string; role?: UserRole }): Promise<User> {
   const row = await db
@@ -20,4 +24,18 @@ export async function insertUser(db: Db, input: { username: string; role?: UserR
 export async function findUser(db: Db, id: string): Promise<User | undefined> {
   const row = await db.selectFrom('users').where('id', '=', id).selectAll().executeTakeFirst();
   return row && toUser(row);
+}
+
+export async function findUserByName(db: Db, username: string): Promise<User | undefined> {
+  const row = await db.selectFrom('users').where('username', '=', username).selectAll().executeTakeFirst();
+  return row && toUser(row);
+}
+
+export async function anyUserExists(db: Db): Promise<boolean> {
+  return (await db.selectFrom('users').select('id').limit(1).executeTakeFirst()) !== undefined;
+}
+
+/** Serializes first-start admin creation across servers starting together, until the transaction ends. */
+export async function lockAdminBootstrap(trx: Db): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(hashtext('hiatus.bootstrap'))`.execute(trx);
 }

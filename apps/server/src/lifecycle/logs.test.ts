@@ -1,44 +1,27 @@
 import { sql } from 'kysely';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createMigratedDatabase, type TestDatabase, testBackends } from '../../test/databases.ts';
-import { FakeAgent } from '../../test/fake-agent.ts';
-import { activeTask, newMember, settle, testLifecycle } from '../../test/lifecycle-harness.ts';
-import type { Db } from '../db/connection.ts';
-import type { Actor } from './actor.ts';
-import type { Lifecycle } from './context.ts';
+import { describe, expect, it } from 'vitest';
+import { testBackends } from '../../test/databases.ts';
+import { useHarness } from '../../test/harness.ts';
 import { type LogEntry, readLogs } from './logs.ts';
-import { pauseTask } from './pause.ts';
+import { meteredPause } from './metered.ts';
 import { getSnapshot, pushSnapshot } from './snapshots.ts';
 import { createTask } from './tasks.ts';
 
 describe.each(testBackends())('logs and snapshots on %s', (backend) => {
-  let database: TestDatabase & { db: Db };
-  let lc: Lifecycle;
-  let agent: FakeAgent;
-  let alice: Actor;
-  beforeAll(async () => {
-    database = await createMigratedDatabase(backend);
-    lc = testLifecycle(database.db, { agentTimeoutMs: 300 });
-    alice = await newMember(database.db);
-  });
-  afterAll(() => database.drop());
-  beforeEach(async () => {
-    agent = await new FakeAgent().start();
-    return () => agent.stop();
-  });
+  const h = useHarness(backend, { agentTimeoutMs: 300 });
 
   const readAll = async (taskId: string, limit: number) => {
     const pages: Awaited<ReturnType<typeof readLogs>>[] = [];
     let cursor: number | undefined;
     do {
-      const page = await readLogs(lc, alice, taskId, { cursor, limit });
+      const page = await readLogs(h.app, h.alice, taskId, { cursor, limit });
       pages.push(page);
       cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined && pages.length < 100);
     return pages;
   };
   const expectedEntries = (): LogEntry[] =>
-    agent.messages.map((m) => ({
+    h.agent.messages.map((m) => ({
       id: m.id,
       role: m.role === 'user' ? 'input' : 'output',
       content: m.content,
@@ -46,8 +29,8 @@ describe.each(testBackends())('logs and snapshots on %s', (backend) => {
     }));
 
   it('reads an active task live, page by page', async () => {
-    agent.say(25);
-    const task = await activeTask(lc, alice, agent);
+    h.agent.say(25);
+    const task = await h.task();
     const pages = await readAll(task.id, 10);
     expect(pages.map((p) => p.entries.length)).toEqual([10, 10, 5]);
     expect(pages.every((p) => p.source === 'live' && p.snapshotAt === null)).toBe(true);
@@ -55,11 +38,11 @@ describe.each(testBackends())('logs and snapshots on %s', (backend) => {
   });
 
   it('reads a paused task from its snapshot, page by page, saying when it was taken', async () => {
-    agent.say(25);
-    const task = await activeTask(lc, alice, agent);
-    const { snapshot } = await pauseTask(lc, alice, task.id, { reason: 'task_manual_pause' });
-    await settle(lc);
-    await agent.stop(); // the workspace is down: the log must not need it
+    h.agent.say(25);
+    const task = await h.task();
+    const { snapshot } = await meteredPause(h.app, h.alice, task.id, { reason: 'task_manual_pause' });
+    await h.settle();
+    await h.agent.stop(); // the workspace is down: the log must not need it
     const pages = await readAll(task.id, 10);
     expect(pages.map((p) => p.entries.length)).toEqual([10, 10, 5]);
     expect(pages.every((p) => p.source === 'snapshot')).toBe(true);
@@ -69,80 +52,80 @@ describe.each(testBackends())('logs and snapshots on %s', (backend) => {
   });
 
   it('reads from the snapshot while the stop is still pending', async () => {
-    agent.say(3);
-    const task = await activeTask(lc, alice, agent);
-    await pauseTask(lc, alice, task.id, { reason: 'task_manual_pause' });
-    const page = await readLogs(lc, alice, task.id);
+    h.agent.say(3);
+    const task = await h.task();
+    await meteredPause(h.app, h.alice, task.id, { reason: 'task_manual_pause' });
+    const page = await readLogs(h.app, h.alice, task.id);
     expect(page).toMatchObject({ source: 'snapshot', nextCursor: null });
     expect(page.entries).toHaveLength(3);
   });
 
   it('falls back to the snapshot when an active agent does not answer', async () => {
-    agent.say(4);
-    const task = await activeTask(lc, alice, agent);
-    await pushSnapshot(lc, task.id, { messages: agent.messages.slice(0, 2) });
-    agent.mode = 'error500';
-    const page = await readLogs(lc, alice, task.id);
+    h.agent.say(4);
+    const task = await h.task();
+    await pushSnapshot(h.app, task.id, { messages: h.agent.messages.slice(0, 2) });
+    h.agent.mode = 'error500';
+    const page = await readLogs(h.app, h.alice, task.id);
     expect(page.source).toBe('snapshot');
     expect(page.entries.map((e) => e.id)).toEqual([0, 1]);
     expect(page.notice).toMatch(/did not answer/);
   });
 
   it('answers an empty log with a reason when there is neither agent nor snapshot', async () => {
-    const task = await activeTask(lc, alice, agent);
-    await agent.stop();
-    const page = await readLogs(lc, alice, task.id);
+    const task = await h.task();
+    await h.agent.stop();
+    const page = await readLogs(h.app, h.alice, task.id);
     expect(page).toMatchObject({ source: 'snapshot', snapshotAt: null, entries: [], nextCursor: null });
     expect(page.notice).toMatch(/agent did not answer/);
-    const pending = await createTask(lc, alice, { name: `p-${Math.random()}`, prompt: '', agentUrl: agent.url });
-    expect((await readLogs(lc, alice, pending.task.id)).notice).toMatch(/pending and no snapshot was ever taken/);
+    const pending = await createTask(h.app, h.alice, { name: `p-${Math.random()}`, prompt: '', agentUrl: h.agent.url });
+    expect((await readLogs(h.app, h.alice, pending.task.id)).notice).toMatch(/pending and no snapshot was ever taken/);
   });
 
   it('refuses to read a snapshot in a format it does not know, clearly', async () => {
-    agent.say(2);
-    const task = await activeTask(lc, alice, agent);
-    await pauseTask(lc, alice, task.id, { reason: 'task_manual_pause' });
-    await database.db.deleteFrom('task_snapshot_stats').where('task_id', '=', task.id).execute();
-    await database.db
+    h.agent.say(2);
+    const task = await h.task();
+    await meteredPause(h.app, h.alice, task.id, { reason: 'task_manual_pause' });
+    await h.db.deleteFrom('task_snapshot_stats').where('task_id', '=', task.id).execute();
+    await h.db
       .updateTable('task_snapshots')
       .set({ log_snapshot: sql`'{"format": "agentapi-v9", "data": {}}'::jsonb` })
       .where('task_id', '=', task.id)
       .execute();
-    await expect(readLogs(lc, alice, task.id)).rejects.toMatchObject({
+    await expect(readLogs(h.app, h.alice, task.id)).rejects.toMatchObject({
       code: 'unknown_snapshot_format',
       message: expect.stringContaining('"agentapi-v9"'),
     });
-    await expect(getSnapshot(lc, alice, task.id)).rejects.toMatchObject({ code: 'unknown_snapshot_format' });
+    await expect(getSnapshot(h.app, h.alice, task.id)).rejects.toMatchObject({ code: 'unknown_snapshot_format' });
   });
 
   it('keeps a pushed snapshot from replacing a newer one', async () => {
-    agent.say(6);
-    const task = await activeTask(lc, alice, agent);
-    const pushed = await pushSnapshot(lc, task.id, { messages: agent.messages.slice(0, 4) });
+    h.agent.say(6);
+    const task = await h.task();
+    const pushed = await pushSnapshot(h.app, task.id, { messages: h.agent.messages.slice(0, 4) });
     expect(pushed).toMatchObject({ stored: true, snapshot: { messageCount: 4 } });
-    const stale = await pushSnapshot(lc, task.id, {
-      messages: agent.messages.slice(0, 2),
+    const stale = await pushSnapshot(h.app, task.id, {
+      messages: h.agent.messages.slice(0, 2),
       takenAt: new Date(Date.now() - 60_000),
     });
     expect(stale).toMatchObject({ stored: false });
-    expect((await getSnapshot(lc, alice, task.id)).messageCount).toBe(4);
+    expect((await getSnapshot(h.app, h.alice, task.id)).messageCount).toBe(4);
     // A tail of a conversation is fine, a conversation with holes is not.
-    expect(await pushSnapshot(lc, task.id, { messages: agent.messages.slice(3) })).toMatchObject({ stored: true });
+    expect(await pushSnapshot(h.app, task.id, { messages: h.agent.messages.slice(3) })).toMatchObject({ stored: true });
     await expect(
-      pushSnapshot(lc, task.id, { messages: [agent.messages[0]!, agent.messages[2]!] }),
+      pushSnapshot(h.app, task.id, { messages: [h.agent.messages[0]!, h.agent.messages[2]!] }),
     ).rejects.toMatchObject({ code: 'bad_input', message: expect.stringContaining('run on one by one') });
   });
 
   it('pages a snapshot holding only the tail of a conversation by message id', async () => {
-    agent.say(30);
-    const task = await activeTask(lc, alice, agent);
-    await pushSnapshot(lc, task.id, { messages: agent.messages.slice(20) });
-    await agent.stop();
-    const first = await readLogs(lc, alice, task.id, { limit: 4 });
+    h.agent.say(30);
+    const task = await h.task();
+    await pushSnapshot(h.app, task.id, { messages: h.agent.messages.slice(20) });
+    await h.agent.stop();
+    const first = await readLogs(h.app, h.alice, task.id, { limit: 4 });
     expect(first.entries.map((e) => e.id)).toEqual([20, 21, 22, 23]);
-    const next = await readLogs(lc, alice, task.id, { cursor: first.nextCursor!, limit: 4 });
+    const next = await readLogs(h.app, h.alice, task.id, { cursor: first.nextCursor!, limit: 4 });
     expect(next.entries.map((e) => e.id)).toEqual([24, 25, 26, 27]);
-    const last = await readLogs(lc, alice, task.id, { cursor: 27, limit: 4 });
+    const last = await readLogs(h.app, h.alice, task.id, { cursor: 27, limit: 4 });
     expect(last).toMatchObject({ nextCursor: null });
     expect(last.entries.map((e) => e.id)).toEqual([28, 29]);
   });

@@ -1,9 +1,10 @@
 import { AgentError } from '../agentapi/client.ts';
 import type { AgentMessage } from '../agentapi/schema.ts';
+import type { App } from '../app.ts';
 import { findSnapshotMeta, snapshotMessageRange } from '../db/snapshots.ts';
 import type { Task } from '../db/tasks.ts';
-import type { Actor } from './actor.ts';
-import type { Lifecycle } from './context.ts';
+import { defaults } from '../defaults.ts';
+import type { Actor } from '../domain/actor.ts';
 import { assertKnownFormat, parseStoredMessages } from './snapshots.ts';
 import { getTask } from './tasks.ts';
 
@@ -22,34 +23,32 @@ export type LogPage = {
   notice: string | null;
 };
 
-export const maxLogPageSize = 1000;
-
 /**
  * A page of a task's log, after message id `cursor`: live from the agent while the task is
  * active, else (or when the agent cannot answer) from its snapshot.
  */
 export async function readLogs(
-  lc: Lifecycle,
+  app: App,
   actor: Actor,
   taskId: string,
   options: { cursor?: number; limit?: number } = {},
 ): Promise<LogPage> {
-  const task = await getTask(lc, actor, taskId);
-  const limit = Math.min(Math.max(options.limit ?? 100, 1), maxLogPageSize);
+  const task = await getTask(app, actor, taskId);
+  const limit = Math.min(Math.max(options.limit ?? defaults.logPageSize, 1), defaults.maxLogPageSize);
   let notice: string | null = null;
   if (task.status === 'active') {
     try {
-      return await liveLogs(lc, task, options.cursor, limit);
+      return await liveLogs(app, task, options.cursor, limit);
     } catch (error) {
       if (!(error instanceof AgentError)) throw error;
       notice = `the agent did not answer (${error.message}); showing the snapshot`;
     }
   }
-  return snapshotLogs(lc, task, options.cursor, limit, notice);
+  return snapshotLogs(app, task, options.cursor, limit, notice);
 }
 
-async function liveLogs(lc: Lifecycle, task: Task, cursor: number | undefined, limit: number): Promise<LogPage> {
-  const { messages } = await lc.agent(task.agentUrl).messages();
+async function liveLogs(app: App, task: Task, cursor: number | undefined, limit: number): Promise<LogPage> {
+  const { messages } = await app.agent(task.agentUrl).messages();
   const after = cursor === undefined ? messages : messages.filter((m) => m.id > cursor);
   const page = after.slice(0, limit);
   return {
@@ -62,13 +61,13 @@ async function liveLogs(lc: Lifecycle, task: Task, cursor: number | undefined, l
 }
 
 async function snapshotLogs(
-  lc: Lifecycle,
+  app: App,
   task: Task,
   cursor: number | undefined,
   limit: number,
   notice: string | null,
 ): Promise<LogPage> {
-  const meta = await findSnapshotMeta(lc.db, task.id);
+  const meta = await findSnapshotMeta(app.db, task.id);
   if (!meta) {
     const why = task.status === 'active' ? notice : `the task is ${task.status} and no snapshot was ever taken`;
     return { source: 'snapshot', snapshotAt: null, entries: [], nextCursor: null, notice: why ?? 'no snapshot' };
@@ -77,7 +76,7 @@ async function snapshotLogs(
   const first = meta.firstMessageId ?? 0;
   const from = cursor === undefined ? 0 : Math.max(cursor + 1 - first, 0);
   const to = from + limit - 1;
-  const messages = from < meta.messageCount ? await snapshotMessageRange(lc.db, task.id, from, to) : [];
+  const messages = from < meta.messageCount ? await snapshotMessageRange(app.db, task.id, from, to) : [];
   const entries = parseStoredMessages(task.id, messages).map(toLogEntry);
   return {
     source: 'snapshot',

@@ -1,41 +1,22 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createMigratedDatabase, type TestDatabase, testBackends } from '../../test/databases.ts';
-import { FakeAgent } from '../../test/fake-agent.ts';
-import { activeTask, databaseState, newMember, settle, testLifecycle } from '../../test/lifecycle-harness.ts';
-import type { Db } from '../db/connection.ts';
-import type { Actor } from './actor.ts';
-import type { Lifecycle } from './context.ts';
-import { LifecycleError } from './errors.ts';
-import { pauseTask } from './pause.ts';
-import { resumeTask } from './resume.ts';
+import { describe, expect, it } from 'vitest';
+import { testBackends } from '../../test/databases.ts';
+import { useHarness } from '../../test/harness.ts';
+import { HiatusError } from '../domain/errors.ts';
+import { meteredPause, meteredResume } from './metered.ts';
 import { getSnapshot } from './snapshots.ts';
 import { createTask, deleteTask, getTask } from './tasks.ts';
 
 describe.each(testBackends())('pause and resume on %s', (backend) => {
-  let database: TestDatabase & { db: Db };
-  let lc: Lifecycle;
-  let agent: FakeAgent;
-  let alice: Actor;
-  beforeAll(async () => {
-    database = await createMigratedDatabase(backend);
-    lc = testLifecycle(database.db, { agentTimeoutMs: 300, maxSnapshotBytes: 256 * 1024 });
-    alice = await newMember(database.db);
-  });
-  afterAll(() => database.drop());
-  beforeEach(async () => {
-    agent = await new FakeAgent().start();
-    return () => agent.stop();
-  });
+  const h = useHarness(backend, { agentTimeoutMs: 300, maxSnapshotBytes: 256 * 1024 });
 
   const manual = { reason: 'task_manual_pause' } as const;
 
   it('walks active → pausing → paused → resumed → active, with a build and reason for each step', async () => {
-    agent.say(5);
-    const task = await activeTask(lc, alice, agent);
-    expect(task.status).toBe('pending');
-    expect((await getTask(lc, alice, task.id)).status).toBe('active');
+    h.agent.say(5);
+    const task = await h.task();
+    expect(task.status).toBe('active');
 
-    const paused = await pauseTask(lc, alice, task.id, manual);
+    const paused = await meteredPause(h.app, h.alice, task.id, manual);
     expect(paused.task.status).toBe('pausing');
     expect(paused.build).toMatchObject({
       transition: 'stop',
@@ -44,89 +25,89 @@ describe.each(testBackends())('pause and resume on %s', (backend) => {
       jobStatus: 'pending',
     });
     expect(paused.snapshot).toMatchObject({ taken: true, messageCount: 5 });
-    await settle(lc);
-    expect((await getTask(lc, alice, task.id)).status).toBe('paused');
+    await h.settle();
+    expect((await getTask(h.app, h.alice, task.id)).status).toBe('paused');
 
-    const resumed = await resumeTask(lc, alice, task.id);
+    const resumed = await meteredResume(h.app, h.alice, task.id);
     expect(resumed.build).toMatchObject({ transition: 'start', reason: 'task_resume', buildNumber: 3 });
     expect(resumed.task.status).toBe('pending');
     // The snapshot stays readable until the next pause.
-    expect((await getSnapshot(lc, alice, task.id)).messageCount).toBe(5);
-    await settle(lc);
-    expect((await getTask(lc, alice, task.id)).status).toBe('active');
+    expect((await getSnapshot(h.app, h.alice, task.id)).messageCount).toBe(5);
+    await h.settle();
+    expect((await getTask(h.app, h.alice, task.id)).status).toBe('active');
   });
 
   it('keeps the whole history, not the last few messages, in the upstream envelope', async () => {
-    agent.say(100, 2000); // ~200 KB: past the upstream's 10 messages and 64 KB
-    const task = await activeTask(lc, alice, agent);
-    const { snapshot } = await pauseTask(lc, alice, task.id, manual);
+    h.agent.say(100, 2000); // ~200 KB: past the upstream's 10 messages and 64 KB
+    const task = await h.task();
+    const { snapshot } = await meteredPause(h.app, h.alice, task.id, manual);
     expect(snapshot).toMatchObject({ taken: true, messageCount: 100 });
-    const stored = await database.db
+    const stored = await h.db
       .selectFrom('task_snapshots')
       .where('task_id', '=', task.id)
       .select('log_snapshot')
       .executeTakeFirstOrThrow();
-    expect(stored.log_snapshot).toEqual({ format: 'agentapi', data: { messages: agent.messages } });
+    expect(stored.log_snapshot).toEqual({ format: 'agentapi', data: { messages: h.agent.messages } });
   });
 
   it('overwrites the snapshot on the second pause', async () => {
-    agent.say(2);
-    const task = await activeTask(lc, alice, agent);
-    const first = await pauseTask(lc, alice, task.id, manual);
-    await settle(lc);
-    await resumeTask(lc, alice, task.id);
-    await settle(lc);
-    agent.say(3);
-    const second = await pauseTask(lc, alice, task.id, manual);
+    h.agent.say(2);
+    const task = await h.task();
+    const first = await meteredPause(h.app, h.alice, task.id, manual);
+    await h.settle();
+    await meteredResume(h.app, h.alice, task.id);
+    await h.settle();
+    h.agent.say(3);
+    const second = await meteredPause(h.app, h.alice, task.id, manual);
     expect(second.snapshot).toMatchObject({ taken: true, messageCount: 5 });
-    const snapshot = await getSnapshot(lc, alice, task.id);
-    expect(snapshot.messages).toEqual(agent.messages);
+    const snapshot = await getSnapshot(h.app, h.alice, task.id);
+    expect(snapshot.messages).toEqual(h.agent.messages);
     expect(snapshot.createdAt.getTime()).toBeGreaterThan(first.snapshot.taken ? first.snapshot.createdAt.getTime() : 0);
-    const rows = await database.db.selectFrom('task_snapshots').where('task_id', '=', task.id).selectAll().execute();
+    const rows = await h.db.selectFrom('task_snapshots').where('task_id', '=', task.id).selectAll().execute();
     expect(rows).toHaveLength(1);
   });
 
   it.each(['pending', 'pausing', 'paused'])('refuses to pause a %s task, naming its status', async (status) => {
-    const { task } = await createTask(lc, alice, {
+    const { task } = await createTask(h.app, h.alice, {
       name: `t-${status}-${Math.random()}`,
       prompt: '',
-      agentUrl: agent.url,
+      agentUrl: h.agent.url,
     });
     if (status !== 'pending') {
-      await settle(lc);
-      await pauseTask(lc, alice, task.id, manual);
-      if (status === 'paused') await settle(lc);
+      await h.settle();
+      await meteredPause(h.app, h.alice, task.id, manual);
+      if (status === 'paused') await h.settle();
     }
-    const before = await databaseState(database.db);
-    const attempt = pauseTask(lc, alice, task.id, manual);
+    const before = await h.state();
+    const attempt = meteredPause(h.app, h.alice, task.id, manual);
     await expect(attempt).rejects.toMatchObject({
       code: 'conflict',
       message: expect.stringContaining(`it is ${status}`),
     });
-    expect(await databaseState(database.db)).toEqual(before);
+    expect(await h.state()).toEqual(before);
   });
 
   it.each(['pending', 'active'])('refuses to resume a %s task', async (status) => {
-    const { task } = await createTask(lc, alice, {
+    const { task } = await createTask(h.app, h.alice, {
       name: `r-${status}-${Math.random()}`,
       prompt: '',
-      agentUrl: agent.url,
+      agentUrl: h.agent.url,
     });
-    if (status === 'active') await settle(lc);
-    await expect(resumeTask(lc, alice, task.id)).rejects.toMatchObject({
+    if (status === 'active') await h.settle();
+    await expect(meteredResume(h.app, h.alice, task.id)).rejects.toMatchObject({
       code: 'conflict',
       message: expect.stringContaining(`it is ${status}`),
     });
   });
 
   it('resumes after a failed stop, but not after a failed start', async () => {
-    const task = await activeTask(lc, alice, agent);
-    await pauseTask(lc, alice, task.id, manual);
-    await settle(lc, { error: 'the cloud said no' });
-    expect((await getTask(lc, alice, task.id)).status).toBe('error');
-    await resumeTask(lc, alice, task.id);
-    await settle(lc, { error: 'out of capacity' });
-    await expect(resumeTask(lc, alice, task.id)).rejects.toMatchObject({ code: 'conflict' });
+    const task = await h.task();
+    await meteredPause(h.app, h.alice, task.id, manual);
+    await h.settle({ error: 'the cloud said no' });
+    expect((await getTask(h.app, h.alice, task.id)).status).toBe('error');
+    await meteredResume(h.app, h.alice, task.id);
+    await h.settle({ error: 'out of capacity' });
+    await expect(meteredResume(h.app, h.alice, task.id)).rejects.toMatchObject({ code: 'conflict' });
   });
 
   describe.each([
@@ -139,81 +120,82 @@ describe.each(testBackends())('pause and resume on %s', (backend) => {
     ['answering too much', 'huge', 'too_large'],
   ] as const)('an agent %s', (_what, fault, code) => {
     const breakAgent = async () => {
-      if (fault === 'down') await agent.stop();
-      else agent.mode = fault;
+      if (fault === 'down') await h.agent.stop();
+      else h.agent.mode = fault;
     };
     it('fails a manual pause with a clear error and changes nothing', async () => {
-      agent.say(3);
-      const task = await activeTask(lc, alice, agent);
-      await pauseTask(lc, alice, task.id, manual);
-      await settle(lc);
-      await resumeTask(lc, alice, task.id);
-      await settle(lc);
+      h.agent.say(3);
+      const task = await h.task();
+      await meteredPause(h.app, h.alice, task.id, manual);
+      await h.settle();
+      await meteredResume(h.app, h.alice, task.id);
+      await h.settle();
       await breakAgent();
-      const before = await databaseState(database.db);
-      const attempt = pauseTask(lc, alice, task.id, manual);
-      await expect(attempt).rejects.toBeInstanceOf(LifecycleError);
+      const before = await h.state();
+      const attempt = meteredPause(h.app, h.alice, task.id, manual);
+      await expect(attempt).rejects.toBeInstanceOf(HiatusError);
       await expect(attempt).rejects.toMatchObject({ code });
-      expect(await databaseState(database.db)).toEqual(before);
+      expect(await h.state()).toEqual(before);
     });
 
     it('lets a pause without a fresh snapshot, and an auto-pause, go ahead keeping the old snapshot', async () => {
-      agent.say(3);
-      const task = await activeTask(lc, alice, agent);
-      await pauseTask(lc, alice, task.id, manual);
-      await settle(lc);
-      const old = await getSnapshot(lc, alice, task.id);
-      await resumeTask(lc, alice, task.id);
-      await settle(lc);
+      h.agent.say(3);
+      const task = await h.task();
+      await meteredPause(h.app, h.alice, task.id, manual);
+      await h.settle();
+      const old = await getSnapshot(h.app, h.alice, task.id);
+      await meteredResume(h.app, h.alice, task.id);
+      await h.settle();
       await breakAgent();
 
-      const forced = await pauseTask(lc, alice, task.id, { ...manual, withoutSnapshot: true });
+      const forced = await meteredPause(h.app, h.alice, task.id, { ...manual, withoutSnapshot: true });
       expect(forced.snapshot).toMatchObject({ taken: false, reason: expect.stringContaining('no fresh snapshot') });
-      expect(await getSnapshot(lc, alice, task.id)).toEqual(old);
-      await settle(lc);
-      await resumeTask(lc, alice, task.id);
-      await settle(lc);
+      expect(await getSnapshot(h.app, h.alice, task.id)).toEqual(old);
+      await h.settle();
+      await meteredResume(h.app, h.alice, task.id);
+      await h.settle();
 
-      const auto = await pauseTask(lc, { kind: 'system' }, task.id, { reason: 'task_auto_pause' });
+      const auto = await meteredPause(h.app, { kind: 'system' }, task.id, { reason: 'task_auto_pause' });
       expect(auto.build).toMatchObject({ reason: 'task_auto_pause', initiatorId: null });
       expect(auto.snapshot.taken).toBe(false);
-      expect(await getSnapshot(lc, alice, task.id)).toEqual(old);
+      expect(await getSnapshot(h.app, h.alice, task.id)).toEqual(old);
     });
   });
 
   it('refuses a history PostgreSQL could not store (NUL, lone surrogates) as garbage, changing nothing', async () => {
-    agent.say(2);
-    const task = await activeTask(lc, alice, agent);
-    agent.messages.push({ id: 2, role: 'agent', content: 'tab\u0000null and \ud800', time: new Date().toISOString() });
-    const before = await databaseState(database.db);
-    await expect(pauseTask(lc, alice, task.id, manual)).rejects.toMatchObject({ code: 'agent_bad_response' });
-    expect(await databaseState(database.db)).toEqual(before);
+    h.agent.say(2);
+    const task = await h.task();
+    h.agent.messages.push({
+      id: 2,
+      role: 'agent',
+      content: 'tab\u0000null and \ud800',
+      time: new Date().toISOString(),
+    });
+    const before = await h.state();
+    await expect(meteredPause(h.app, h.alice, task.id, manual)).rejects.toMatchObject({ code: 'agent_bad_response' });
+    expect(await h.state()).toEqual(before);
   });
 
   it('hides another member’s task as not found', async () => {
-    const bob = await newMember(database.db);
-    const task = await activeTask(lc, alice, agent);
-    await expect(pauseTask(lc, bob, task.id, manual)).rejects.toMatchObject({ code: 'not_found' });
-    await expect(resumeTask(lc, bob, task.id)).rejects.toMatchObject({ code: 'not_found' });
-    await expect(deleteTask(lc, bob, task.id)).rejects.toMatchObject({ code: 'not_found' });
-    const admin = await newMember(database.db, 'admin');
-    expect((await getTask(lc, admin, task.id)).id).toBe(task.id);
+    const bob = await h.member();
+    const task = await h.task();
+    await expect(meteredPause(h.app, bob, task.id, manual)).rejects.toMatchObject({ code: 'not_found' });
+    await expect(meteredResume(h.app, bob, task.id)).rejects.toMatchObject({ code: 'not_found' });
+    await expect(deleteTask(h.app, bob, task.id)).rejects.toMatchObject({ code: 'not_found' });
+    const admin = await h.member('admin');
+    expect((await getTask(h.app, admin, task.id)).id).toBe(task.id);
   });
 
   it('deletes the snapshot with a soft delete, and refuses to touch the task after', async () => {
-    agent.say(2);
-    const task = await activeTask(lc, alice, agent);
-    await pauseTask(lc, alice, task.id, manual);
-    const { task: deleted, build } = await deleteTask(lc, alice, task.id);
+    h.agent.say(2);
+    const task = await h.task();
+    await meteredPause(h.app, h.alice, task.id, manual);
+    const { task: deleted, build } = await deleteTask(h.app, h.alice, task.id);
     expect(deleted.status).toBe('deleted');
     expect(build).toMatchObject({ transition: 'delete', reason: 'initiator' });
-    const snapshots = await database.db
-      .selectFrom('task_snapshots')
-      .where('task_id', '=', task.id)
-      .selectAll()
-      .execute();
+    const snapshots = await h.db.selectFrom('task_snapshots').where('task_id', '=', task.id).selectAll().execute();
     expect(snapshots).toEqual([]);
-    await expect(deleteTask(lc, alice, task.id)).rejects.toMatchObject({ code: 'conflict' });
-    await expect(resumeTask(lc, alice, task.id)).rejects.toMatchObject({ code: 'conflict' });
+    await expect(deleteTask(h.app, h.alice, task.id)).rejects.toMatchObject({ code: 'conflict' });
+    await expect(meteredResume(h.app, h.alice, task.id)).rejects.toMatchObject({ code: 'conflict' });
   });
 });

@@ -1,5 +1,5 @@
+import type { App } from '../app.ts';
 import type { Logger } from '../logger.ts';
-import type { Lifecycle } from './context.ts';
 import { acquireBuildJob, completeBuildJob, failStaleBuildJobs } from './jobs.ts';
 
 export type BuiltinProvisionerOptions = {
@@ -14,16 +14,16 @@ export type BuiltinProvisionerOptions = {
  * The provisioner built into the server: it completes each build job at once, so the embedded
  * setup works end to end. It also fails jobs whose provisioner vanished. Returns a stop function.
  */
-export function startBuiltinProvisioner(lc: Lifecycle, options: BuiltinProvisionerOptions): () => Promise<void> {
+export function startBuiltinProvisioner(app: App, options: BuiltinProvisionerOptions): () => Promise<void> {
   const id = `builtin-${process.pid}`;
   let stopped = false;
   let running: Promise<void> | undefined;
   let again = false;
 
   const drain = async () => {
-    await failStaleBuildJobs(lc, options.staleAfterMs);
-    for (let job = await acquireBuildJob(lc, id); job && !stopped; job = await acquireBuildJob(lc, id)) {
-      await completeBuildJob(lc, job.build.id, { provisionerId: id });
+    await failStaleBuildJobs(app, options.staleAfterMs);
+    for (let job = await acquireBuildJob(app, id); job && !stopped; job = await acquireBuildJob(app, id)) {
+      await completeBuildJob(app, job.build.id, { provisionerId: id });
     }
   };
   const wake = () => {
@@ -46,14 +46,14 @@ export function startBuiltinProvisioner(lc: Lifecycle, options: BuiltinProvision
     if (build.jobStatus === 'pending') wake();
   };
 
-  lc.events.on('build', onBuild);
+  app.events.on('build', onBuild);
   const timer = setInterval(wake, options.pollIntervalMs);
   timer.unref();
   wake();
   return async () => {
     stopped = true;
     clearInterval(timer);
-    lc.events.off('build', onBuild);
+    app.events.off('build', onBuild);
     await running;
   };
 }

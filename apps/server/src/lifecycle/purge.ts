@@ -1,27 +1,10 @@
-import { sql } from 'kysely';
-import type { Lifecycle } from './context.ts';
+import type { App } from '../app.ts';
+import { purgeDeletedTasks as purgeRows } from '../db/tasks.ts';
 
 /**
- * Removes tasks soft-deleted more than `olderThanMs` ago, with their workspaces. Their snapshots
- * and builds go by the foreign keys' cascades. Returns the purged task ids.
+ * Removes tasks soft-deleted more than `olderThanMs` ago, for good: their workspaces, builds and
+ * snapshots go with them (audit records stay). Returns the purged task ids.
  */
-export async function purgeDeletedTasks(lc: Lifecycle, olderThanMs: number): Promise<string[]> {
-  return lc.db.transaction().execute(async (trx) => {
-    const purged = await trx
-      .deleteFrom('tasks')
-      .where('deleted_at', '<', sql<Date>`NOW() - make_interval(secs => ${olderThanMs / 1000})`)
-      .returning(['id', 'workspace_id'])
-      .execute();
-    if (purged.length > 0) {
-      await trx
-        .deleteFrom('workspaces')
-        .where(
-          'id',
-          'in',
-          purged.map((t) => t.workspace_id),
-        )
-        .execute();
-    }
-    return purged.map((t) => t.id);
-  });
+export function purgeDeletedTasks(app: App, olderThanMs: number): Promise<string[]> {
+  return purgeRows(app.db, olderThanMs);
 }

@@ -1,38 +1,23 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createMigratedDatabase, type TestDatabase, testBackends } from '../../test/databases.ts';
-import { FakeAgent } from '../../test/fake-agent.ts';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { testBackends } from '../../test/databases.ts';
+import { useHarness } from '../../test/harness.ts';
 import { invariantViolations } from '../../test/invariants.ts';
-import { activeTask, newMember, settle, testLifecycle } from '../../test/lifecycle-harness.ts';
-import type { Db } from '../db/connection.ts';
-import type { Actor } from './actor.ts';
-import type { Lifecycle } from './context.ts';
+import type { App } from '../app.ts';
 import { acquireBuildJob, completeBuildJob } from './jobs.ts';
-import { pauseTask } from './pause.ts';
-import { resumeTask } from './resume.ts';
+import { meteredPause, meteredResume } from './metered.ts';
 
-// Each lifecycle has its own connection pool (on PostgreSQL), as two server processes would.
+// Each app has its own connection pool (on PostgreSQL), as two server processes would.
 describe.each(testBackends())('races on %s', (backend) => {
-  let database: TestDatabase & { db: Db };
-  let one: Lifecycle;
-  let two: Lifecycle;
-  let agent: FakeAgent;
-  let alice: Actor;
-  beforeAll(async () => {
-    database = await createMigratedDatabase(backend);
-    one = testLifecycle(database.db);
-    two = testLifecycle(database.open());
-    alice = await newMember(database.db);
-    agent = await new FakeAgent().start();
-    agent.say(20, 500);
-  });
-  afterAll(async () => {
-    await agent.stop();
-    await database.drop();
+  const h = useHarness(backend, {}, { agent: 'shared' });
+  let two: App;
+  beforeAll(() => {
+    two = h.otherApp();
+    h.agent.say(20, 500);
   });
 
   const manual = { reason: 'task_manual_pause' } as const;
   const stopBuilds = (workspaceId: string) =>
-    database.db
+    h.db
       .selectFrom('workspace_builds')
       .where('workspace_id', '=', workspaceId)
       .where('transition', '=', 'stop')
@@ -40,15 +25,15 @@ describe.each(testBackends())('races on %s', (backend) => {
       .execute();
 
   beforeEach(() => {
-    agent.mode = 'ok';
+    h.agent.mode = 'ok';
   });
 
   it('lets exactly one of two racing pauses succeed', async () => {
     for (let round = 0; round < 5; round++) {
-      const task = await activeTask(one, alice, agent);
+      const task = await h.task();
       const results = await Promise.allSettled([
-        pauseTask(one, alice, task.id, manual),
-        pauseTask(two, alice, task.id, manual),
+        meteredPause(h.app, h.alice, task.id, manual),
+        meteredPause(two, h.alice, task.id, manual),
       ]);
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
       const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
@@ -58,36 +43,36 @@ describe.each(testBackends())('races on %s', (backend) => {
   });
 
   it('lets a manual and an auto-pause race with one winner', async () => {
-    const task = await activeTask(one, alice, agent);
+    const task = await h.task();
     const results = await Promise.allSettled([
-      pauseTask(one, alice, task.id, manual),
-      pauseTask(two, { kind: 'system' }, task.id, { reason: 'task_auto_pause' }),
+      meteredPause(h.app, h.alice, task.id, manual),
+      meteredPause(two, { kind: 'system' }, task.id, { reason: 'task_auto_pause' }),
     ]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     expect(await stopBuilds(task.workspaceId)).toHaveLength(1);
   });
 
   it('keeps a pause racing a resume consistent: builds alternate, numbers have no gaps', async () => {
-    const task = await activeTask(one, alice, agent);
-    await pauseTask(one, alice, task.id, manual);
-    await settle(one);
+    const task = await h.task();
+    await meteredPause(h.app, h.alice, task.id, manual);
+    await h.settle();
     // Paused: a resume and (once active) pauses fire from both sides at once, many times over.
     for (let round = 0; round < 6; round++) {
       await Promise.allSettled([
-        resumeTask(one, alice, task.id),
-        resumeTask(two, alice, task.id),
-        pauseTask(two, alice, task.id, manual),
+        meteredResume(h.app, h.alice, task.id),
+        meteredResume(two, h.alice, task.id),
+        meteredPause(two, h.alice, task.id, manual),
       ]);
-      await settle(one);
+      await h.settle();
       await Promise.allSettled([
-        pauseTask(one, alice, task.id, manual),
-        pauseTask(two, alice, task.id, manual),
-        resumeTask(two, alice, task.id),
+        meteredPause(h.app, h.alice, task.id, manual),
+        meteredPause(two, h.alice, task.id, manual),
+        meteredResume(two, h.alice, task.id),
       ]);
-      await settle(two);
+      await h.settle();
     }
-    expect(await invariantViolations(database.db)).toEqual([]);
-    const builds = await database.db
+    expect(await invariantViolations(h.db)).toEqual([]);
+    const builds = await h.db
       .selectFrom('workspace_builds')
       .where('workspace_id', '=', task.workspaceId)
       .selectAll()
@@ -96,19 +81,19 @@ describe.each(testBackends())('races on %s', (backend) => {
   });
 
   it('gives each pending job to exactly one of two provisioners', async () => {
-    const tasks = await Promise.all(Array.from({ length: 12 }, () => activeTask(one, alice, agent)));
-    await Promise.all(tasks.map((t) => pauseTask(one, alice, t.id, manual)));
+    const tasks = await Promise.all(Array.from({ length: 12 }, () => h.task()));
+    await Promise.all(tasks.map((t) => meteredPause(h.app, h.alice, t.id, manual)));
     const taken: string[] = [];
-    const provision = async (lc: Lifecycle, id: string) => {
-      for (let job = await acquireBuildJob(lc, id); job; job = await acquireBuildJob(lc, id)) {
+    const provision = async (app: App, id: string) => {
+      for (let job = await acquireBuildJob(app, id); job; job = await acquireBuildJob(app, id)) {
         taken.push(job.build.id);
-        await completeBuildJob(lc, job.build.id, { provisionerId: id });
+        await completeBuildJob(app, job.build.id, { provisionerId: id });
       }
     };
-    await Promise.all([provision(one, 'p1'), provision(two, 'p2'), provision(one, 'p3'), provision(two, 'p4')]);
+    await Promise.all([provision(h.app, 'p1'), provision(two, 'p2'), provision(h.app, 'p3'), provision(two, 'p4')]);
     expect(taken).toHaveLength(12);
     expect(new Set(taken).size).toBe(12);
-    const left = await database.db
+    const left = await h.db
       .selectFrom('workspace_builds')
       .where('job_status', 'in', ['pending', 'running'])
       .selectAll()

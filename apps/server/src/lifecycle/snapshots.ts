@@ -1,4 +1,6 @@
 import { type AgentMessage, conversationSchema } from '../agentapi/schema.ts';
+import type { App } from '../app.ts';
+import { audit } from '../audit/audit.ts';
 import {
   findSnapshotDocument,
   findSnapshotMeta,
@@ -7,10 +9,8 @@ import {
   upsertSnapshot,
 } from '../db/snapshots.ts';
 import { findTask } from '../db/tasks.ts';
-import { type Actor, systemActor } from './actor.ts';
-import { audit } from './audit.ts';
-import type { Lifecycle } from './context.ts';
-import { LifecycleError, taskNotFound } from './errors.ts';
+import { type Actor, systemActor } from '../domain/actor.ts';
+import { HiatusError, taskNotFound } from '../domain/errors.ts';
 import { getTask } from './tasks.ts';
 
 export const knownSnapshotFormats = ['agentapi'] as const;
@@ -29,7 +29,7 @@ export function assertKnownFormat(meta: Pick<SnapshotMeta, 'format' | 'taskId'>)
   format: 'agentapi';
 } {
   if (!knownSnapshotFormats.includes(meta.format as 'agentapi')) {
-    throw new LifecycleError(
+    throw new HiatusError(
       'unknown_snapshot_format',
       `the snapshot of task ${meta.taskId} is in format ${JSON.stringify(meta.format)}, which this service cannot read (it reads: ${knownSnapshotFormats.join(', ')})`,
     );
@@ -40,7 +40,7 @@ export function assertKnownFormat(meta: Pick<SnapshotMeta, 'format' | 'taskId'>)
 export function parseStoredMessages(taskId: string, raw: unknown): AgentMessage[] {
   const parsed = conversationSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new LifecycleError(
+    throw new HiatusError(
       'unknown_snapshot_format',
       `the snapshot of task ${taskId} holds messages this service cannot read`,
     );
@@ -49,11 +49,11 @@ export function parseStoredMessages(taskId: string, raw: unknown): AgentMessage[
 }
 
 /** The whole stored snapshot of a task the actor may see; not_found when it has none. */
-export async function getSnapshot(lc: Lifecycle, actor: Actor, taskId: string): Promise<Snapshot> {
-  await getTask(lc, actor, taskId);
-  const meta = await findSnapshotMeta(lc.db, taskId);
-  const stored = meta && (await findSnapshotDocument(lc.db, taskId));
-  if (!meta || !stored) throw new LifecycleError('not_found', `task ${taskId} has no snapshot`);
+export async function getSnapshot(app: App, actor: Actor, taskId: string): Promise<Snapshot> {
+  await getTask(app, actor, taskId);
+  const meta = await findSnapshotMeta(app.db, taskId);
+  const stored = meta && (await findSnapshotDocument(app.db, taskId));
+  if (!meta || !stored) throw new HiatusError('not_found', `task ${taskId} has no snapshot`);
   assertKnownFormat(meta);
   const document = stored.document as { data?: { messages?: unknown } };
   return {
@@ -74,16 +74,16 @@ export type PushResult = { stored: true; snapshot: StoredSnapshot } | { stored: 
  * The caller has already checked that the pusher speaks for this task's workspace.
  */
 export async function pushSnapshot(
-  lc: Lifecycle,
+  app: App,
   taskId: string,
   input: { messages: AgentMessage[]; takenAt?: Date; actor?: Actor },
 ): Promise<PushResult> {
   const messages = conversationSchema.safeParse(input.messages);
-  if (!messages.success) throw new LifecycleError('bad_input', messages.error.issues[0]?.message ?? 'bad messages');
+  if (!messages.success) throw new HiatusError('bad_input', messages.error.issues[0]?.message ?? 'bad messages');
   const now = new Date();
   // A workspace's clock may run ahead: a push is never dated in the future.
   const takenAt = input.takenAt && input.takenAt < now ? input.takenAt : now;
-  const stored = await lc.db.transaction().execute(async (trx) => {
+  const stored = await app.db.transaction().execute(async (trx) => {
     const task = await findTask(trx, taskId);
     if (!task || task.status === 'deleted') throw taskNotFound(taskId);
     const stored = await upsertSnapshot(trx, {

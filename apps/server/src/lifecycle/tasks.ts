@@ -1,91 +1,71 @@
-import { sql } from 'kysely';
-import { type Build, insertNextBuild } from '../db/builds.ts';
-import { findTask, listTasks, type Task } from '../db/tasks.ts';
-import { type Actor, seesAllTasks } from './actor.ts';
-import { audit, changed } from './audit.ts';
-import type { Lifecycle } from './context.ts';
-import { LifecycleError, taskNotFound } from './errors.ts';
-import type { TaskStatus } from './status.ts';
-import { queueTransition } from './transition.ts';
+import type { App } from '../app.ts';
+import { audit } from '../audit/audit.ts';
+import type { Build } from '../db/builds.ts';
+import { deleteSnapshot } from '../db/snapshots.ts';
+import { findTask, listTasks, liveTaskNameConstraint, softDeleteTask, type Task } from '../db/tasks.ts';
+import { defaults } from '../defaults.ts';
+import { type Actor, seesAllTasks } from '../domain/actor.ts';
+import { HiatusError, taskNotFound } from '../domain/errors.ts';
+import type { TaskStatus } from '../domain/lifecycle.ts';
+import { commitTaskChange } from './transition.ts';
 
 export type NewTask = { name: string; prompt: string; agentUrl: string; idleTimeoutSeconds?: number | null };
 
 /**
  * Creates a task for a user: its workspace, the task, and the first start build (reason
- * `initiator`), all in one transaction.
+ * `initiator`), through the same change path as every other lifecycle step.
  */
-export async function createTask(lc: Lifecycle, actor: Actor, input: NewTask): Promise<{ task: Task; build: Build }> {
-  if (actor.kind !== 'user') throw new LifecycleError('forbidden', 'tasks belong to users: the system cannot own one');
-  const { taskId, build } = await lc.db
-    .transaction()
-    .execute(async (trx) => {
-      const workspace = await trx
-        .insertInto('workspaces')
-        .values({ owner_id: actor.userId, name: input.name })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      const task = await trx
-        .insertInto('tasks')
-        .values({
-          owner_id: actor.userId,
-          workspace_id: workspace.id,
-          name: input.name,
-          prompt: input.prompt,
-          agent_url: input.agentUrl,
-          idle_timeout_seconds: input.idleTimeoutSeconds ?? null,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      const build = await insertNextBuild(trx, {
-        workspaceId: workspace.id,
-        transition: 'start',
-        reason: 'initiator',
-        initiatorId: actor.userId,
-      });
-      await audit(trx, actor, {
-        action: 'task.create',
-        resourceType: 'task',
-        resourceId: task.id,
-        buildReason: 'initiator',
-        diff: {
-          name: input.name,
-          agentUrl: input.agentUrl,
-          idleTimeoutSeconds: input.idleTimeoutSeconds ?? null,
-          status: changed(null, 'pending'),
-          build: { id: build.id, number: build.buildNumber, transition: 'start' },
-        },
-      });
-      return { taskId: task.id, build };
-    })
-    .catch((error: unknown) => {
-      if ((error as { constraint?: string }).constraint === 'tasks_owner_name_live_idx') {
-        throw new LifecycleError('conflict', `you already have a task named "${input.name}"`);
-      }
-      throw error;
-    });
-  lc.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
-  return { task: await getTask(lc, actor, taskId), build };
+export async function createTask(app: App, actor: Actor, input: NewTask): Promise<{ task: Task; build: Build }> {
+  if (actor.kind !== 'user') throw new HiatusError('forbidden', 'tasks belong to users: the system cannot own one');
+  const idleTimeoutSeconds = input.idleTimeoutSeconds ?? null;
+  const { taskId, build } = await commitTaskChange(app, actor, {
+    operation: 'create',
+    reason: 'initiator',
+    task: {
+      ownerId: actor.userId,
+      name: input.name,
+      prompt: input.prompt,
+      agentUrl: input.agentUrl,
+      idleTimeoutSeconds,
+    },
+    effect: async () => ({
+      value: undefined,
+      diff: { name: input.name, agentUrl: input.agentUrl, idleTimeoutSeconds },
+    }),
+  }).catch((error: unknown) => {
+    if ((error as { constraint?: string }).constraint === liveTaskNameConstraint) {
+      throw new HiatusError('conflict', `you already have a task named "${input.name}"`);
+    }
+    throw error;
+  });
+  return { task: await getTask(app, actor, taskId), build };
 }
 
 /**
  * A task the actor may see, or not_found: another member's task does not exist for them. Such a
  * refused attempt is audited (it changes nothing, so it is the one record without a change).
  */
-export async function getTask(lc: Lifecycle, actor: Actor, taskId: string): Promise<Task> {
+export async function getTask(app: App, actor: Actor, taskId: string): Promise<Task> {
   const ownerOnly = !seesAllTasks(actor) && actor.kind === 'user' ? { ownerId: actor.userId } : {};
-  const task = await findTask(lc.db, taskId, ownerOnly);
+  const task = await findTask(app.db, taskId, ownerOnly);
   if (task) return task;
-  if (ownerOnly.ownerId && (await findTask(lc.db, taskId))) {
-    await audit(lc.db, actor, { action: 'task.access_denied', resourceType: 'task', resourceId: taskId });
+  if (ownerOnly.ownerId && (await findTask(app.db, taskId))) {
+    await audit(app.db, actor, { action: 'task.access_denied', resourceType: 'task', resourceId: taskId });
   }
   throw taskNotFound(taskId);
+}
+
+/** A live task by id, whoever owns it, or undefined: for callers that checked the actor otherwise (a workspace key). */
+export async function findLiveTask(app: App, taskId: string): Promise<Task | undefined> {
+  const task = await findTask(app.db, taskId);
+  return task && task.status !== 'deleted' ? task : undefined;
 }
 
 export type TaskPage = { items: Task[]; nextCursor: string | null };
 
 /** Tasks the actor may see, newest first. A member's `ownerId` filter can only name themselves. */
 export async function listTasksFor(
-  lc: Lifecycle,
+  app: App,
   actor: Actor,
   options: { status?: TaskStatus; ownerId?: string; limit?: number; cursor?: string },
 ): Promise<TaskPage> {
@@ -94,9 +74,9 @@ export async function listTasksFor(
     if (ownerId && ownerId !== actor.userId) return { items: [], nextCursor: null };
     ownerId = actor.userId;
   }
-  const limit = options.limit ?? 50;
+  const limit = options.limit ?? defaults.listPageSize;
   const after = options.cursor ? decodeTaskCursor(options.cursor) : undefined;
-  const { items, more } = await listTasks(lc.db, { status: options.status, ownerId, limit, after });
+  const { items, more } = await listTasks(app.db, { status: options.status, ownerId, limit, after });
   const last = items.at(-1);
   return { items, nextCursor: more && last ? encodeTaskCursor(last) : null };
 }
@@ -112,7 +92,7 @@ function decodeTaskCursor(cursor: string): { createdAt: Date; id: string } {
     if (Number.isNaN(date.getTime()) || typeof id !== 'string' || !/^[0-9a-f-]{36}$/i.test(id)) throw new Error();
     return { createdAt: date, id };
   } catch {
-    throw new LifecycleError('bad_input', 'the cursor is not one this service gave out');
+    throw new HiatusError('bad_input', 'the cursor is not one this service gave out');
   }
 }
 
@@ -120,12 +100,16 @@ function decodeTaskCursor(cursor: string): { createdAt: Date; id: string } {
  * Deletes a task: queues a delete build, soft-deletes the task and deletes its snapshot, in one
  * transaction (a soft delete fires no cascade, and a snapshot must not outlive its task).
  */
-export async function deleteTask(lc: Lifecycle, actor: Actor, taskId: string): Promise<{ task: Task; build: Build }> {
-  const visible = await getTask(lc, actor, taskId);
-  const { build } = await queueTransition(lc, actor, visible, 'delete', 'initiator', async (trx) => {
-    await trx.updateTable('tasks').set({ deleted_at: sql`NOW()` }).where('id', '=', taskId).execute();
-    const snapshots = await trx.deleteFrom('task_snapshots').where('task_id', '=', taskId).executeTakeFirst();
-    return { value: undefined, diff: { snapshotDeleted: snapshots.numDeletedRows > 0n } };
+export async function deleteTask(app: App, actor: Actor, taskId: string): Promise<{ task: Task; build: Build }> {
+  const visible = await getTask(app, actor, taskId);
+  const { build } = await commitTaskChange(app, actor, {
+    operation: 'delete',
+    reason: 'initiator',
+    task: visible,
+    effect: async (trx) => {
+      await softDeleteTask(trx, taskId);
+      return { value: undefined, diff: { snapshotDeleted: await deleteSnapshot(trx, taskId) } };
+    },
   });
-  return { task: await getTask(lc, actor, taskId), build };
+  return { task: await getTask(app, actor, taskId), build };
 }

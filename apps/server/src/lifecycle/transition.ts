@@ -1,59 +1,84 @@
+import type { App } from '../app.ts';
+import { audit, changed } from '../audit/audit.ts';
 import { type Build, insertNextBuild, lockWorkspace } from '../db/builds.ts';
 import type { Db } from '../db/connection.ts';
-import type { BuildReason } from '../db/schema.ts';
-import { findTask, type Task } from '../db/tasks.ts';
-import { type Actor, initiatorId } from './actor.ts';
-import { audit, changed } from './audit.ts';
-import type { Lifecycle } from './context.ts';
-import { taskNotFound } from './errors.ts';
-import { assertAllowed, deriveStatus, type Operation, transitions } from './status.ts';
+import { findTask, insertTaskWithWorkspace, type NewTaskRow } from '../db/tasks.ts';
+import { type Actor, initiatorId } from '../domain/actor.ts';
+import { taskNotFound } from '../domain/errors.ts';
+import {
+  assertAllowed,
+  type BuildReason,
+  type Operation,
+  operationTransition,
+  statusAfter,
+  type TaskStatus,
+} from '../domain/lifecycle.ts';
+
+/** A task as a change needs it: a `Task` will do. */
+export type TaskRef = { id: string; workspaceId: string };
 
 /** What an operation changes beside its build, in the same transaction, and what it adds to the audit diff. */
-export type TransitionChange<T> = (
+export type ChangeEffect<T> = (
   trx: Db,
-  task: Task,
+  task: TaskRef,
   build: Build,
 ) => Promise<{ value: T; diff?: Record<string, unknown> }>;
 
+/** A lifecycle change: create a task, or apply an operation to one the actor may see. */
+export type TaskChange<T> = (
+  | { operation: 'create'; task: NewTaskRow }
+  | { operation: Exclude<Operation, 'create'>; task: TaskRef }
+) & { reason: BuildReason; effect?: ChangeEffect<T> };
+
 /**
- * Carries out one lifecycle operation on a task the actor may see: in one transaction, lock the
- * task's workspace, re-check that `operation` is still allowed (a racing one may have won), queue
- * its build, apply `change`, and write the audit record. The build is announced once committed.
+ * The one place a lifecycle change is written. In one transaction: insert the task (create) or
+ * lock its workspace and re-check that the operation is still allowed (a racing one may have
+ * won), queue the build, apply the change's effect, and write the audit record. The build is
+ * announced once committed.
  */
-export async function queueTransition<T>(
-  lc: Lifecycle,
+export async function commitTaskChange<T = undefined>(
+  app: App,
   actor: Actor,
-  visible: Task,
-  operation: Operation,
-  reason: BuildReason,
-  change: TransitionChange<T>,
-): Promise<{ build: Build; value: T }> {
-  const transition = transitions[operation].transition;
-  const { build, value } = await lc.db.transaction().execute(async (trx) => {
-    await lockWorkspace(trx, visible.workspaceId);
-    const task = await findTask(trx, visible.id);
-    if (!task) throw taskNotFound(visible.id);
-    assertAllowed(operation, task);
+  change: TaskChange<T>,
+): Promise<{ taskId: string; build: Build; value: T }> {
+  const transition = operationTransition[change.operation];
+  const committed = await app.db.transaction().execute(async (trx) => {
+    let ref: TaskRef;
+    let before: TaskStatus | null = null;
+    if (change.operation === 'create') {
+      ref = await insertTaskWithWorkspace(trx, change.task);
+    } else {
+      ref = change.task;
+      await lockWorkspace(trx, ref.workspaceId);
+      const task = await findTask(trx, ref.id);
+      if (!task) throw taskNotFound(ref.id);
+      assertAllowed(change.operation, task);
+      before = task.status;
+    }
     const build = await insertNextBuild(trx, {
-      workspaceId: task.workspaceId,
+      workspaceId: ref.workspaceId,
       transition,
-      reason,
+      reason: change.reason,
       initiatorId: initiatorId(actor),
     });
-    const { value, diff } = await change(trx, task, build);
+    const { value, diff } = change.effect ? await change.effect(trx, ref, build) : { value: undefined as T };
     await audit(trx, actor, {
-      action: `task.${operation}`,
+      action: `task.${change.operation}`,
       resourceType: 'task',
-      resourceId: task.id,
-      buildReason: reason,
+      resourceId: ref.id,
+      buildReason: change.reason,
       diff: {
-        status: changed(task.status, deriveStatus(null, { transition, jobStatus: 'pending' })),
-        build: { id: build.id, number: build.buildNumber, transition },
         ...diff,
+        status: changed(before, statusAfter(change.operation)),
+        build: { id: build.id, number: build.buildNumber, transition },
       },
     });
-    return { build, value };
+    return { taskId: ref.id, build, value };
   });
-  lc.events.emit('build', { taskId: visible.id, workspaceId: build.workspaceId, build });
-  return { build, value };
+  app.events.emit('build', {
+    taskId: committed.taskId,
+    workspaceId: committed.build.workspaceId,
+    build: committed.build,
+  });
+  return committed;
 }

@@ -1,6 +1,7 @@
+import type { App, BuildEvent } from '../app.ts';
 import type { Task } from '../db/tasks.ts';
-import type { Actor } from './actor.ts';
-import type { BuildEvent, Lifecycle } from './context.ts';
+import { defaults } from '../defaults.ts';
+import type { Actor } from '../domain/actor.ts';
 import { getTask } from './tasks.ts';
 
 /**
@@ -8,18 +9,18 @@ import { getTask } from './tasks.ts';
  * Changes made in this process arrive at once; those of other processes within `pollMs`.
  */
 export async function* watchTask(
-  lc: Lifecycle,
+  app: App,
   actor: Actor,
   taskId: string,
   signal: AbortSignal,
-  pollMs = 1_000,
+  pollMs: number = defaults.watchPollMs,
 ): AsyncGenerator<Task> {
-  let last = await getTask(lc, actor, taskId);
+  let last = await getTask(app, actor, taskId);
   yield last;
   while (!signal.aborted) {
-    await nextWake(lc, taskId, pollMs, signal);
+    await nextWake(app, taskId, pollMs, signal);
     if (signal.aborted) return;
-    const task = await getTask(lc, actor, taskId);
+    const task = await getTask(app, actor, taskId);
     if (changed(last, task)) {
       last = task;
       yield task;
@@ -28,11 +29,11 @@ export async function* watchTask(
 }
 
 /** Resolves on this process's next build event for the task, after `pollMs`, or on abort. */
-function nextWake(lc: Lifecycle, taskId: string, pollMs: number, signal: AbortSignal): Promise<void> {
+function nextWake(app: App, taskId: string, pollMs: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
-      lc.events.off('build', onBuild);
+      app.events.off('build', onBuild);
       signal.removeEventListener('abort', done);
       resolve();
     };
@@ -40,7 +41,7 @@ function nextWake(lc: Lifecycle, taskId: string, pollMs: number, signal: AbortSi
       if (event.taskId === taskId) done();
     };
     const timer = setTimeout(done, pollMs);
-    lc.events.on('build', onBuild);
+    app.events.on('build', onBuild);
     signal.addEventListener('abort', done, { once: true });
   });
 }

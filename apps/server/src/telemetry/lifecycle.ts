@@ -1,9 +1,17 @@
-import { sql } from 'kysely';
-import type { Db } from '../db/connection.ts';
-import type { BuildReason, PauseFailureCause, WorkspaceTransition } from '../db/schema.ts';
+import type { App } from '../app.ts';
+import type { PauseFailureCause } from '../db/pause-failures.ts';
+import {
+  buildCounts,
+  idleBeforeAutoPause,
+  type PercentileRow,
+  pausedDurations,
+  pauseFailures,
+  snapshotSizes,
+  type TelemetryRange,
+} from '../db/telemetry.ts';
+import type { BuildReason, WorkspaceTransition } from '../domain/lifecycle.ts';
 
-export const telemetryBuckets = ['minute', 'hour', 'day', 'week'] as const;
-export type TelemetryBucket = (typeof telemetryBuckets)[number];
+export { type TelemetryBucket, telemetryBuckets } from '../db/telemetry.ts';
 
 export type Percentiles = {
   count: number;
@@ -28,25 +36,18 @@ export type LifecycleBucket = {
   pauseFailures: Partial<Record<PauseFailureCause, number>>;
 };
 
-type Range = { since: Date; until: Date; bucket: TelemetryBucket };
-
 /**
  * Lifecycle telemetry per time bucket, computed in PostgreSQL from the builds, the audit log (which
  * keeps each pause's snapshot size and idle time after the snapshot itself is overwritten) and the
  * recorded pause failures.
  */
-export async function lifecycleTelemetry(db: Db, range: Range): Promise<LifecycleBucket[]> {
+export async function lifecycleTelemetry(app: App, range: TelemetryRange): Promise<LifecycleBucket[]> {
   const [builds, paused, idle, snapshots, failures] = await Promise.all([
-    buildCounts(db, range),
-    pausedDurations(db, range),
-    auditPercentiles(
-      db,
-      range,
-      sql`diff->>'idleSeconds'`,
-      sql`build_reason = 'task_auto_pause' AND diff->>'idleSeconds' IS NOT NULL`,
-    ),
-    snapshotSizes(db, range),
-    pauseFailures(db, range),
+    buildCounts(app.db, range),
+    pausedDurations(app.db, range),
+    idleBeforeAutoPause(app.db, range),
+    snapshotSizes(app.db, range),
+    pauseFailures(app.db, range),
   ]);
   const buckets = new Map<number, LifecycleBucket>();
   const at = (start: Date) => {
@@ -76,90 +77,6 @@ export async function lifecycleTelemetry(db: Db, range: Range): Promise<Lifecycl
   }
   for (const row of failures) at(row.bucket).pauseFailures[row.cause] = Number(row.count);
   return [...buckets.values()].sort((a, b) => a.start.getTime() - b.start.getTime());
-}
-
-type PercentileRow = {
-  bucket: Date;
-  count: number | string;
-  p50: number | null;
-  p90: number | null;
-  p99: number | null;
-  max: number | null;
-};
-
-const percentileColumns = (value: ReturnType<typeof sql>) => sql`
-  count(*) AS count,
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY ${value}) AS p50,
-  percentile_cont(0.9) WITHIN GROUP (ORDER BY ${value}) AS p90,
-  percentile_cont(0.99) WITHIN GROUP (ORDER BY ${value}) AS p99,
-  max(${value}) AS max`;
-
-function buildCounts(db: Db, { since, until, bucket }: Range) {
-  return sql<{ bucket: Date; transition: WorkspaceTransition; reason: BuildReason; count: string }>`
-    SELECT date_trunc(${bucket}, created_at) AS bucket, transition, reason, count(*) AS count
-    FROM workspace_builds
-    WHERE created_at >= ${since} AND created_at < ${until}
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
-    .execute(db)
-    .then((r) => r.rows);
-}
-
-/** Pause-to-resume time: each task_resume build and the stop build just before it. */
-function pausedDurations(db: Db, { since, until, bucket }: Range) {
-  return sql<PercentileRow>`
-    WITH steps AS (
-      SELECT created_at, reason, transition,
-             lag(COALESCE(completed_at, created_at)) OVER w AS previous_at,
-             lag(transition) OVER w AS previous_transition
-      FROM workspace_builds
-      WINDOW w AS (PARTITION BY workspace_id ORDER BY build_number)
-    ), resumes AS (
-      SELECT created_at, EXTRACT(EPOCH FROM created_at - previous_at)::float8 AS seconds
-      FROM steps
-      WHERE reason = 'task_resume' AND previous_transition = 'stop'
-        AND created_at >= ${since} AND created_at < ${until}
-    )
-    SELECT date_trunc(${bucket}, created_at) AS bucket, ${percentileColumns(sql`seconds`)}
-    FROM resumes GROUP BY 1 ORDER BY 1`
-    .execute(db)
-    .then((r) => r.rows);
-}
-
-function auditPercentiles(
-  db: Db,
-  { since, until, bucket }: Range,
-  value: ReturnType<typeof sql>,
-  where: ReturnType<typeof sql>,
-) {
-  return sql<PercentileRow>`
-    SELECT date_trunc(${bucket}, occurred_at) AS bucket, ${percentileColumns(sql`(${value})::float8`)}
-    FROM audit_logs
-    WHERE action = 'task.pause' AND occurred_at >= ${since} AND occurred_at < ${until} AND ${where}
-    GROUP BY 1 ORDER BY 1`
-    .execute(db)
-    .then((r) => r.rows);
-}
-
-async function snapshotSizes(db: Db, range: Range) {
-  const taken = sql`diff->'snapshot'->>'taken' = 'true'`;
-  const [bytes, messages] = await Promise.all([
-    auditPercentiles(db, range, sql`diff->'snapshot'->>'bytes'`, taken),
-    auditPercentiles(db, range, sql`diff->'snapshot'->>'messageCount'`, taken),
-  ]);
-  return bytes.map((row) => ({
-    ...row,
-    messages: messages.find((m) => new Date(m.bucket).getTime() === new Date(row.bucket).getTime()) ?? row,
-  }));
-}
-
-function pauseFailures(db: Db, { since, until, bucket }: Range) {
-  return sql<{ bucket: Date; cause: PauseFailureCause; count: string }>`
-    SELECT date_trunc(${bucket}, occurred_at) AS bucket, cause, count(*) AS count
-    FROM task_pause_failures
-    WHERE occurred_at >= ${since} AND occurred_at < ${until}
-    GROUP BY 1, 2 ORDER BY 1, 2`
-    .execute(db)
-    .then((r) => r.rows);
 }
 
 function percentiles(row: Omit<PercentileRow, 'bucket'> & { bucket?: Date }): Percentiles {

@@ -1,14 +1,14 @@
-import { sql } from 'kysely';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { Lifecycle } from '../lifecycle/context.ts';
-import { statusSql, taskStatuses } from '../lifecycle/status.ts';
+import type { App } from '../app.ts';
+import { countTasksByStatus } from '../db/tasks.ts';
+import { taskStatuses } from '../domain/lifecycle.ts';
 
 /**
  * The Prometheus metrics of one server process: lifecycle counters and histograms fed by the
- * lifecycle's events, task counts by status read from the database at scrape time, and the usual
+ * services' events, task counts by status read from the database at scrape time, and the usual
  * process metrics. Returns the registry and a function that stops listening.
  */
-export function createMetrics(lc: Lifecycle): { registry: Registry; stop(): void } {
+export function createMetrics(app: App): { registry: Registry; stop(): void } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'hiatus_' });
 
@@ -62,19 +62,10 @@ export function createMetrics(lc: Lifecycle): { registry: Registry; stop(): void
     labelNames: ['status'] as const,
     registers: [registry],
     async collect() {
-      const status = statusSql(sql.ref('t.deleted_at'), sql.ref('b.transition'), sql.ref('b.job_status'));
-      const { rows } = await sql<{ status: string; count: string }>`
-        SELECT ${status} AS status, count(*) AS count
-        FROM tasks t
-        LEFT JOIN LATERAL (
-          SELECT transition, job_status FROM workspace_builds
-          WHERE workspace_id = t.workspace_id ORDER BY build_number DESC LIMIT 1
-        ) b ON true
-        WHERE t.deleted_at IS NULL
-        GROUP BY 1`.execute(lc.db);
+      const counts = await countTasksByStatus(app.db);
       this.reset();
       for (const s of taskStatuses) if (s !== 'deleted') this.set({ status: s }, 0);
-      for (const row of rows) this.set({ status: row.status }, Number(row.count));
+      for (const row of counts) this.set({ status: row.status }, row.count);
     },
   });
 
@@ -82,25 +73,25 @@ export function createMetrics(lc: Lifecycle): { registry: Registry; stop(): void
     const outcome = build.jobStatus === 'pending' ? 'queued' : build.jobStatus;
     if (outcome !== 'running') builds.inc({ transition: build.transition, reason: build.reason, outcome });
   };
-  const onPause: Parameters<typeof lc.events.on<'pause'>>[1] = (event) => {
+  const onPause: Parameters<typeof app.events.on<'pause'>>[1] = (event) => {
     pauseSeconds.observe({ reason: event.reason, outcome: event.outcome }, event.durationMs / 1000);
     pauseFetchSeconds.observe(event.fetchMs / 1000);
     if (event.outcome === 'succeeded') pauseDbSeconds.observe(event.dbMs / 1000);
     if (event.snapshotBytes !== null) snapshotBytes.observe(event.snapshotBytes);
     if (event.outcome === 'failed') pauseFailures.inc({ reason: event.reason, cause: event.cause ?? 'other' });
   };
-  const onResume: Parameters<typeof lc.events.on<'resume'>>[1] = (event) => {
+  const onResume: Parameters<typeof app.events.on<'resume'>>[1] = (event) => {
     resumeSeconds.observe({ outcome: event.outcome }, event.durationMs / 1000);
   };
-  lc.events.on('build', onBuild);
-  lc.events.on('pause', onPause);
-  lc.events.on('resume', onResume);
+  app.events.on('build', onBuild);
+  app.events.on('pause', onPause);
+  app.events.on('resume', onResume);
   return {
     registry,
     stop() {
-      lc.events.off('build', onBuild);
-      lc.events.off('pause', onPause);
-      lc.events.off('resume', onResume);
+      app.events.off('build', onBuild);
+      app.events.off('pause', onPause);
+      app.events.off('resume', onResume);
     },
   };
 }

@@ -1,42 +1,26 @@
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMigratedDatabase, type TestDatabase, testBackends } from '../../test/databases.ts';
-import { FakeAgent } from '../../test/fake-agent.ts';
-import { activeTask, newMember, settle, testLifecycle } from '../../test/lifecycle-harness.ts';
-import type { Db } from '../db/connection.ts';
-import type { Actor } from '../lifecycle/actor.ts';
-import type { Lifecycle } from '../lifecycle/context.ts';
-import { pauseTask } from '../lifecycle/pause.ts';
-import { resumeTask } from '../lifecycle/resume.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { testBackends } from '../../test/databases.ts';
+import { useHarness } from '../../test/harness.ts';
+import { meteredPause, meteredResume } from '../lifecycle/metered.ts';
 import { lifecycleTelemetry } from './lifecycle.ts';
 import { createMetrics } from './metrics.ts';
 
 describe.each(testBackends())('telemetry on %s', (backend) => {
-  let database: TestDatabase & { db: Db };
-  let lc: Lifecycle;
-  let agent: FakeAgent;
-  let alice: Actor;
-  beforeAll(async () => {
-    database = await createMigratedDatabase(backend);
-    lc = testLifecycle(database.db, { agentTimeoutMs: 300 });
-    alice = await newMember(database.db);
-    agent = await new FakeAgent().start();
-    agent.say(10, 100);
-  });
-  afterAll(async () => {
-    await agent.stop();
-    await database.drop();
+  const h = useHarness(backend, { agentTimeoutMs: 300 }, { agent: 'shared' });
+  beforeAll(() => {
+    h.agent.say(10, 100);
   });
 
   it('tells the three task reasons apart from ordinary builds, with pause-time, idle and size figures', async () => {
     // A seeded history: two tasks; one paused by hand, resumed, auto-paused; one paused and left.
-    const first = await activeTask(lc, alice, agent);
-    const second = await activeTask(lc, alice, agent);
-    await pauseTask(lc, alice, first.id, { reason: 'task_manual_pause' });
-    await pauseTask(lc, alice, second.id, { reason: 'task_manual_pause' });
-    await settle(lc);
+    const first = await h.task();
+    const second = await h.task();
+    await meteredPause(h.app, h.alice, first.id, { reason: 'task_manual_pause' });
+    await meteredPause(h.app, h.alice, second.id, { reason: 'task_manual_pause' });
+    await h.settle();
     // The stop finished 90 seconds before the resume.
-    await database.db
+    await h.db
       .updateTable('workspace_builds')
       .set({
         completed_at: sql`NOW() - interval '90 seconds'`,
@@ -46,22 +30,22 @@ describe.each(testBackends())('telemetry on %s', (backend) => {
       .where('workspace_id', '=', first.workspaceId)
       .where('transition', '=', 'stop')
       .execute();
-    await resumeTask(lc, alice, first.id);
-    await settle(lc);
-    await database.db
+    await meteredResume(h.app, h.alice, first.id);
+    await h.settle();
+    await h.db
       .updateTable('tasks')
       .set({ agent_last_running_at: sql`NOW() - interval '600 seconds'` })
       .where('id', '=', first.id)
       .execute();
-    await pauseTask(lc, { kind: 'system' }, first.id, { reason: 'task_auto_pause' });
-    agent.mode = 'error500';
-    await expect(pauseTask(lc, alice, second.id, { reason: 'task_manual_pause' })).rejects.toMatchObject({
+    await meteredPause(h.app, { kind: 'system' }, first.id, { reason: 'task_auto_pause' });
+    h.agent.mode = 'error500';
+    await expect(meteredPause(h.app, h.alice, second.id, { reason: 'task_manual_pause' })).rejects.toMatchObject({
       code: 'conflict',
     });
-    agent.mode = 'ok';
+    h.agent.mode = 'ok';
 
     const now = Date.now();
-    const buckets = await lifecycleTelemetry(database.db, {
+    const buckets = await lifecycleTelemetry(h.app, {
       since: new Date(now - 3_600_000),
       until: new Date(now + 60_000),
       bucket: 'day',
@@ -87,12 +71,12 @@ describe.each(testBackends())('telemetry on %s', (backend) => {
   });
 
   it('exposes build counters, pause and resume latency and tasks by status as Prometheus metrics', async () => {
-    const metrics = createMetrics(lc);
+    const metrics = createMetrics(h.app);
     try {
-      const task = await activeTask(lc, alice, agent);
-      await pauseTask(lc, alice, task.id, { reason: 'task_manual_pause' });
-      await settle(lc);
-      await resumeTask(lc, alice, task.id);
+      const task = await h.task();
+      await meteredPause(h.app, h.alice, task.id, { reason: 'task_manual_pause' });
+      await h.settle();
+      await meteredResume(h.app, h.alice, task.id);
       const text = await metrics.registry.metrics();
       expect(text).toMatch(/hiatus_builds_total\{transition="stop",reason="task_manual_pause",outcome="queued"\} 1/);
       expect(text).toMatch(/hiatus_builds_total\{transition="stop",reason="task_manual_pause",outcome="succeeded"\} 1/);

@@ -46,7 +46,7 @@ describe.each(testBackends())('the API over HTTP on %s', (backend) => {
     expect(await codeOf(apiClient(server.url, key).tasks.list.query({}))).toBe('UNAUTHORIZED');
     expect(await codeOf(alice.client.apiKeys.revoke.mutate({ id: apiKey.id }))).toBe('CONFLICT');
     const expiring = await alice.client.apiKeys.create.mutate({ expiresAt: new Date(Date.now() + 60_000) });
-    await server.lifecycle.db
+    await server.app.db
       .updateTable('api_keys')
       .set({ created_at: sql`NOW() - interval '2 minutes'`, expires_at: sql`NOW() - interval '1 second'` })
       .where('id', '=', expiring.apiKey.id)
@@ -55,7 +55,7 @@ describe.each(testBackends())('the API over HTTP on %s', (backend) => {
   });
 
   it('stores only a hash of each key', async () => {
-    const rows = await server.lifecycle.db.selectFrom('api_keys').select(['secret_hash']).execute();
+    const rows = await server.app.db.selectFrom('api_keys').select(['secret_hash']).execute();
     for (const row of rows) {
       expect(row.secret_hash).toHaveLength(32);
       expect(row.secret_hash.toString('utf8')).not.toContain('hiatus_');
@@ -93,7 +93,7 @@ describe.each(testBackends())('the API over HTTP on %s', (backend) => {
   });
 
   it('refuses an oversized body with PAYLOAD_TOO_LARGE and stores nothing', async () => {
-    const before = await server.lifecycle.db
+    const before = await server.app.db
       .selectFrom('tasks')
       .select(sql<number>`count(*)::int`.as('n'))
       .executeTakeFirstOrThrow();
@@ -101,7 +101,7 @@ describe.each(testBackends())('the API over HTTP on %s', (backend) => {
       alice.client.tasks.create.mutate({ name: 'big', prompt: 'x'.repeat(300 * 1024), agentUrl: agent.url }),
     );
     expect(code).toBe('PAYLOAD_TOO_LARGE');
-    const after = await server.lifecycle.db
+    const after = await server.app.db
       .selectFrom('tasks')
       .select(sql<number>`count(*)::int`.as('n'))
       .executeTakeFirstOrThrow();

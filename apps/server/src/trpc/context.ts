@@ -1,5 +1,5 @@
+import type { App } from '../app.ts';
 import type { Principal } from '../auth/principals.ts';
-import type { Lifecycle } from '../lifecycle/context.ts';
 import type { Logger } from '../logger.ts';
 
 /**
@@ -17,7 +17,7 @@ export type RequestContext = {
   readonly authUnavailable?: boolean;
 };
 
-type Services = { lifecycle: Lifecycle; log: Logger };
+type Services = { app: App; log: Logger };
 
 const servicesByContext = new WeakMap<object, Services>();
 

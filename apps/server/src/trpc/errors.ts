@@ -1,9 +1,9 @@
 import { TRPCError } from '@trpc/server';
 import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
-import { LifecycleError, type LifecycleErrorCode } from '../lifecycle/errors.ts';
+import { HiatusError, type HiatusErrorCode } from '../domain/errors.ts';
 
 /** The one mapping from the domain's error codes to the API's. */
-const codeFor: Record<LifecycleErrorCode, TRPC_ERROR_CODE_KEY> = {
+const codeFor: Record<HiatusErrorCode, TRPC_ERROR_CODE_KEY> = {
   not_found: 'NOT_FOUND',
   conflict: 'CONFLICT',
   // The agent is a precondition of the operation: it must be up and speak AgentAPI.
@@ -20,7 +20,7 @@ const codeFor: Record<LifecycleErrorCode, TRPC_ERROR_CODE_KEY> = {
 /** Turns what the domain or the database threw into an API error; anything unknown stays a 500. */
 export function toTRPCError(error: unknown): TRPCError {
   if (error instanceof TRPCError) return error;
-  if (error instanceof LifecycleError) {
+  if (error instanceof HiatusError) {
     return new TRPCError({ code: codeFor[error.code], message: error.message, cause: error });
   }
   if (isDatabaseUnavailable(error)) {
@@ -44,4 +44,4 @@ function isDatabaseUnavailable(error: unknown): boolean {
   );
 }
 
-export type { LifecycleErrorCode };
+export type { HiatusErrorCode };

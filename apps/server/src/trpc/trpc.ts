@@ -1,7 +1,7 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import superjson from 'superjson';
 import { ZodError } from 'zod';
-import type { ApiKeyScope } from '../db/schema.ts';
+import type { ApiKeyScope } from '../domain/actor.ts';
 import { type RequestContext, servicesOf } from './context.ts';
 import { toTRPCError } from './errors.ts';
 
@@ -33,8 +33,8 @@ export const createCallerFactory = t.createCallerFactory;
  */
 const observed = t.procedure.use(async ({ ctx, path, type, next }) => {
   const started = performance.now();
-  const { lifecycle, log } = servicesOf(ctx);
-  const result = await next({ ctx: { lifecycle, log } });
+  const { app, log } = servicesOf(ctx);
+  const result = await next({ ctx: { app, log } });
   // tRPC wraps what a handler throws in an INTERNAL_SERVER_ERROR; anything else is already an API error.
   const error = result.ok
     ? null

@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Actor } from '../../src/lifecycle/actor.ts';
-import { pauseTask } from '../../src/lifecycle/pause.ts';
-import { resumeTask } from '../../src/lifecycle/resume.ts';
-import { getTask } from '../../src/lifecycle/tasks.ts';
+import { insertUser } from '../../src/db/users.ts';
+import type { Actor } from '../../src/domain/actor.ts';
+import { meteredPause, meteredResume } from '../../src/lifecycle/metered.ts';
+import { waitForStatus } from '../../src/lifecycle/send.ts';
+import { createTask, getTask } from '../../src/lifecycle/tasks.ts';
 import type { RunningServer } from '../../src/server.ts';
 import { apiClient, codeOf } from '../api-client.ts';
 import { postgresServerUrl } from '../databases.ts';
 import { FakeAgent } from '../fake-agent.ts';
 import { invariantViolations } from '../invariants.ts';
-import { activeTask, newMember } from '../lifecycle-harness.ts';
 import { startTestServer, type TestServer, testAdminToken } from '../test-server.ts';
 import { clusterControl, pgCluster } from './cluster.ts';
 
@@ -24,7 +24,8 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
     server = running.server;
     agent = await new FakeAgent().start();
     agent.say(5);
-    alice = await newMember(server.lifecycle.db);
+    const user = await insertUser(server.app.db, { username: 'alice' });
+    alice = { kind: 'user', userId: user.id, role: user.role };
   });
   afterAll(async () => {
     pgCluster(cluster!.version, 'start'); // whatever happened, leave PostgreSQL running
@@ -33,8 +34,13 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
   });
 
   it('fails requests clearly while it is down, and recovers by itself when it is back', async () => {
-    const lc = server.lifecycle;
-    const tasks = await Promise.all([1, 2, 3, 4].map(() => activeTask(lc, alice, agent)));
+    const lc = server.app;
+    const tasks = await Promise.all(
+      [1, 2, 3, 4].map(async (i) => {
+        const { task } = await createTask(lc, alice, { name: `load-${i}`, prompt: '', agentUrl: agent.url });
+        return waitForStatus(lc, task.id, 'active', 10_000); // the built-in provisioner starts it
+      }),
+    );
     // Load: pauses and resumes keep coming while the database goes away.
     let stop = false;
     const outcomes = { ok: 0, failed: [] as string[] };
@@ -43,8 +49,8 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
         while (!stop) {
           try {
             const current = await getTask(lc, alice, task.id);
-            if (current.status === 'active') await pauseTask(lc, alice, task.id, { reason: 'task_manual_pause' });
-            else if (current.status === 'paused') await resumeTask(lc, alice, task.id);
+            if (current.status === 'active') await meteredPause(lc, alice, task.id, { reason: 'task_manual_pause' });
+            else if (current.status === 'paused') await meteredResume(lc, alice, task.id);
             outcomes.ok++;
           } catch (error) {
             outcomes.failed.push((error as Error).message);

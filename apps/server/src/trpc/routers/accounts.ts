@@ -16,7 +16,7 @@ export const usersRouter = router({
         role: z.enum(['member', 'admin']).default('member'),
       }),
     )
-    .mutation(({ ctx, input }) => createUser(ctx.lifecycle, ctx.actor, input)),
+    .mutation(({ ctx, input }) => createUser(ctx.app, ctx.actor, input)),
 });
 
 export const apiKeysRouter = router({
@@ -33,9 +33,9 @@ export const apiKeysRouter = router({
         })
         .default({}),
     )
-    .mutation(({ ctx, input }) => createApiKey(ctx.lifecycle, ctx.actor, input)),
+    .mutation(({ ctx, input }) => createApiKey(ctx.app, ctx.actor, input)),
 
   revoke: writeProcedure
     .input(z.object({ id }))
-    .mutation(({ ctx, input }) => revokeApiKey(ctx.lifecycle, ctx.actor, input.id)),
+    .mutation(({ ctx, input }) => revokeApiKey(ctx.app, ctx.actor, input.id)),
 });

@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import { defaults } from '../../defaults.ts';
+import { buildReasons } from '../../domain/lifecycle.ts';
 import { listTaskBuilds } from '../../lifecycle/builds.ts';
 import { acquireBuildJob, completeBuildJob, heartbeatBuildJob } from '../../lifecycle/jobs.ts';
-import { buildReasons } from '../../lifecycle/status.ts';
 import { id, pageLimit, text } from '../inputs.ts';
 import { provisionerProcedure, readProcedure, router } from '../trpc.ts';
 
@@ -12,23 +13,23 @@ export const buildsRouter = router({
       z.object({
         taskId: id,
         reason: z.enum(buildReasons).optional(),
-        limit: pageLimit(200, 50),
+        limit: pageLimit(defaults.maxListPageSize, defaults.listPageSize),
         cursor: z.number().int().positive().optional(),
       }),
     )
-    .query(({ ctx, input }) => listTaskBuilds(ctx.lifecycle, ctx.actor, input.taskId, input)),
+    .query(({ ctx, input }) => listTaskBuilds(ctx.app, ctx.actor, input.taskId, input)),
 });
 
 /** For external provisioners: take a pending job, keep it alive, report how it ended. */
 export const provisionerRouter = router({
   acquire: provisionerProcedure
     .input(z.object({ provisionerId: text.min(1).max(128).optional() }).default({}))
-    .mutation(({ ctx, input }) => acquireBuildJob(ctx.lifecycle, input.provisionerId ?? ctx.principal.keyId)),
+    .mutation(({ ctx, input }) => acquireBuildJob(ctx.app, input.provisionerId ?? ctx.principal.keyId)),
 
   heartbeat: provisionerProcedure
     .input(z.object({ buildId: id, provisionerId: text.min(1).max(128).optional() }))
     .mutation(async ({ ctx, input }) => {
-      await heartbeatBuildJob(ctx.lifecycle, input.buildId, input.provisionerId ?? ctx.principal.keyId);
+      await heartbeatBuildJob(ctx.app, input.buildId, input.provisionerId ?? ctx.principal.keyId);
       return { ok: true as const };
     }),
 
@@ -41,7 +42,7 @@ export const provisionerRouter = router({
       }),
     )
     .mutation(({ ctx, input }) =>
-      completeBuildJob(ctx.lifecycle, input.buildId, {
+      completeBuildJob(ctx.app, input.buildId, {
         error: input.error,
         provisionerId: input.provisionerId ?? ctx.principal.keyId,
         actor: ctx.actor,

@@ -1,7 +1,8 @@
 import { TRPCError } from '@trpc/server';
 import { z } from 'zod';
-import { listAuditLogs } from '../../db/audit.ts';
-import { buildReasons } from '../../lifecycle/status.ts';
+import { listAudit } from '../../audit/audit.ts';
+import { defaults } from '../../defaults.ts';
+import { buildReasons } from '../../domain/lifecycle.ts';
 import { lifecycleTelemetry, telemetryBuckets } from '../../telemetry/lifecycle.ts';
 import { id, pageLimit, text } from '../inputs.ts';
 import { adminProcedure, router } from '../trpc.ts';
@@ -18,18 +19,15 @@ export const auditRouter = router({
           buildReason: z.enum(buildReasons).optional(),
           since: z.date().optional(),
           until: z.date().optional(),
-          limit: pageLimit(500, 100),
+          limit: pageLimit(defaults.maxAuditPageSize, defaults.auditPageSize),
           cursor: z
             .string()
             .regex(/^\d{1,19}$/, 'not a cursor this service gave out')
             .optional(),
         })
-        .default({ limit: 100 }),
+        .default({ limit: defaults.auditPageSize }),
     )
-    .query(async ({ ctx, input }) => {
-      const { items, more } = await listAuditLogs(ctx.lifecycle.db, { ...input, beforeId: input.cursor });
-      return { items, nextCursor: more ? (items.at(-1)?.id ?? null) : null };
-    }),
+    .query(({ ctx, input }) => listAudit(ctx.app, input)),
 });
 
 const maxBuckets = 10_000;
@@ -48,6 +46,6 @@ export const telemetryRouter = router({
           message: `more than ${maxBuckets} buckets: choose a larger bucket`,
         });
       }
-      return lifecycleTelemetry(ctx.lifecycle.db, input);
+      return lifecycleTelemetry(ctx.app, input);
     }),
 });

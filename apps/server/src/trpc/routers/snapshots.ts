@@ -1,9 +1,8 @@
 import { TRPCError } from '@trpc/server';
 import { z } from 'zod';
 import { agentMessageSchema } from '../../agentapi/schema.ts';
-import { findTask } from '../../db/tasks.ts';
 import { getSnapshot, pushSnapshot } from '../../lifecycle/snapshots.ts';
-import { getTask } from '../../lifecycle/tasks.ts';
+import { findLiveTask, getTask } from '../../lifecycle/tasks.ts';
 import { id } from '../inputs.ts';
 import { pushProcedure, readProcedure, router } from '../trpc.ts';
 
@@ -14,9 +13,8 @@ import { pushProcedure, readProcedure, router } from '../trpc.ts';
 const workspacePush = pushProcedure.use(async ({ ctx, next }) => {
   const { scope, taskId } = ctx.principal;
   if (scope === 'workspace') {
-    const task = taskId ? await findTask(ctx.lifecycle.db, taskId) : undefined;
-    if (!task || task.status === 'deleted')
-      throw new TRPCError({ code: 'NOT_FOUND', message: `task ${taskId} not found` });
+    const task = taskId ? await findLiveTask(ctx.app, taskId) : undefined;
+    if (!task) throw new TRPCError({ code: 'NOT_FOUND', message: `task ${taskId} not found` });
   }
   return next();
 });
@@ -25,7 +23,7 @@ export const snapshotsRouter = router({
   /** The stored snapshot of a task: its messages as the agent gave them. */
   get: readProcedure
     .input(z.object({ taskId: id }))
-    .query(({ ctx, input }) => getSnapshot(ctx.lifecycle, ctx.actor, input.taskId)),
+    .query(({ ctx, input }) => getSnapshot(ctx.app, ctx.actor, input.taskId)),
 
   /** A workspace pushes its own history (for agents the service cannot reach); never replaces a newer snapshot. */
   push: workspacePush
@@ -35,7 +33,7 @@ export const snapshotsRouter = router({
       if (scope === 'workspace' && taskId !== input.taskId) {
         throw new TRPCError({ code: 'FORBIDDEN', message: 'a workspace key pushes only its own task' });
       }
-      if (scope !== 'workspace') await getTask(ctx.lifecycle, ctx.actor, input.taskId);
-      return pushSnapshot(ctx.lifecycle, input.taskId, { ...input, actor: ctx.actor });
+      if (scope !== 'workspace') await getTask(ctx.app, ctx.actor, input.taskId);
+      return pushSnapshot(ctx.app, input.taskId, { ...input, actor: ctx.actor });
     }),
 });

@@ -1,9 +1,9 @@
 import { z } from 'zod';
+import { defaults } from '../../defaults.ts';
+import { taskStatuses } from '../../domain/lifecycle.ts';
 import { readLogs } from '../../lifecycle/logs.ts';
-import { pauseTask } from '../../lifecycle/pause.ts';
-import { resumeTask } from '../../lifecycle/resume.ts';
+import { meteredPause, meteredResume } from '../../lifecycle/metered.ts';
 import { sendToTask } from '../../lifecycle/send.ts';
-import { taskStatuses } from '../../lifecycle/status.ts';
 import { createTask, deleteTask, getTask, listTasksFor } from '../../lifecycle/tasks.ts';
 import { watchTask } from '../../lifecycle/watch.ts';
 import { id, pageLimit, text } from '../inputs.ts';
@@ -25,9 +25,9 @@ export const tasksRouter = router({
           .optional(),
       }),
     )
-    .mutation(({ ctx, input }) => createTask(ctx.lifecycle, ctx.actor, input)),
+    .mutation(({ ctx, input }) => createTask(ctx.app, ctx.actor, input)),
 
-  get: readProcedure.input(z.object({ id })).query(({ ctx, input }) => getTask(ctx.lifecycle, ctx.actor, input.id)),
+  get: readProcedure.input(z.object({ id })).query(({ ctx, input }) => getTask(ctx.app, ctx.actor, input.id)),
 
   /** Tasks newest first; deleted ones only when asked for by status. */
   list: readProcedure
@@ -36,16 +36,16 @@ export const tasksRouter = router({
         .object({
           status: z.enum(taskStatuses).optional(),
           ownerId: id.optional(),
-          limit: pageLimit(200, 50),
+          limit: pageLimit(defaults.maxListPageSize, defaults.listPageSize),
           cursor: z.string().max(512).optional(),
         })
-        .default({ limit: 50 }),
+        .default({ limit: defaults.listPageSize }),
     )
-    .query(({ ctx, input }) => listTasksFor(ctx.lifecycle, ctx.actor, input)),
+    .query(({ ctx, input }) => listTasksFor(ctx.app, ctx.actor, input)),
 
   /** Pauses an active task, taking a snapshot of its agent's conversation first. */
   pause: writeProcedure.input(z.object({ id, withoutSnapshot: z.boolean().optional() })).mutation(({ ctx, input }) =>
-    pauseTask(ctx.lifecycle, ctx.actor, input.id, {
+    meteredPause(ctx.app, ctx.actor, input.id, {
       reason: 'task_manual_pause',
       withoutSnapshot: input.withoutSnapshot,
     }),
@@ -53,27 +53,31 @@ export const tasksRouter = router({
 
   resume: writeProcedure
     .input(z.object({ id }))
-    .mutation(({ ctx, input }) => resumeTask(ctx.lifecycle, ctx.actor, input.id)),
+    .mutation(({ ctx, input }) => meteredResume(ctx.app, ctx.actor, input.id)),
 
-  delete: writeProcedure
-    .input(z.object({ id }))
-    .mutation(({ ctx, input }) => deleteTask(ctx.lifecycle, ctx.actor, input.id)),
+  delete: writeProcedure.input(z.object({ id })).mutation(({ ctx, input }) => deleteTask(ctx.app, ctx.actor, input.id)),
 
   /** Sends a user message to the task's agent; with `resumeIfPaused`, resumes a paused task first. */
   send: writeProcedure
     .input(z.object({ id, input: text.min(1).max(1_000_000), resumeIfPaused: z.boolean().optional() }))
     .mutation(({ ctx, input }) =>
-      sendToTask(ctx.lifecycle, ctx.actor, input.id, input.input, { resumeIfPaused: input.resumeIfPaused }),
+      sendToTask(ctx.app, ctx.actor, input.id, input.input, { resumeIfPaused: input.resumeIfPaused }),
     ),
 
   /** A page of the task's log, live or from its snapshot; pass `nextCursor` back for the next page. */
   logs: readProcedure
-    .input(z.object({ id, cursor: z.number().int().min(0).optional(), limit: pageLimit(1000, 100) }))
-    .query(({ ctx, input }) => readLogs(ctx.lifecycle, ctx.actor, input.id, input)),
+    .input(
+      z.object({
+        id,
+        cursor: z.number().int().min(0).optional(),
+        limit: pageLimit(defaults.maxLogPageSize, defaults.logPageSize),
+      }),
+    )
+    .query(({ ctx, input }) => readLogs(ctx.app, ctx.actor, input.id, input)),
 
   /** The task, then again on every status or build change (server-sent events). */
   watch: readProcedure.input(z.object({ id })).subscription(async function* ({ ctx, input, signal }) {
-    for await (const task of watchTask(ctx.lifecycle, ctx.actor, input.id, signal ?? new AbortController().signal)) {
+    for await (const task of watchTask(ctx.app, ctx.actor, input.id, signal ?? new AbortController().signal)) {
       yield task;
     }
   }),

@@ -1,4 +1,13 @@
-import type { UserRole } from '../db/schema.ts';
+/** What a user may be. */
+export const userRoles = ['member', 'admin'] as const;
+export type UserRole = (typeof userRoles)[number];
+
+/**
+ * What an API key may do: everything its user may (`full`), read (`read`), push one task's
+ * snapshot (`workspace`), or run build jobs (`provisioner`).
+ */
+export const apiKeyScopes = ['full', 'read', 'workspace', 'provisioner'] as const;
+export type ApiKeyScope = (typeof apiKeyScopes)[number];
 
 /** Where a request came from, for the audit log. */
 export type RequestOrigin = { requestId?: string; ipAddress?: string; userAgent?: string };
@@ -10,6 +19,7 @@ export type RequestOrigin = { requestId?: string; ipAddress?: string; userAgent?
 export type Actor = ({ kind: 'user'; userId: string; role: UserRole } | { kind: 'system' }) & {
   origin?: RequestOrigin;
 };
+export type UserActor = Actor & { kind: 'user' };
 
 export const systemActor: Actor = { kind: 'system' };
 

@@ -1,26 +1,16 @@
 import { EventEmitter } from 'node:events';
-import { AgentClient } from '../agentapi/client.ts';
-import type { Build } from '../db/builds.ts';
-import type { Db } from '../db/connection.ts';
-import type { PauseReason } from './status.ts';
+import { AgentClient } from './agentapi/client.ts';
+import type { Build } from './db/builds.ts';
+import type { Db } from './db/connection.ts';
+import { defaults } from './defaults.ts';
+import type { PauseReason } from './domain/lifecycle.ts';
 
-/** Limits and timings of the lifecycle, from the configuration. */
-export type LifecycleSettings = {
-  /** Longest wait for an agent's answer. */
+/** The settings the services read, from the configuration (each defaults to `defaults`). */
+export type AppSettings = {
   agentTimeoutMs: number;
-  /** Largest conversation history kept in a snapshot (and read live), in bytes. */
   maxSnapshotBytes: number;
-  /** Idle time after which auto-pause stops a task that sets no timeout of its own. */
   defaultIdleTimeoutSeconds: number;
-  /** How long `send` with `resumeIfPaused` waits for the task to become active. */
   resumeWaitMs: number;
-};
-
-export const defaultLifecycleSettings: LifecycleSettings = {
-  agentTimeoutMs: 5_000,
-  maxSnapshotBytes: 32 * 1024 * 1024,
-  defaultIdleTimeoutSeconds: 30 * 60,
-  resumeWaitMs: 60_000,
 };
 
 /** A build was inserted or its job changed state, in this process. */
@@ -44,25 +34,33 @@ export type ResumeEvent = { outcome: 'succeeded' | 'failed'; durationMs: number 
 
 /**
  * In-process notifications: the built-in provisioner and watchers follow builds, metrics follow
- * everything. The lifecycle never waits for a listener.
+ * everything. A service never waits for a listener.
  */
-export class LifecycleEvents extends EventEmitter<{
+export class AppEvents extends EventEmitter<{
   build: [BuildEvent];
   pause: [PauseEvent];
   resume: [ResumeEvent];
 }> {}
 
-/** What the lifecycle functions work with: no HTTP, only the database, agents and settings. */
-export type Lifecycle = {
+/**
+ * The app's services share this: the database, the settings, the event bus and a way to reach an
+ * agent. No HTTP and no tRPC: the API and the background loops both work through it.
+ */
+export type App = {
   db: Db;
-  settings: LifecycleSettings;
-  events: LifecycleEvents;
+  settings: AppSettings;
+  events: AppEvents;
   agent(baseUrl: string): AgentClient;
 };
 
-export function createLifecycle(db: Db, settings: Partial<LifecycleSettings> = {}): Lifecycle {
-  const merged = { ...defaultLifecycleSettings, ...settings };
-  const events = new LifecycleEvents();
+export function createApp(db: Db, settings: Partial<AppSettings> = {}): App {
+  const merged: AppSettings = {
+    agentTimeoutMs: settings.agentTimeoutMs ?? defaults.agentTimeoutMs,
+    maxSnapshotBytes: settings.maxSnapshotBytes ?? defaults.maxSnapshotBytes,
+    defaultIdleTimeoutSeconds: settings.defaultIdleTimeoutSeconds ?? defaults.defaultIdleTimeoutSeconds,
+    resumeWaitMs: settings.resumeWaitMs ?? defaults.resumeWaitMs,
+  };
+  const events = new AppEvents();
   events.setMaxListeners(0);
   return {
     db,

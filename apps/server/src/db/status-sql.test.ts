@@ -1,0 +1,32 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMigratedDatabase, type TestDatabase } from '../../test/databases.ts';
+import { deriveStatus, jobStatuses, workspaceTransitions } from '../domain/lifecycle.ts';
+import type { Db } from './connection.ts';
+import { taskStatusSql } from './status-sql.ts';
+
+describe('the SQL status expression', () => {
+  let database: TestDatabase & { db: Db };
+  beforeAll(async () => {
+    database = await createMigratedDatabase('pglite');
+  });
+  afterAll(() => database.drop());
+
+  it('agrees with deriveStatus for every transition and job status', async () => {
+    for (const transition of workspaceTransitions) {
+      for (const jobStatus of jobStatuses) {
+        for (const deletedAt of [null, new Date()]) {
+          const expr = taskStatusSql(
+            sql`${deletedAt}::timestamptz`,
+            sql`${transition}::workspace_transition`,
+            sql`${jobStatus}::provisioner_job_status`,
+          );
+          const { rows } = await sql<{ status: string }>`SELECT ${expr} AS status`.execute(database.db);
+          expect(rows[0]?.status, `${transition}/${jobStatus}/${deletedAt}`).toBe(
+            deriveStatus(deletedAt, { transition, jobStatus }),
+          );
+        }
+      }
+    }
+  });
+});

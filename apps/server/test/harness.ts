@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { type App, type AppSettings, createApp } from '../src/app.ts';
+import type { Db } from '../src/db/connection.ts';
+import type { Task } from '../src/db/tasks.ts';
+import { insertUser } from '../src/db/users.ts';
+import type { UserActor, UserRole } from '../src/domain/actor.ts';
+import { acquireBuildJob, completeBuildJob } from '../src/lifecycle/jobs.ts';
+import { meteredPause } from '../src/lifecycle/metered.ts';
+import { createTask, getTask } from '../src/lifecycle/tasks.ts';
+import { type BackendName, createMigratedDatabase, type TestDatabase } from './databases.ts';
+import { FakeAgent } from './fake-agent.ts';
+
+/** Short waits, so a test about a dead agent does not sit out the production timeouts. */
+export const fastSettings: Partial<AppSettings> = { agentTimeoutMs: 1_000, resumeWaitMs: 5_000 };
+
+export type TaskOptions = {
+  /** Where the factory leaves the task; `active` unless said. */
+  status?: 'pending' | 'active' | 'pausing' | 'paused';
+  owner?: UserActor;
+  agent?: FakeAgent;
+  name?: string;
+  idleTimeoutSeconds?: number;
+};
+
+export type HarnessOptions = {
+  /** A fresh agent for every test (the default), or one for the whole suite. */
+  agent?: 'each' | 'shared';
+  /** Messages the agent holds when it starts. */
+  say?: number;
+};
+
+/** What a suite's tests work with; every field is ready once the suite's `beforeAll` ran. */
+export type Harness = {
+  database: TestDatabase & { db: Db };
+  db: Db;
+  app: App;
+  agent: FakeAgent;
+  /** A member created once for the suite. */
+  alice: UserActor;
+  /** A new user of `role` (a member unless said). */
+  member(role?: UserRole): Promise<UserActor>;
+  /** Another app on a pool of its own: a second server process, as far as the database can tell. */
+  otherApp(settings?: Partial<AppSettings>): App;
+  /** A task of `owner` (alice) talking to `agent` (the suite's), brought to `status` (active). */
+  task(options?: TaskOptions): Promise<Task>;
+  /** Completes every queued build job, as a provisioner would; returns how many. */
+  settle(outcome?: { error?: string }): Promise<number>;
+  /** Everything a failed operation must leave as it was: builds, snapshots and their stats, tasks. */
+  state(): Promise<unknown>;
+};
+
+/**
+ * Registers a suite's hooks once (pg-boss's `test/hooks.ts` habit): a fresh migrated database on
+ * `backend`, an app with `settings`, a member, and an agent; dropped after the suite.
+ */
+export function useHarness(
+  backend: BackendName,
+  settings: Partial<AppSettings> = {},
+  options: HarnessOptions = {},
+): Harness {
+  const h = {} as Harness;
+  const startAgent = async () => (await new FakeAgent().start()).say(options.say ?? 0);
+
+  beforeAll(async () => {
+    h.database = await createMigratedDatabase(backend);
+    h.db = h.database.db;
+    h.app = createApp(h.db, { ...fastSettings, ...settings });
+    h.alice = await h.member();
+    if (options.agent === 'shared') h.agent = await startAgent();
+  });
+  afterAll(async () => {
+    if (options.agent === 'shared') await h.agent?.stop();
+    await h.database?.drop();
+  });
+  if (options.agent !== 'shared') {
+    beforeEach(async () => {
+      const agent = await startAgent();
+      h.agent = agent;
+      return () => agent.stop();
+    });
+  }
+
+  h.member = async (role = 'member') => {
+    const user = await insertUser(h.db, { username: `u-${randomUUID().slice(0, 12)}`, role });
+    return { kind: 'user', userId: user.id, role: user.role };
+  };
+  h.otherApp = (extra = {}) => createApp(h.database.open(), { ...fastSettings, ...settings, ...extra });
+  h.settle = async (outcome = {}) => {
+    let done = 0;
+    for (let job = await acquireBuildJob(h.app, 'test'); job; job = await acquireBuildJob(h.app, 'test')) {
+      await completeBuildJob(h.app, job.build.id, outcome);
+      done++;
+    }
+    return done;
+  };
+  h.task = async (task = {}) => {
+    const owner = task.owner ?? h.alice;
+    const { task: created } = await createTask(h.app, owner, {
+      name: task.name ?? `task-${randomUUID().slice(0, 8)}`,
+      prompt: 'make the build green',
+      agentUrl: (task.agent ?? h.agent).url,
+      idleTimeoutSeconds: task.idleTimeoutSeconds,
+    });
+    const status = task.status ?? 'active';
+    if (status === 'pending') return created;
+    await h.settle();
+    if (status === 'active') return getTask(h.app, owner, created.id);
+    await meteredPause(h.app, owner, created.id, { reason: 'task_manual_pause' });
+    if (status === 'paused') await h.settle();
+    return getTask(h.app, owner, created.id);
+  };
+  h.state = async () => {
+    const [builds, snapshots, stats, tasks] = await Promise.all([
+      h.db.selectFrom('workspace_builds').selectAll().orderBy('id').execute(),
+      h.db.selectFrom('task_snapshots').selectAll().orderBy('task_id').execute(),
+      h.db.selectFrom('task_snapshot_stats').selectAll().orderBy('task_id').execute(),
+      h.db.selectFrom('tasks').selectAll().orderBy('id').execute(),
+    ]);
+    return { builds, snapshots, stats, tasks };
+  };
+  return h;
+}
