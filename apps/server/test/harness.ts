@@ -50,6 +50,17 @@ export type Harness = {
   state(): Promise<unknown>;
 };
 
+/** A suite's own fresh migrated database on `backend`, created before its tests and dropped after them. */
+export function useDatabase(backend: BackendName): { database: TestDatabase & { db: Db }; db: Db } {
+  const handle = {} as { database: TestDatabase & { db: Db }; db: Db };
+  beforeAll(async () => {
+    handle.database = await createMigratedDatabase(backend);
+    handle.db = handle.database.db;
+  });
+  afterAll(() => handle.database?.drop());
+  return handle;
+}
+
 /**
  * Registers a suite's hooks once (pg-boss's `test/hooks.ts` habit): a fresh migrated database on
  * `backend`, an app with `settings`, a member, and an agent; dropped after the suite.
@@ -61,17 +72,17 @@ export function useHarness(
 ): Harness {
   const h = {} as Harness;
   const startAgent = async () => (await new FakeAgent().start()).say(options.say ?? 0);
+  const storage = useDatabase(backend);
 
   beforeAll(async () => {
-    h.database = await createMigratedDatabase(backend);
-    h.db = h.database.db;
+    h.database = storage.database;
+    h.db = storage.db;
     h.app = createApp(h.db, { ...fastSettings, ...settings });
     h.alice = await h.member();
     if (options.agent === 'shared') h.agent = await startAgent();
   });
   afterAll(async () => {
     if (options.agent === 'shared') await h.agent?.stop();
-    await h.database?.drop();
   });
   if (options.agent !== 'shared') {
     beforeEach(async () => {

@@ -1,16 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Db } from '../src/db/connection.ts';
-import { createMigratedDatabase, type TestDatabase } from './databases.ts';
+import { describe, expect, it } from 'vitest';
 import { insertTaskRows } from './fixtures.ts';
+import { useDatabase } from './harness.ts';
 import { invariantViolations } from './invariants.ts';
 
 // The checker the race and fault suites rely on must itself catch what it claims to.
 describe('invariantViolations', () => {
-  let database: TestDatabase & { db: Db };
-  beforeAll(async () => {
-    database = await createMigratedDatabase('pglite');
-  });
-  afterAll(() => database.drop());
+  const database = useDatabase('pglite');
 
   it('reports builds without audit records, repeated transitions and snapshots of deleted tasks', async () => {
     const { workspaceId, taskId } = await insertTaskRows(database.db);

@@ -5,7 +5,7 @@ import { createTestDatabase, postgresServerUrl, type TestDatabase } from './data
 import { FakeAgent } from './fake-agent.ts';
 import { invariantViolations } from './invariants.ts';
 import { type ServerProcess, startServerProcess } from './server-process.ts';
-import { describeStorm, runDuels, runStorm, seedStormTasks, waitForJobsToSettle } from './storm.ts';
+import { describeStorm, runDuels, runStorm, seedStormTasks, tearDownStorm, waitForJobsToSettle } from './storm.ts';
 
 const adminToken = 'race-suite-admin-token-0123456789';
 const servers = 3;
@@ -48,9 +48,7 @@ describe.runIf(postgresServerUrl())('race suite: three server processes, one dat
 
   afterAll(async () => {
     clearInterval(growth);
-    await Promise.all(processes.map((p) => p.stop()));
-    await Promise.all(fakeAgents.map((a) => a.stop()));
-    await database?.drop();
+    await tearDownStorm(processes, fakeAgents, database);
   });
 
   it('keeps every invariant, and every success is in the database with its audit record', async () => {

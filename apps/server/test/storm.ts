@@ -1,6 +1,8 @@
 import type { Db } from '../src/db/connection.ts';
 import { apiClient } from './api-client.ts';
+import type { TestDatabase } from './databases.ts';
 import type { FakeAgent } from './fake-agent.ts';
+import type { ServerProcess } from './server-process.ts';
 
 export type StormOperation = 'pause' | 'resume' | 'delete';
 export type StormSuccess = { op: StormOperation; taskId: string; buildId: string };
@@ -194,4 +196,15 @@ export async function runDuels(options: {
     }),
   );
   return result;
+}
+
+/** A storm suite's teardown: its server processes, then its agents, then its database. */
+export async function tearDownStorm(
+  processes: ServerProcess[],
+  agents: FakeAgent[],
+  database?: TestDatabase,
+): Promise<void> {
+  await Promise.all(processes.map((p) => p.stop()));
+  await Promise.all(agents.map((a) => a.stop()));
+  await database?.drop();
 }

@@ -1,6 +1,6 @@
 import type { App } from '../app.ts';
 import { audit } from '../audit/audit.ts';
-import { type ApiKeyInfo, insertApiKey, lockApiKey, revokeApiKeyRow } from '../db/api-keys.ts';
+import { type ApiKeyInfo, findApiKey, insertApiKey, revokeApiKeyRow } from '../db/api-keys.ts';
 import { findUser, insertUser, type User, usernameConstraint } from '../db/users.ts';
 import type { Actor, ApiKeyScope, UserRole } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
@@ -97,7 +97,7 @@ export async function createApiKey(
 export async function revokeApiKey(app: App, actor: Actor, keyId: string): Promise<ApiKeyInfo> {
   if (actor.kind !== 'user') throw new HiatusError('forbidden', 'keys belong to users');
   return app.db.transaction().execute(async (trx) => {
-    const key = await lockApiKey(trx, keyId);
+    const key = await findApiKey(trx, keyId, { forUpdate: true });
     // Another member's key does not exist for them, as their tasks do not.
     if (!key || (key.userId !== actor.userId && actor.role !== 'admin')) {
       throw new HiatusError('not_found', `key ${keyId} not found`);

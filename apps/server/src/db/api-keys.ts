@@ -56,14 +56,14 @@ export async function insertApiKey(db: Db, key: NewApiKeyRow): Promise<ApiKeyInf
   return toApiKeyInfo(row);
 }
 
-export async function findApiKey(db: Db, id: string): Promise<ApiKeyInfo | undefined> {
-  const row = await db.selectFrom('api_keys').where('id', '=', id).selectAll().executeTakeFirst();
-  return row && toApiKeyInfo(row);
-}
-
-/** A key with its row lock held for the rest of the transaction. */
-export async function lockApiKey(trx: Db, id: string): Promise<ApiKeyInfo | undefined> {
-  const row = await trx.selectFrom('api_keys').where('id', '=', id).selectAll().forUpdate().executeTakeFirst();
+/** A key by id; with `forUpdate`, its row lock is held for the rest of the transaction. */
+export async function findApiKey(
+  db: Db,
+  id: string,
+  options: { forUpdate?: boolean } = {},
+): Promise<ApiKeyInfo | undefined> {
+  const query = db.selectFrom('api_keys').where('id', '=', id).selectAll();
+  const row = await (options.forUpdate ? query.forUpdate() : query).executeTakeFirst();
   return row && toApiKeyInfo(row);
 }
 

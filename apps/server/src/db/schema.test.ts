@@ -70,15 +70,8 @@ describe.each(testBackends())('schema on %s', (backend) => {
       SELECT enumlabel FROM pg_enum WHERE enumtypid = 'build_reason'::regtype ORDER BY enumsortorder`.execute(db);
     // The TypeScript list the API validates against is the database's, in the database's order.
     expect(values.rows.map((r) => r.enumlabel)).toEqual([...buildReasons]);
-    expect(buildReasons.slice(0, 6)).toEqual([
-      'initiator',
-      'autostart',
-      'autostop',
-      'dormancy',
-      'failedstop',
-      'autodelete',
-    ]);
-    expect(buildReasons.slice(6)).toEqual(['task_auto_pause', 'task_manual_pause', 'task_resume']);
+    expect(buildReasons.indexOf('initiator')).toBe(0);
+    expect(buildReasons.slice(-3)).toEqual(['task_auto_pause', 'task_manual_pause', 'task_resume']);
   });
 
   it.each([

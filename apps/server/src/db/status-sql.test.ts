@@ -1,16 +1,11 @@
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMigratedDatabase, type TestDatabase } from '../../test/databases.ts';
+import { describe, expect, it } from 'vitest';
+import { useDatabase } from '../../test/harness.ts';
 import { deriveStatus, jobStatuses, workspaceTransitions } from '../domain/lifecycle.ts';
-import type { Db } from './connection.ts';
 import { taskStatusSql } from './status-sql.ts';
 
 describe('the SQL status expression', () => {
-  let database: TestDatabase & { db: Db };
-  beforeAll(async () => {
-    database = await createMigratedDatabase('pglite');
-  });
-  afterAll(() => database.drop());
+  const database = useDatabase('pglite');
 
   it('agrees with deriveStatus for every transition and job status', async () => {
     for (const transition of workspaceTransitions) {

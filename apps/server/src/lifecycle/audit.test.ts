@@ -11,6 +11,15 @@ import { createTask, deleteTask, getTask } from './tasks.ts';
 describe.each(testBackends())('audit log on %s', (backend) => {
   const h = useHarness(backend, { agentTimeoutMs: 300 }, { say: 3 });
 
+  const countAll = async () =>
+    Number(
+      (
+        await h.db
+          .selectFrom('audit_logs')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
   const recordsOf = async (resourceId: string) =>
     (await listAuditLogs(h.db, { resourceId, limit: 100 })).items.reverse();
 
@@ -127,21 +136,11 @@ describe.each(testBackends())('audit log on %s', (backend) => {
       .set({ occurred_at: new Date('2020-01-01') })
       .where('resource_id', '=', task.id)
       .execute();
-    const total = (
-      await h.db
-        .selectFrom('audit_logs')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirstOrThrow()
-    ).n;
+    const total = await countAll();
     const removed = await deleteAuditLogsBefore(h.db, new Date('2021-01-01'), 1);
     expect(removed).toBeGreaterThan(0);
     expect(await recordsOf(task.id)).toEqual([]);
-    const left = (
-      await h.db
-        .selectFrom('audit_logs')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirstOrThrow()
-    ).n;
-    expect(Number(left)).toBe(Number(total) - removed);
+    const left = await countAll();
+    expect(left).toBe(total - removed);
   });
 });

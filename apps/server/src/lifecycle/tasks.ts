@@ -1,13 +1,13 @@
 import type { App } from '../app.ts';
-import { audit } from '../audit/audit.ts';
 import type { Build } from '../db/builds.ts';
 import { deleteSnapshot } from '../db/snapshots.ts';
-import { findTask, listTasks, liveTaskNameConstraint, softDeleteTask, type Task } from '../db/tasks.ts';
+import { listTasks, liveTaskNameConstraint, softDeleteTask, type Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { type Actor, seesAllTasks } from '../domain/actor.ts';
-import { HiatusError, taskNotFound } from '../domain/errors.ts';
+import { HiatusError } from '../domain/errors.ts';
 import type { TaskStatus } from '../domain/lifecycle.ts';
-import { commitTaskChange } from './transition.ts';
+import { getTask } from './access.ts';
+import { changeVisibleTask, commitTaskChange } from './transition.ts';
 
 export type NewTask = { name: string; prompt: string; agentUrl: string; idleTimeoutSeconds?: number | null };
 
@@ -39,26 +39,6 @@ export async function createTask(app: App, actor: Actor, input: NewTask): Promis
     throw error;
   });
   return { task: await getTask(app, actor, taskId), build };
-}
-
-/**
- * A task the actor may see, or not_found: another member's task does not exist for them. Such a
- * refused attempt is audited (it changes nothing, so it is the one record without a change).
- */
-export async function getTask(app: App, actor: Actor, taskId: string): Promise<Task> {
-  const ownerOnly = !seesAllTasks(actor) && actor.kind === 'user' ? { ownerId: actor.userId } : {};
-  const task = await findTask(app.db, taskId, ownerOnly);
-  if (task) return task;
-  if (ownerOnly.ownerId && (await findTask(app.db, taskId))) {
-    await audit(app.db, actor, { action: 'task.access_denied', resourceType: 'task', resourceId: taskId });
-  }
-  throw taskNotFound(taskId);
-}
-
-/** A live task by id, whoever owns it, or undefined: for callers that checked the actor otherwise (a workspace key). */
-export async function findLiveTask(app: App, taskId: string): Promise<Task | undefined> {
-  const task = await findTask(app.db, taskId);
-  return task && task.status !== 'deleted' ? task : undefined;
 }
 
 export type TaskPage = { items: Task[]; nextCursor: string | null };
@@ -101,15 +81,11 @@ function decodeTaskCursor(cursor: string): { createdAt: Date; id: string } {
  * transaction (a soft delete fires no cascade, and a snapshot must not outlive its task).
  */
 export async function deleteTask(app: App, actor: Actor, taskId: string): Promise<{ task: Task; build: Build }> {
-  const visible = await getTask(app, actor, taskId);
-  const { build } = await commitTaskChange(app, actor, {
-    operation: 'delete',
-    reason: 'initiator',
-    task: visible,
-    effect: async (trx) => {
-      await softDeleteTask(trx, taskId);
-      return { value: undefined, diff: { snapshotDeleted: await deleteSnapshot(trx, taskId) } };
-    },
+  const { task, build } = await changeVisibleTask(app, actor, taskId, 'delete', 'initiator', async (trx) => {
+    await softDeleteTask(trx, taskId);
+    return { value: undefined, diff: { snapshotDeleted: await deleteSnapshot(trx, taskId) } };
   });
-  return { task: await getTask(app, actor, taskId), build };
+  return { task, build };
 }
+
+export { findLiveTask, getTask } from './access.ts';

@@ -2,7 +2,7 @@ import type { App } from '../app.ts';
 import { audit, changed } from '../audit/audit.ts';
 import { type Build, insertNextBuild, lockWorkspace } from '../db/builds.ts';
 import type { Db } from '../db/connection.ts';
-import { findTask, insertTaskWithWorkspace, type NewTaskRow } from '../db/tasks.ts';
+import { findTask, insertTaskWithWorkspace, type NewTaskRow, type Task } from '../db/tasks.ts';
 import { type Actor, initiatorId } from '../domain/actor.ts';
 import { taskNotFound } from '../domain/errors.ts';
 import {
@@ -13,6 +13,7 @@ import {
   statusAfter,
   type TaskStatus,
 } from '../domain/lifecycle.ts';
+import { getTask } from './access.ts';
 
 /** A task as a change needs it: a `Task` will do. */
 export type TaskRef = { id: string; workspaceId: string };
@@ -81,4 +82,23 @@ export async function commitTaskChange<T = undefined>(
     build: committed.build,
   });
   return committed;
+}
+
+/**
+ * An operation on a task the actor may see, by id: refused early when its state does not allow it
+ * (no lock taken), committed through `commitTaskChange` (which checks again under the lock), and
+ * answered with the task as it is afterwards.
+ */
+export async function changeVisibleTask<T = undefined>(
+  app: App,
+  actor: Actor,
+  taskId: string,
+  operation: Exclude<Operation, 'create'>,
+  reason: BuildReason,
+  effect?: ChangeEffect<T>,
+): Promise<{ task: Task; build: Build; value: T }> {
+  const visible = await getTask(app, actor, taskId);
+  assertAllowed(operation, visible);
+  const { build, value } = await commitTaskChange(app, actor, { operation, reason, task: visible, effect });
+  return { task: await getTask(app, actor, taskId), build, value };
 }

@@ -5,7 +5,7 @@ import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../dat
 import { FakeAgent } from '../fake-agent.ts';
 import { invariantViolations } from '../invariants.ts';
 import { type ServerProcess, startServerProcess } from '../server-process.ts';
-import { describeStorm, runDuels, runStorm, seedStormTasks, waitForJobsToSettle } from '../storm.ts';
+import { describeStorm, runDuels, runStorm, seedStormTasks, tearDownStorm, waitForJobsToSettle } from '../storm.ts';
 
 const adminToken = 'sigkill-admin-token-0123456789';
 
@@ -33,9 +33,7 @@ describe.runIf(postgresServerUrl())('a server killed with SIGKILL mid-storm', ()
   }, 120_000);
 
   afterAll(async () => {
-    await Promise.all(processes.map((p) => p.stop()));
-    await Promise.all(agents.map((a) => a.stop()));
-    await database?.drop();
+    await tearDownStorm(processes, agents, database);
   });
 
   it('keeps the invariants, and every success the clients saw is in the database', async () => {

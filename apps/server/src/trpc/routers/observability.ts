@@ -7,26 +7,24 @@ import { lifecycleTelemetry, telemetryBuckets } from '../../telemetry/lifecycle.
 import { id, pageLimit, text } from '../inputs.ts';
 import { adminProcedure, router } from '../trpc.ts';
 
+const auditFilterInput = z.object({
+  actorId: id.optional(),
+  action: text.max(64).optional(),
+  resourceId: id.optional(),
+  buildReason: z.enum(buildReasons).optional(),
+  since: z.date().optional(),
+  until: z.date().optional(),
+  limit: pageLimit(defaults.maxAuditPageSize, defaults.auditPageSize),
+  cursor: z
+    .string()
+    .regex(/^\d{1,19}$/, 'not a cursor this service gave out')
+    .optional(),
+});
+
 export const auditRouter = router({
   /** Audit records newest first; `cursor` is the `nextCursor` of the previous page. */
   list: adminProcedure
-    .input(
-      z
-        .object({
-          actorId: id.optional(),
-          action: text.max(64).optional(),
-          resourceId: id.optional(),
-          buildReason: z.enum(buildReasons).optional(),
-          since: z.date().optional(),
-          until: z.date().optional(),
-          limit: pageLimit(defaults.maxAuditPageSize, defaults.auditPageSize),
-          cursor: z
-            .string()
-            .regex(/^\d{1,19}$/, 'not a cursor this service gave out')
-            .optional(),
-        })
-        .default({ limit: defaults.auditPageSize }),
-    )
+    .input(auditFilterInput.default({ limit: defaults.auditPageSize }))
     .query(({ ctx, input }) => listAudit(ctx.app, input)),
 });
 
