@@ -34,11 +34,11 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
   });
 
   it('fails requests clearly while it is down, and recovers by itself when it is back', async () => {
-    const lc = server.app;
+    const app = server.app;
     const tasks = await Promise.all(
       [1, 2, 3, 4].map(async (i) => {
-        const { task } = await createTask(lc, alice, { name: `load-${i}`, prompt: '', agentUrl: agent.url });
-        return waitForStatus(lc, task.id, 'active', 10_000); // the built-in provisioner starts it
+        const { task } = await createTask(app, alice, { name: `load-${i}`, prompt: '', agentUrl: agent.url });
+        return waitForStatus(app, task.id, 'active', 10_000); // the built-in provisioner starts it
       }),
     );
     // Load: pauses and resumes keep coming while the database goes away.
@@ -48,9 +48,9 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
       tasks.map(async (task) => {
         while (!stop) {
           try {
-            const current = await getTask(lc, alice, task.id);
-            if (current.status === 'active') await meteredPause(lc, alice, task.id, { reason: 'task_manual_pause' });
-            else if (current.status === 'paused') await meteredResume(lc, alice, task.id);
+            const current = await getTask(app, alice, task.id);
+            if (current.status === 'active') await meteredPause(app, alice, task.id, { reason: 'task_manual_pause' });
+            else if (current.status === 'paused') await meteredResume(app, alice, task.id);
             outcomes.ok++;
           } catch (error) {
             outcomes.failed.push((error as Error).message);
@@ -90,6 +90,6 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
       );
     }
     // The state is consistent: builds explain every status, each with its audit record.
-    expect(await invariantViolations(lc.db)).toEqual([]);
+    expect(await invariantViolations(app.db)).toEqual([]);
   });
 });
