@@ -3,14 +3,7 @@ import { type Driver, DriverError } from './driver.ts';
 import { processDriver } from './process-driver.ts';
 
 export { type CommandSettings, commandDriver, commandSettingsSchema } from './command-driver.ts';
-export {
-  type BuildOutputs,
-  type BuildSpec,
-  type BuildTransition,
-  type Driver,
-  type DriverContext,
-  DriverError,
-} from './driver.ts';
+export * from './driver.ts';
 export { type ProcessSettings, processDriver, processSettingsSchema } from './process-driver.ts';
 export { parameterVariable } from './task-env.ts';
 
