@@ -108,6 +108,12 @@ describe('process driver', () => {
     expect(existsSync(pidFile())).toBe(false);
   });
 
+  it('says so when the environment is too large for the kernel (a very long prompt)', async () => {
+    const failure = processDriver.run(h.spec({ prompt: 'x'.repeat(200_000), settings: demo }), h.ctx);
+    await expect(failure).rejects.toThrow('the agent command could not start: its environment is too large');
+    expect(existsSync(pidFile())).toBe(false);
+  });
+
   it('gives up when the build is cancelled, leaving nothing behind', async () => {
     const abort = new AbortController();
     setTimeout(() => abort.abort(), 200);

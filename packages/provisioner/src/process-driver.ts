@@ -88,7 +88,7 @@ async function startAgent(spec: BuildSpec, settings: ProcessSettings, ctx: Drive
   } finally {
     await log.close(); // the child holds its own copy
   }
-  const { child, pid: pgid } = leader;
+  const pgid = leader.pid;
   if (pgid === undefined) {
     throw new DriverError(`the agent command ${describeExit(await leader.exit, settings.command)}`);
   }
@@ -111,7 +111,7 @@ async function startAgent(spec: BuildSpec, settings: ProcessSettings, ctx: Drive
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, exitSeen.signal]) : exitSeen.signal;
     const wait = await waitForAgent(agentUrl, settings.startTimeoutMs, signal);
     if (wait.ready) {
-      child.unref(); // the agent outlives this build, and may outlive the provisioner
+      leader.unref(); // the agent outlives this build, and may outlive the provisioner
       ctx.log?.('agent started', { taskId: spec.taskId, pid: pgid, agentUrl });
       return { agentUrl, pid: pgid };
     }

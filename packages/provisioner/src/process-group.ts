@@ -13,8 +13,11 @@ export type Exit = { code: number | null; signal: NodeJS.Signals | null } | { er
 const killWaitMs = 2_000;
 const pollMs = 50;
 
-/** A spawned command: `pid` is its process group id too; `exit` settles when it ends or fails to start. */
-export type GroupLeader = { child: ChildProcess; pid: number | undefined; exit: Promise<Exit> };
+/**
+ * A spawned command: `pid` is its process group id too (undefined if it could not start); `exit`
+ * settles when it ends or fails to start; `unref` lets the provisioner exit while it runs.
+ */
+export type GroupLeader = { pid: number | undefined; exit: Promise<Exit>; unref: () => void };
 
 /**
  * Spawns a command as the leader of its own process group (and session), so that everything it
@@ -27,18 +30,24 @@ export function spawnGroup(
   options: { cwd: string; env: NodeJS.ProcessEnv; stdout: number; stderr: number },
 ): GroupLeader {
   const [file, ...args] = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
-  const child = spawn(file!, args, {
-    cwd: options.cwd,
-    env: options.env,
-    detached: true,
-    stdio: ['ignore', options.stdout, options.stderr],
-  });
+  let child: ChildProcess;
+  try {
+    child = spawn(file!, args, {
+      cwd: options.cwd,
+      env: options.env,
+      detached: true,
+      stdio: ['ignore', options.stdout, options.stderr],
+    });
+  } catch (error) {
+    // Some failures (E2BIG: an environment too large) throw at once instead of emitting 'error'.
+    return { pid: undefined, exit: Promise.resolve({ error: error as Error }), unref: () => undefined };
+  }
   // Listened to at once: a command that ends quickly must not end unseen.
   const exit = new Promise<Exit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
     child.once('error', (error) => resolve({ error }));
   });
-  return { child, pid: child.pid, exit };
+  return { pid: child.pid, exit, unref: () => child.unref() };
 }
 
 /** "exited with code 1", "was killed by SIGKILL", "could not start: node2 was not found". */
@@ -48,6 +57,8 @@ export function describeExit(exit: Exit, command: CommandLine): string {
     const file = typeof command === 'string' ? '/bin/sh' : command[0];
     if (code === 'ENOENT') return `could not start: ${file} was not found (command not found)`;
     if (code === 'EACCES') return `could not start: ${file} is not executable`;
+    if (code === 'E2BIG')
+      return 'could not start: its environment is too large (one variable may hold at most 128 KiB)';
     return `could not start: ${exit.error.message}`;
   }
   if (exit.signal) return `was killed by ${exit.signal}`;
