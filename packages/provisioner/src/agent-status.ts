@@ -1,8 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-
-const pollMs = 100;
-/** One try may not eat the whole wait: an agent that accepts but never answers is tried again. */
-const requestTimeoutMs = 1_000;
+import { defaults } from './defaults.ts';
 
 /** Whether the agent answered, and if not what the last try saw (for the error message). */
 export type AgentWait = { ready: true } | { ready: false; lastTry: string };
@@ -17,7 +14,8 @@ export async function waitForAgent(agentUrl: string, timeoutMs: number, signal?:
   while (!signal?.aborted) {
     const left = deadline - Date.now();
     if (left <= 0) break;
-    const timeout = AbortSignal.timeout(Math.min(requestTimeoutMs, left));
+    // One try may not eat the whole wait: an agent that accepts but never answers is tried again.
+    const timeout = AbortSignal.timeout(Math.min(defaults.statusRequestTimeoutMs, left));
     try {
       const response = await fetch(`${agentUrl}/status`, {
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
@@ -28,7 +26,9 @@ export async function waitForAgent(agentUrl: string, timeoutMs: number, signal?:
     } catch (error) {
       lastTry = describeFetchError(error);
     }
-    await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())), undefined, { signal }).catch(() => undefined);
+    await sleep(Math.min(defaults.statusPollMs, Math.max(0, deadline - Date.now())), undefined, { signal }).catch(
+      () => undefined,
+    );
   }
   return { ready: false, lastTry };
 }

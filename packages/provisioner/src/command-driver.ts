@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { buildOutputDir, workspaceDir } from './data-dir.ts';
+import { defaults } from './defaults.ts';
 import {
   type BuildOutputs,
   type BuildSpec,
@@ -14,18 +15,13 @@ import { readTail } from './output-tail.ts';
 import { describeExit, type Exit, type GroupLeader, spawnGroup, stopGroup } from './process-group.ts';
 import { taskEnv } from './task-env.ts';
 
-/** How long a failed command's leftovers get to finish after SIGTERM. */
-const stopGraceMs = 5_000;
-/** A start's stdout is read from its end: the outputs are its last line. */
-const stdoutTailBytes = 64 * 1024;
-
 export const commandSettingsSchema = z.strictObject({
   /** Must print `{"agentUrl": "http://..."}` as its last non-empty stdout line; other fields become outputs too. */
   start: z.string().min(1),
   stop: z.string().min(1),
   /** Optional: without it a delete only removes the task's working directory. */
   delete: z.string().min(1).optional(),
-  timeoutMs: z.number().int().positive().default(120_000),
+  timeoutMs: z.number().int().positive().default(defaults.commandTimeoutMs),
   env: z.record(z.string(), z.string()).optional(),
 });
 export type CommandSettings = z.infer<typeof commandSettingsSchema>;
@@ -83,13 +79,13 @@ async function runCommand(
     else if ('error' in end || end.code !== 0) why = `${name} ${describeExit(end, command)}`;
     else if (spec.transition !== 'start') return {};
     else {
-      const lastLine = lastNonEmptyLine(await readTail(stdoutFile, 0, stdoutTailBytes));
+      const lastLine = lastNonEmptyLine(await readTail(stdoutFile, 0, defaults.startOutputBytes));
       const outputs = parseStartOutput(lastLine);
       if (typeof outputs !== 'string') return outputs;
       why = `${name} must print a JSON object with an "agentUrl" (an http or https URL) as its last line; ${outputs}`;
     }
     // Whatever the failed command left running in its group goes with it.
-    if (leader.pid !== undefined) await stopGroup(leader.pid, stopGraceMs);
+    if (leader.pid !== undefined) await stopGroup(leader.pid, defaults.stopGraceMs);
     throw new DriverError(why, { output: await readTail(stderrFile) });
   } finally {
     await rm(outputDir, { recursive: true, force: true });

@@ -42,9 +42,6 @@ export interface Driver {
   reconcile?(shouldRun: (taskId: string) => boolean | Promise<boolean>, ctx: DriverContext): Promise<string[]>;
 }
 
-/** How much of a command's output an error message carries: enough to see why, not a whole log. */
-export const outputTailBytes = 2048;
-
 /**
  * A build failed in a way worth showing to the user as is: the message says what happened
  * and, where a command ran, ends with the tail of what it printed.

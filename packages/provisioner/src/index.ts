@@ -3,6 +3,7 @@ import { type Driver, DriverError } from './driver.ts';
 import { processDriver } from './process-driver.ts';
 
 export { type CommandSettings, commandDriver, commandSettingsSchema } from './command-driver.ts';
+export { defaults } from './defaults.ts';
 export * from './driver.ts';
 export { type ProcessSettings, processDriver, processSettingsSchema } from './process-driver.ts';
 export { parameterVariable } from './task-env.ts';

@@ -1,11 +1,11 @@
 import { open } from 'node:fs/promises';
-import { outputTailBytes } from './driver.ts';
+import { defaults } from './defaults.ts';
 
 /**
  * The last `bytes` a command wrote to `file` after offset `from` (where this run began in an
  * appended log), as text; a leading "…" marks a cut. A missing file reads as empty.
  */
-export async function readTail(file: string, from = 0, bytes = outputTailBytes): Promise<string> {
+export async function readTail(file: string, from = 0, bytes: number = defaults.outputTailBytes): Promise<string> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(file, 'r');

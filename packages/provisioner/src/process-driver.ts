@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import { waitForAgent } from './agent-status.ts';
 import { agentLogPath, workspaceDir } from './data-dir.ts';
+import { defaults } from './defaults.ts';
 import {
   type BuildOutputs,
   type BuildSpec,
@@ -17,15 +18,12 @@ import { listPidFiles, processIdentity, readPidFile, removePidFile, stillRunning
 import { describeExit, type Exit, type GroupLeader, spawnGroup, stopGroup } from './process-group.ts';
 import { taskEnv } from './task-env.ts';
 
-/** Used where no template is at hand (reconcile). */
-const defaultStopGraceMs = 5_000;
-
 export const processSettingsSchema = z.strictObject({
   /** Run with `/bin/sh -c` when a string, as an argv when an array. */
   command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
   env: z.record(z.string(), z.string()).optional(),
-  startTimeoutMs: z.number().int().positive().default(30_000),
-  stopGraceMs: z.number().int().nonnegative().default(defaultStopGraceMs),
+  startTimeoutMs: z.number().int().positive().default(defaults.startTimeoutMs),
+  stopGraceMs: z.number().int().nonnegative().default(defaults.stopGraceMs),
 });
 export type ProcessSettings = z.infer<typeof processSettingsSchema>;
 
@@ -52,7 +50,7 @@ export const processDriver = {
       (await listPidFiles(ctx.dataDir)).map(async (taskId) => {
         const record = await readPidFile(ctx.dataDir, taskId);
         if (record && (await stillRunning(record)) && (await shouldRun(taskId))) return null;
-        const wasRunning = await stopAgent(ctx, taskId, defaultStopGraceMs);
+        const wasRunning = await stopAgent(ctx, taskId, defaults.stopGraceMs); // no template at hand
         return wasRunning ? taskId : null;
       }),
     );
@@ -60,7 +58,10 @@ export const processDriver = {
   },
 } satisfies Driver;
 
-/** A port nobody listens on right now. Another process may take it before the agent does; the start then fails and can be retried. */
+/**
+ * A port nobody listens on right now. Another process may take it before the agent does:
+ * the start then fails and can be retried.
+ */
 async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));

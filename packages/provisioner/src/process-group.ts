@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { defaults } from './defaults.ts';
 import { DriverError } from './driver.ts';
 
 /** A command line for `/bin/sh -c`, or an argv run as is. */
@@ -8,10 +9,6 @@ export type CommandLine = string | string[];
 
 /** How a spawned command ended: an exit code or signal, or it never started. */
 export type Exit = { code: number | null; signal: NodeJS.Signals | null } | { error: Error };
-
-/** How long a group may take to vanish once SIGKILLed before we call it stuck. */
-const killWaitMs = 2_000;
-const pollMs = 50;
 
 /**
  * A spawned command: `pid` is its process group id too (undefined if it could not start); `exit`
@@ -110,7 +107,7 @@ async function waitGone(pgid: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (await groupAlive(pgid)) {
     if (Date.now() >= deadline) return false;
-    await sleep(pollMs);
+    await sleep(defaults.groupPollMs);
   }
   return true;
 }
@@ -124,6 +121,6 @@ export async function stopGroup(pgid: number, graceMs: number): Promise<void> {
   signalGroup(pgid, 'SIGCONT'); // a stopped (SIGSTOP) process only sees SIGTERM once it runs again
   if (await waitGone(pgid, graceMs)) return;
   signalGroup(pgid, 'SIGKILL');
-  if (await waitGone(pgid, killWaitMs)) return;
-  throw new DriverError(`process group ${pgid} is still alive ${killWaitMs} ms after SIGKILL`);
+  if (await waitGone(pgid, defaults.killWaitMs)) return;
+  throw new DriverError(`process group ${pgid} is still alive ${defaults.killWaitMs} ms after SIGKILL`);
 }
