@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// A stand-in for a real agent behind AgentAPI: it answers every user message after a short
+// "work" period, so Hiatus can be tried and tested end to end without a model or an API key.
+// It keeps its conversation in memory only: keeping it across a pause is Hiatus's job (snapshots).
+//
+// Env: PORT (required), HIATUS_PROMPT (the first user message, if any), DEMO_WORK_MS (default 300).
+import { createServer } from 'node:http';
+
+const port = Number(process.env.PORT);
+if (!Number.isInteger(port) || port <= 0) {
+  console.error('demo agent: PORT must be a TCP port number');
+  process.exit(2);
+}
+const workMs = Number(process.env.DEMO_WORK_MS ?? 300);
+
+const messages = [];
+let status = 'stable';
+
+function addMessage(role, content) {
+  messages.push({ id: messages.length, role, content, time: new Date().toISOString() });
+}
+
+/** Takes a user message, "works" on it for a while, then replies: the running → stable cycle Hiatus watches. */
+function work(content) {
+  addMessage('user', content);
+  status = 'running';
+  setTimeout(() => {
+    addMessage('agent', `Done: "${content.slice(0, 60)}"`);
+    status = 'stable';
+  }, workMs);
+}
+
+function send(res, code, body, type = 'application/json') {
+  res.writeHead(code, { 'content-type': type });
+  res.end(JSON.stringify(body));
+}
+
+function problem(res, code, title, detail) {
+  send(res, code, { title, status: code, detail }, 'application/problem+json');
+}
+
+async function readJson(req) {
+  let text = '';
+  for await (const chunk of req) text += chunk;
+  return JSON.parse(text);
+}
+
+async function postMessage(req, res) {
+  let body;
+  try {
+    body = await readJson(req);
+  } catch {
+    return problem(res, 400, 'Bad Request', 'the body must be JSON');
+  }
+  if (typeof body?.content !== 'string' || (body.type !== 'user' && body.type !== 'raw')) {
+    return problem(res, 422, 'Unprocessable Entity', 'expected {"content": string, "type": "user" | "raw"}');
+  }
+  if (body.type === 'raw') return send(res, 200, { ok: true });
+  if (status !== 'stable') return problem(res, 409, 'Conflict', 'the agent is running: wait until it is stable');
+  work(body.content);
+  send(res, 200, { ok: true });
+}
+
+const server = createServer((req, res) => {
+  const route = `${req.method} ${new URL(req.url ?? '/', 'http://agent').pathname}`;
+  if (route === 'GET /status') return send(res, 200, { status, agent_type: 'demo' });
+  if (route === 'GET /messages') return send(res, 200, { messages });
+  if (route === 'POST /message') {
+    postMessage(req, res).catch((error) => problem(res, 500, 'Internal Server Error', String(error)));
+    return;
+  }
+  problem(res, 404, 'Not Found', `no route for ${route}`);
+});
+
+if (process.env.HIATUS_PROMPT) work(process.env.HIATUS_PROMPT);
+
+server.listen(port, '127.0.0.1', () => console.log(`demo agent listening on http://127.0.0.1:${port}`));
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  });
+}

@@ -1,0 +1,124 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { demoAgent, eventually, getJson, processesOfTask, useHarness } from '../test/harness.ts';
+import { commandDriver, DriverError } from './index.ts';
+
+const h = useHarness();
+
+/** Starts the demo agent in the background on a free port, as a script for a container or VM would. */
+const startDemo = `
+port=$("$NODE" -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+PORT=$port "$NODE" "$DEMO_AGENT" > agent.log 2>&1 &
+echo $! > agent.pid
+echo "started the demo agent on port $port"
+printf '{"agentUrl": "http://127.0.0.1:%s", "port": %s}\\n\\n' "$port" "$port"
+`;
+const demo = {
+  start: startDemo,
+  stop: 'kill "$(cat agent.pid)"',
+  env: { NODE: process.execPath, DEMO_AGENT: demoAgent },
+};
+
+const run = (transition: 'start' | 'stop' | 'delete', settings: object, overrides = {}) =>
+  commandDriver.run(h.spec({ transition, settings, ...overrides }), h.ctx);
+
+describe('command driver', () => {
+  it('starts with the start command, whose last line gives the agentUrl, and stops with the stop command', async () => {
+    const outputs = await run('start', demo);
+    expect(outputs).toEqual({
+      agentUrl: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
+      port: expect.any(Number),
+    });
+    await eventually(async () =>
+      expect(await getJson(`${outputs.agentUrl}/status`)).toEqual({ status: 'stable', agent_type: 'demo' }),
+    );
+    expect(await processesOfTask(h.taskId)).toHaveLength(1);
+
+    expect(await run('stop', demo)).toEqual({});
+    await eventually(async () => expect(await processesOfTask(h.taskId)).toEqual([]));
+  });
+
+  it('gives its commands the task, the build, the parameters and the template env, in the task directory', async () => {
+    const printEnv = `"$NODE" -e '
+      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("HIATUS_") || k === "CUSTOM"));
+      console.log(JSON.stringify({ agentUrl: "http://127.0.0.1:9", env, cwd: process.cwd() }));'`;
+    const spec = h.spec({
+      settings: {
+        start: printEnv,
+        stop: 'true',
+        env: { NODE: process.execPath, CUSTOM: 'yes', HIATUS_TASK_ID: 'spoofed' },
+      },
+      reason: 'task_resume',
+      prompt: 'write a haiku',
+      parameters: { 'repo-url': 'https://example.com/r.git', model: 'opus' },
+      previousOutputs: { agentUrl: 'http://127.0.0.1:8' },
+    });
+    const outputs = await commandDriver.run(spec, h.ctx);
+    expect(outputs).toEqual({
+      agentUrl: 'http://127.0.0.1:9',
+      cwd: join(h.dataDir, 'workspaces', h.taskId),
+      env: {
+        CUSTOM: 'yes',
+        HIATUS_TASK_ID: h.taskId,
+        HIATUS_WORKSPACE_ID: spec.workspaceId,
+        HIATUS_BUILD_ID: spec.buildId,
+        HIATUS_TRANSITION: 'start',
+        HIATUS_REASON: 'task_resume',
+        HIATUS_PROMPT: 'write a haiku',
+        HIATUS_PARAMETERS: JSON.stringify(spec.parameters),
+        HIATUS_PARAM_REPO_URL: 'https://example.com/r.git',
+        HIATUS_PARAM_MODEL: 'opus',
+        HIATUS_PREVIOUS_AGENT_URL: 'http://127.0.0.1:8',
+      },
+    });
+  });
+
+  it('fails with the tail of stderr when a command exits non-zero', async () => {
+    const failing = { ...demo, stop: 'echo "Error: No such container: agent-1" >&2; exit 3' };
+    const failure = run('stop', failing);
+    await expect(failure).rejects.toThrow(DriverError);
+    await expect(failure).rejects.toThrow('the stop command exited with code 3: Error: No such container: agent-1');
+  });
+
+  it('kills the whole group of a command that does not finish in time', async () => {
+    const failure = run('start', { ...demo, start: 'sleep 30 & sleep 31; echo late', timeoutMs: 300 });
+    await expect(failure).rejects.toThrow('the start command did not finish within 300 ms');
+    expect(await processesOfTask(h.taskId)).toEqual([]);
+  });
+
+  it('kills the whole group of a command when the build is cancelled', async () => {
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 200);
+    const failure = commandDriver.run(h.spec({ settings: { ...demo, start: 'sleep 30' } }), {
+      ...h.ctx,
+      signal: abort.signal,
+    });
+    await expect(failure).rejects.toThrow('the start command was cancelled');
+    expect(await processesOfTask(h.taskId)).toEqual([]);
+  });
+
+  it.each([
+    ['a log line last', `echo '{"agentUrl": "http://127.0.0.1:1"}'; sleep 30 & echo all done`, 'it printed: all done'],
+    ['no agentUrl', `echo '{"url": "http://127.0.0.1:1"}'`, 'it printed: {"url": "http://127.0.0.1:1"}'],
+    ['a URL that is not http', `echo '{"agentUrl": "ftp://127.0.0.1"}'`, 'it printed: {"agentUrl": "ftp://127.0.0.1"}'],
+    ['nothing', 'echo "oops" >&2', 'it printed nothing: oops'],
+  ])('refuses a start that prints %s as its last line, killing what it left', async (_, start, printed) => {
+    const failure = run('start', { ...demo, start });
+    await expect(failure).rejects.toThrow(
+      `the start command must print a JSON object with an "agentUrl" (an http or https URL) as its last line; ${printed}`,
+    );
+    expect(await processesOfTask(h.taskId)).toEqual([]);
+  });
+
+  it('deletes with no delete command: nothing to run, the working directory goes', async () => {
+    await run('start', demo);
+    await run('stop', demo);
+    expect(existsSync(join(h.dataDir, 'workspaces', h.taskId, 'agent.pid'))).toBe(true); // kept across a stop
+    expect(await run('delete', demo)).toEqual({});
+    expect(existsSync(join(h.dataDir, 'workspaces', h.taskId))).toBe(false);
+    await expect(run('delete', { ...demo, delete: 'echo "cannot delete" >&2; false' })).rejects.toThrow(
+      'the delete command exited with code 1: cannot delete',
+    );
+  });
+});

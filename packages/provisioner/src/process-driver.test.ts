@@ -1,0 +1,179 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  demoAgent,
+  environOf,
+  eventually,
+  getJson,
+  groupMembers,
+  postMessage,
+  processesOfTask,
+  sh,
+  useHarness,
+} from '../test/harness.ts';
+import { DriverError, processDriver } from './index.ts';
+
+const h = useHarness();
+const node = process.execPath;
+const demo = { command: [node, demoAgent], env: { DEMO_WORK_MS: '100' } };
+
+const pidFile = (taskId = h.taskId) => join(h.dataDir, 'pids', `${taskId}.json`);
+const workspace = (taskId = h.taskId) => join(h.dataDir, 'workspaces', taskId);
+
+async function start(settings: object, taskId = h.taskId): Promise<{ agentUrl: string; pid: number }> {
+  const outputs = await processDriver.run(h.spec({ taskId, settings }), h.ctx);
+  return outputs as { agentUrl: string; pid: number };
+}
+
+describe('process driver', () => {
+  it('starts the demo agent, which answers; a stop ends its whole group; a new start works', async () => {
+    // The agent beside an idle grandchild: a stop must take both.
+    const command = `${sh(node)} ${sh(demoAgent)} & ${sh(node)} -e 'setInterval(() => {}, 1000)' & wait`;
+    const { agentUrl, pid } = await start({ ...demo, command });
+    expect(agentUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(await getJson(`${agentUrl}/status`)).toEqual({ status: 'stable', agent_type: 'demo' });
+    expect(await groupMembers(pid)).toHaveLength(3); // the shell and its two children
+    expect(JSON.parse(await readFile(pidFile(), 'utf8'))).toMatchObject({
+      pid,
+      pgid: pid,
+      port: Number(new URL(agentUrl).port),
+    });
+
+    expect((await postMessage(agentUrl, 'fix the flaky test')).status).toBe(200);
+    await eventually(async () =>
+      expect(await getJson(`${agentUrl}/messages`)).toMatchObject({
+        messages: [
+          { id: 0, role: 'user', content: 'fix the flaky test' },
+          { id: 1, role: 'agent', content: 'Done: "fix the flaky test"' },
+        ],
+      }),
+    );
+
+    expect(await processDriver.run(h.spec({ transition: 'stop', settings: demo }), h.ctx)).toEqual({});
+    expect(await groupMembers(pid)).toEqual([]);
+    expect(await processesOfTask(h.taskId)).toEqual([]);
+    expect(existsSync(pidFile())).toBe(false);
+    expect(existsSync(workspace())).toBe(true); // kept for the resume
+
+    const again = await start(demo);
+    expect(await getJson(`${again.agentUrl}/status`)).toEqual({ status: 'stable', agent_type: 'demo' });
+    expect(await getJson(`${again.agentUrl}/messages`)).toEqual({ messages: [] }); // a new process: history is Hiatus's job
+  });
+
+  it('gives the agent its port, task, prompt, parameters and the template env, and logs its output', async () => {
+    const spec = h.spec({
+      prompt: 'write a haiku',
+      parameters: { 'repo-url': 'https://example.com/r.git', model: 'opus' },
+      settings: { ...demo, env: { ...demo.env, CUSTOM: 'yes', HIATUS_TASK_ID: 'spoofed' } },
+    });
+    const { agentUrl, pid } = (await processDriver.run(spec, h.ctx)) as { agentUrl: string; pid: number };
+    expect(await environOf(pid)).toMatchObject({
+      PORT: new URL(agentUrl).port,
+      HIATUS_TASK_ID: h.taskId,
+      HIATUS_PROMPT: 'write a haiku',
+      HIATUS_PARAM_REPO_URL: 'https://example.com/r.git',
+      HIATUS_PARAM_MODEL: 'opus',
+      CUSTOM: 'yes',
+    });
+    const { messages } = (await getJson(`${agentUrl}/messages`)) as { messages: unknown[] };
+    expect(messages[0]).toMatchObject({ id: 0, role: 'user', content: 'write a haiku' });
+    const log = await readFile(join(workspace(), '.hiatus', 'agent.log'), 'utf8');
+    expect(log).toContain(`demo agent listening on ${agentUrl}`);
+  });
+
+  it.each([
+    [
+      'a command that is not found',
+      'no-such-agent --port "$PORT"',
+      /exited with code 127 \(command not found\) before answering: .*no-such-agent: not found/,
+    ],
+    ['a program that is not found', ['no-such-agent'], /could not start: no-such-agent was not found/],
+    [
+      'a command that fails',
+      'echo "ANTHROPIC_API_KEY is not set" >&2; exit 1',
+      /exited with code 1 before answering: ANTHROPIC_API_KEY is not set$/,
+    ],
+    [
+      'a command that never answers',
+      'sleep 30 & sleep 31 & wait',
+      /did not answer GET \/status within 300 ms \(last try: connection refused\)/,
+    ],
+  ])('fails with a readable error and leaves nothing behind: %s', async (_, command, message) => {
+    const failure = start({ command, startTimeoutMs: 300 });
+    await expect(failure).rejects.toThrow(DriverError);
+    await expect(failure).rejects.toThrow(message);
+    expect(await processesOfTask(h.taskId)).toEqual([]);
+    expect(existsSync(pidFile())).toBe(false);
+  });
+
+  it('says so when the environment is too large for the kernel (a very long prompt)', async () => {
+    const failure = processDriver.run(h.spec({ prompt: 'x'.repeat(200_000), settings: demo }), h.ctx);
+    await expect(failure).rejects.toThrow('the agent command could not start: its environment is too large');
+    expect(existsSync(pidFile())).toBe(false);
+  });
+
+  it('gives up when the build is cancelled, leaving nothing behind', async () => {
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 200);
+    const failure = processDriver.run(h.spec({ settings: { command: 'sleep 30' } }), {
+      ...h.ctx,
+      signal: abort.signal,
+    });
+    await expect(failure).rejects.toThrow('the start was cancelled before the agent answered');
+    expect(await processesOfTask(h.taskId)).toEqual([]);
+    expect(existsSync(pidFile())).toBe(false);
+  });
+
+  it('stops a copy that still runs before starting another', async () => {
+    const first = await start(demo);
+    const second = await start(demo);
+    expect(await groupMembers(first.pid)).toEqual([]);
+    expect(await processesOfTask(h.taskId)).toEqual([second.pid]);
+  });
+
+  it('stops or deletes a task with nothing running; a delete removes the working directory', async () => {
+    expect(await processDriver.run(h.spec({ transition: 'stop', settings: demo }), h.ctx)).toEqual({});
+    const { pid } = await start(demo);
+    expect(await processDriver.run(h.spec({ transition: 'delete', settings: demo }), h.ctx)).toEqual({});
+    expect(await groupMembers(pid)).toEqual([]);
+    expect(existsSync(workspace())).toBe(false);
+    expect(await processDriver.run(h.spec({ transition: 'delete', settings: demo }), h.ctx)).toEqual({});
+  });
+
+  it('kills an agent ignoring SIGTERM once stopGraceMs has passed', async () => {
+    // The shell and its sleeps inherit the ignored SIGTERM; only SIGKILL ends them.
+    const command = `trap '' TERM; ${sh(node)} ${sh(demoAgent)} & while :; do sleep 0.1; done`;
+    const stubborn = { command, stopGraceMs: 300 };
+    const { pid } = await start(stubborn);
+    const stopping = Date.now();
+    await processDriver.run(h.spec({ transition: 'stop', settings: stubborn }), h.ctx);
+    expect(Date.now() - stopping).toBeGreaterThanOrEqual(300);
+    expect(await groupMembers(pid)).toEqual([]);
+  });
+
+  it('refuses settings that are not its own', async () => {
+    await expect(start({ command: '' })).rejects.toThrow(/^invalid process driver settings: command/);
+    await expect(start({ comand: 'agentapi server' })).rejects.toThrow(/Unrecognized key: "comand"/);
+  });
+
+  it('reconciles: stops the agents of tasks that should not run, forgets the dead ones', async () => {
+    const keep = h.taskId;
+    const drop = h.newTaskId();
+    const dead = h.newTaskId();
+    const kept = await start(demo, keep);
+    const dropped = await start(demo, drop);
+    const gone = await start(demo, dead);
+    process.kill(-gone.pid, 'SIGKILL'); // dies behind the provisioner's back
+    await eventually(async () => expect(await processesOfTask(dead)).toEqual([]));
+
+    expect(await processDriver.reconcile((taskId) => taskId !== drop, h.ctx)).toEqual([drop]);
+    expect(await groupMembers(dropped.pid)).toEqual([]);
+    expect(await groupMembers(kept.pid)).toEqual([kept.pid]);
+    expect(await groupMembers(gone.pid)).toEqual([]);
+    expect(existsSync(pidFile(keep))).toBe(true);
+    expect(existsSync(pidFile(drop))).toBe(false);
+    expect(existsSync(pidFile(dead))).toBe(false);
+  });
+});

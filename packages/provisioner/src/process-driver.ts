@@ -1,0 +1,142 @@
+import { mkdir, open, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { waitForAgent } from './agent-status.ts';
+import { agentLogPath, workspaceDir } from './data-dir.ts';
+import { defaults } from './defaults.ts';
+import {
+  type BuildOutputs,
+  type BuildSpec,
+  type Driver,
+  type DriverContext,
+  DriverError,
+  parseSettings,
+} from './driver.ts';
+import { readTail } from './output-tail.ts';
+import { listPidFiles, processIdentity, readPidFile, removePidFile, stillRunning, writePidFile } from './pid-files.ts';
+import { describeExit, type Exit, type GroupLeader, spawnGroup, stopGroup } from './process-group.ts';
+import { taskEnv } from './task-env.ts';
+
+export const processSettingsSchema = z.strictObject({
+  /** Run with `/bin/sh -c` when a string, as an argv when an array. */
+  command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  env: z.record(z.string(), z.string()).optional(),
+  startTimeoutMs: z.number().int().positive().default(defaults.startTimeoutMs),
+  stopGraceMs: z.number().int().nonnegative().default(defaults.stopGraceMs),
+});
+export type ProcessSettings = z.infer<typeof processSettingsSchema>;
+
+/**
+ * Runs each task's agent as a local process group listening on 127.0.0.1: the simplest real
+ * workspace, for one machine. A stop kills the group; the working directory stays for the resume.
+ */
+export const processDriver = {
+  name: 'process',
+  settingsSchema: processSettingsSchema,
+
+  async run(spec: BuildSpec, ctx: DriverContext): Promise<BuildOutputs> {
+    const settings = parseSettings('process', processSettingsSchema, spec.settings);
+    if (spec.transition === 'start') return startAgent(spec, settings, ctx);
+    await stopAgent(ctx, spec.taskId, settings.stopGraceMs);
+    if (spec.transition === 'delete') {
+      await rm(workspaceDir(ctx.dataDir, spec.taskId), { recursive: true, force: true });
+    }
+    return {};
+  },
+
+  async reconcile(shouldRun, ctx): Promise<string[]> {
+    const stopped = await Promise.all(
+      (await listPidFiles(ctx.dataDir)).map(async (taskId) => {
+        const record = await readPidFile(ctx.dataDir, taskId);
+        if (record && (await stillRunning(record)) && (await shouldRun(taskId))) return null;
+        const wasRunning = await stopAgent(ctx, taskId, defaults.stopGraceMs); // no template at hand
+        return wasRunning ? taskId : null;
+      }),
+    );
+    return stopped.filter((taskId) => taskId !== null);
+  },
+} satisfies Driver;
+
+/**
+ * A port nobody listens on right now. Another process may take it before the agent does:
+ * the start then fails and can be retried.
+ */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (!address || typeof address === 'string') throw new DriverError('could not pick a free port');
+  return address.port;
+}
+
+async function startAgent(spec: BuildSpec, settings: ProcessSettings, ctx: DriverContext): Promise<BuildOutputs> {
+  await stopAgent(ctx, spec.taskId, settings.stopGraceMs); // never two copies of one task
+  const cwd = workspaceDir(ctx.dataDir, spec.taskId);
+  const logFile = agentLogPath(ctx.dataDir, spec.taskId);
+  await mkdir(dirname(logFile), { recursive: true });
+  const port = await freePort();
+  const agentUrl = `http://127.0.0.1:${port}`;
+
+  const env = { ...taskEnv(spec, settings.env), PORT: String(port) };
+  const log = await open(logFile, 'a');
+  let from: number;
+  let leader: GroupLeader;
+  try {
+    from = (await log.stat()).size; // this run's output starts here, for the error's tail
+    leader = spawnGroup(settings.command, { cwd, env, stdout: log.fd, stderr: log.fd });
+  } finally {
+    await log.close(); // the child holds its own copy
+  }
+  const pgid = leader.pid;
+  if (pgid === undefined) {
+    throw new DriverError(`the agent command ${describeExit(await leader.exit, settings.command)}`);
+  }
+
+  let exited: Exit | undefined;
+  const exitSeen = new AbortController();
+  void leader.exit.then((result) => {
+    exited = result;
+    exitSeen.abort();
+  });
+  let why: string;
+  try {
+    await writePidFile(ctx.dataDir, spec.taskId, {
+      pid: pgid,
+      pgid,
+      port,
+      startedAt: new Date().toISOString(),
+      ...(await processIdentity(pgid)),
+    });
+    const signal = ctx.signal ? AbortSignal.any([ctx.signal, exitSeen.signal]) : exitSeen.signal;
+    const wait = await waitForAgent(agentUrl, settings.startTimeoutMs, signal);
+    if (wait.ready) {
+      leader.unref(); // the agent outlives this build, and may outlive the provisioner
+      ctx.log?.('agent started', { taskId: spec.taskId, pid: pgid, agentUrl });
+      return { agentUrl, pid: pgid };
+    }
+    why = exited
+      ? `the agent command ${describeExit(exited, settings.command)} before answering`
+      : ctx.signal?.aborted
+        ? 'the start was cancelled before the agent answered'
+        : `the agent did not answer GET /status within ${settings.startTimeoutMs} ms (last try: ${wait.lastTry})`;
+  } catch (error) {
+    why = `the agent could not be started: ${(error as Error).message}`;
+  }
+  await stopGroup(pgid, settings.stopGraceMs);
+  await removePidFile(ctx.dataDir, spec.taskId);
+  throw new DriverError(why, { output: await readTail(logFile, from) });
+}
+
+/** Stops the task's agent if one runs and forgets it; true when there was one to stop. */
+async function stopAgent(ctx: DriverContext, taskId: string, graceMs: number): Promise<boolean> {
+  const record = await readPidFile(ctx.dataDir, taskId);
+  const running = record !== null && (await stillRunning(record));
+  if (running) {
+    await stopGroup(record.pgid, graceMs);
+    ctx.log?.('agent stopped', { taskId, pid: record.pid });
+  }
+  await removePidFile(ctx.dataDir, taskId);
+  return running;
+}
