@@ -50,7 +50,8 @@ export type App = {
   db: Db;
   settings: AppSettings;
   events: AppEvents;
-  agent(baseUrl: string): AgentClient;
+  /** A client for the agent at `baseUrl`; null (no URL yet) gives one whose calls fail as unreachable. */
+  agent(baseUrl: string | null): AgentClient;
 };
 
 export function createApp(db: Db, settings: Partial<AppSettings> = {}): App {

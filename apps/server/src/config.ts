@@ -40,6 +40,10 @@ const envSchema = z.object({
   HIATUS_BUILTIN_PROVISIONER: flag.default(defaults.builtinProvisioner),
   HIATUS_PROVISIONER_POLL_MS: positiveInt.default(defaults.provisionerPollMs),
   HIATUS_PROVISIONER_STALE_MS: positiveInt.default(defaults.provisionerStaleMs),
+  HIATUS_PROVISIONER_DIR: z
+    .string()
+    .min(1)
+    .default(path.join(repoRoot, '.hiatus', 'provisioner')),
   HIATUS_PURGE_DELETED_AFTER_DAYS: nonNegativeInt.default(defaults.purgeDeletedAfterDays),
   HIATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
   HIATUS_AUDIT_RETENTION_DAYS: nonNegativeInt.default(defaults.auditRetentionDays),
@@ -56,7 +60,7 @@ export type Config = {
   settings: AppSettings;
   /** 0 turns the auto-pause loop off. */
   autoPauseIntervalMs: number;
-  provisioner: { builtin: boolean; pollIntervalMs: number; staleAfterMs: number };
+  provisioner: { builtin: boolean; pollIntervalMs: number; staleAfterMs: number; dataDir: string };
   /** Audit records older than this are removed; 0 keeps them forever. */
   auditRetentionDays: number;
   /** Soft-deleted tasks older than this are removed for good (with their builds); 0 keeps them. */
@@ -101,6 +105,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       builtin: e.HIATUS_BUILTIN_PROVISIONER,
       pollIntervalMs: e.HIATUS_PROVISIONER_POLL_MS,
       staleAfterMs: e.HIATUS_PROVISIONER_STALE_MS,
+      dataDir: path.resolve(e.HIATUS_PROVISIONER_DIR),
     },
     auditRetentionDays: e.HIATUS_AUDIT_RETENTION_DAYS,
     adminToken: e.HIATUS_ADMIN_TOKEN,

@@ -9,6 +9,7 @@ import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
 import { defaults } from './defaults.ts';
 import { createHttpServer } from './http.ts';
 import { autoPausePass } from './lifecycle/auto-pause.ts';
+import { failStaleBuildJobs } from './lifecycle/jobs.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import { purgeDeletedTasks } from './lifecycle/purge.ts';
 import type { Logger } from './logger.ts';
@@ -75,7 +76,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
 /** The server's background loops, as one list: each enabled by its setting, all stopped together. */
 function backgroundLoops(app: App, config: Config): Loop[] {
-  const loops: Loop[] = [];
+  const loops: Loop[] = [
+    // Whoever runs the jobs, a job whose provisioner went silent must end, or its task waits forever.
+    periodic('stale build jobs', config.provisioner.pollIntervalMs, async (log) => {
+      const failed = await failStaleBuildJobs(app, config.provisioner.staleAfterMs);
+      if (failed.length)
+        log.warn({ builds: failed.map((b) => b.id) }, 'failed build jobs whose provisioner went silent');
+    }),
+  ];
   if (config.provisioner.builtin) {
     loops.push({
       name: 'built-in provisioner',

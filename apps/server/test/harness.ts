@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { type App, type AppSettings, createApp } from '../src/app.ts';
 import type { Db } from '../src/db/connection.ts';
@@ -10,6 +12,9 @@ import { meteredPause } from '../src/lifecycle/metered.ts';
 import { createTask, getTask } from '../src/lifecycle/tasks.ts';
 import { type BackendName, createMigratedDatabase, type TestDatabase } from './databases.ts';
 import { FakeAgent } from './fake-agent.ts';
+
+/** Where an in-process built-in provisioner keeps its drivers' state in tests. */
+export const testProvisionerDir = path.join(os.tmpdir(), `hiatus-test-provisioner-${process.pid}`);
 
 /** Short waits, so a test about a dead agent does not sit out the production timeouts. */
 export const fastSettings: Partial<AppSettings> = { agentTimeoutMs: 1_000, resumeWaitMs: 5_000 };

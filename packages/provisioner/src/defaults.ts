@@ -1,4 +1,7 @@
-/** Every timing and size the drivers use, in one place; templates override the first four. */
+/**
+ * Every timing and size the drivers and the daemon use, in one place; templates override the first
+ * four, the daemon's flags the ones they name.
+ */
 export const defaults = Object.freeze({
   /** process: how long an agent has to answer `GET /status` after its start. */
   startTimeoutMs: 30_000,
@@ -16,4 +19,29 @@ export const defaults = Object.freeze({
   outputTailBytes: 2048,
   /** How much of a start command's stdout is read for its last line. */
   startOutputBytes: 64 * 1024,
+
+  /** daemon: where the drivers keep their state, relative to the working directory (`--data-dir`). */
+  dataDir: '.hiatus/provisioner',
+  /** daemon: jobs run at once (`--concurrency`), and the most it accepts. */
+  concurrency: 4,
+  maxConcurrency: 256,
+  /** daemon: how often a running job's heartbeat is sent (`--heartbeat-ms`). */
+  heartbeatMs: 5_000,
+  /** daemon: how long one acquire waits on the server for a job (`--wait-ms`), and the server's limit. */
+  acquireWaitMs: 10_000,
+  maxAcquireWaitMs: 30_000,
+  /** daemon: the least time between two acquires that found nothing (with `--wait-ms 0`, the poll interval). */
+  emptyPollMs: 1_000,
+  /** daemon: how long a call may take beyond its long poll before it counts as failed. */
+  requestTimeoutMs: 15_000,
+  /** daemon: the first and the longest wait between retries when the server cannot be reached. */
+  retryMinMs: 250,
+  retryMaxMs: 15_000,
+  /** daemon: how long a draining daemon keeps retrying to report jobs that ended, once asked to stop. */
+  drainReportMs: 30_000,
+  /** daemon: how long reconcile gathers task ids before asking the server about them at once, and the most per call. */
+  shouldRunBatchMs: 20,
+  shouldRunBatchSize: 1_000,
+  /** The longest error text the server accepts for a failed job. */
+  maxErrorChars: 10_000,
 });

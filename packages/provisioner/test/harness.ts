@@ -40,6 +40,19 @@ export async function processesOfTask(taskId: string): Promise<number[]> {
   return (await liveProcesses()).filter((p) => p.environ.includes(marker)).map((p) => p.pid);
 }
 
+/** SIGKILLs every process a driver started for a task, and their groups. */
+export async function killTaskProcesses(taskId: string): Promise<void> {
+  for (const pid of await processesOfTask(taskId)) {
+    for (const target of [-pid, pid]) {
+      try {
+        process.kill(target, 'SIGKILL');
+      } catch {
+        // already gone, or not a group leader
+      }
+    }
+  }
+}
+
 /** Pids of the live members of a process group. */
 export async function groupMembers(pgid: number): Promise<number[]> {
   return (await liveProcesses()).filter((p) => p.pgid === pgid).map((p) => p.pid);
@@ -129,17 +142,7 @@ export function useHarness() {
   });
 
   afterEach(async () => {
-    for (const taskId of tasks) {
-      for (const pid of await processesOfTask(taskId)) {
-        for (const target of [-pid, pid]) {
-          try {
-            process.kill(target, 'SIGKILL');
-          } catch {
-            // already gone, or not a group leader
-          }
-        }
-      }
-    }
+    for (const taskId of tasks) await killTaskProcesses(taskId);
     await rm(dataDir, { recursive: true, force: true });
   });
 

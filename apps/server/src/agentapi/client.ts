@@ -36,8 +36,9 @@ export type AgentHistory = { messages: AgentMessage[]; bytes: number };
  * validates what comes back, so a slow, dead or confused agent ends in an AgentError.
  */
 export class AgentClient {
+  /** `baseUrl` null: the workspace has not reported where its agent listens (it never started). */
   constructor(
-    private readonly baseUrl: string,
+    private readonly baseUrl: string | null,
     private readonly options: AgentClientOptions,
   ) {}
 
@@ -64,6 +65,9 @@ export class AgentClient {
     path: string,
     json?: unknown,
   ): Promise<{ body: unknown; bytes: number }> {
+    if (this.baseUrl === null) {
+      throw new AgentError('unreachable', `${method} ${path}: the workspace has not reported an agent URL yet`);
+    }
     const url = new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
     const signal = AbortSignal.timeout(this.options.timeoutMs);
     const where = `${method} ${url.href}`;

@@ -23,11 +23,14 @@ export type AuditAction =
   | 'snapshot.push'
   | 'user.create'
   | 'api_key.create'
-  | 'api_key.revoke';
+  | 'api_key.revoke'
+  | 'template.create'
+  | 'template.update'
+  | 'template.archive';
 
 export type AuditFacts = {
   action: AuditAction;
-  resourceType: 'task' | 'build' | 'user' | 'api_key';
+  resourceType: 'task' | 'build' | 'user' | 'api_key' | 'template';
   resourceId: string | null;
   buildReason?: BuildReason | null;
   diff?: Record<string, unknown>;

@@ -18,6 +18,10 @@ export type Build = {
   createdAt: Date;
   startedAt: Date | null;
   completedAt: Date | null;
+  /** The template version the build ran with; null for an external workspace. */
+  templateId: string | null;
+  /** What the provisioner reported when the job succeeded (a start: `agentUrl`). */
+  outputs: Record<string, unknown> | null;
 };
 
 export function toBuild(row: BuildRow): Build {
@@ -33,6 +37,8 @@ export function toBuild(row: BuildRow): Build {
     createdAt: row.created_at,
     startedAt: row.started_at,
     completedAt: row.completed_at,
+    templateId: row.template_id,
+    outputs: row.outputs as Record<string, unknown> | null,
   };
 }
 
@@ -42,7 +48,13 @@ export function toBuild(row: BuildRow): Build {
  */
 export async function insertNextBuild(
   trx: Db,
-  build: { workspaceId: string; transition: WorkspaceTransition; reason: BuildReason; initiatorId: string | null },
+  build: {
+    workspaceId: string;
+    transition: WorkspaceTransition;
+    reason: BuildReason;
+    initiatorId: string | null;
+    templateId: string | null;
+  },
 ): Promise<Build> {
   const row = await trx
     .insertInto('workspace_builds')
@@ -52,6 +64,7 @@ export async function insertNextBuild(
       transition: build.transition,
       reason: build.reason,
       initiator_id: build.initiatorId,
+      template_id: build.templateId,
     })
     .returningAll()
     .executeTakeFirstOrThrow();

@@ -5,28 +5,70 @@ import type { Db } from './connection.ts';
 /** A build job as the job queue hands it out: the build, and its provisioner. */
 export type JobRow = { build: Build; provisionerId: string | null };
 
+/** Which jobs a provisioner takes: by its templates' driver (`external` for none) and template name. */
+export type JobFilter = { drivers?: readonly string[]; templates?: readonly string[] };
+
 /**
- * Takes the oldest pending job for `provisionerId`. `FOR UPDATE SKIP LOCKED` lets many
- * provisioners poll at once: each job goes to exactly one of them.
+ * Takes the oldest pending job for `provisionerId` that matches `filter`. `FOR UPDATE SKIP LOCKED`
+ * lets many provisioners poll at once: each job goes to exactly one of them.
  */
-export async function acquireJob(db: Db, provisionerId: string): Promise<Build | null> {
+export async function acquireJob(db: Db, provisionerId: string, filter: JobFilter = {}): Promise<Build | null> {
   const row = await db
     .updateTable('workspace_builds')
     .set({ job_status: 'running', started_at: sql`NOW()`, heartbeat_at: sql`NOW()`, provisioner_id: provisionerId })
-    .where('id', '=', (eb) =>
-      eb
-        .selectFrom('workspace_builds')
-        .select('id')
-        .where('job_status', '=', 'pending')
-        .orderBy('created_at')
-        .limit(1)
-        .forUpdate()
-        .skipLocked(),
-    )
+    .where('id', '=', (eb) => {
+      let next = eb
+        .selectFrom('workspace_builds as b')
+        .leftJoin('templates as t', 't.id', 'b.template_id')
+        .select('b.id')
+        .where('b.job_status', '=', 'pending');
+      if (filter.drivers) next = next.where(sql<string>`COALESCE(t.driver, 'external')`, 'in', [...filter.drivers, '']);
+      if (filter.templates) next = next.where('t.name', 'in', [...filter.templates, '']);
+      return next.orderBy('b.created_at').limit(1).forUpdate(['b']).skipLocked();
+    })
     .where('job_status', '=', 'pending')
     .returningAll()
     .executeTakeFirst();
   return row ? toBuild(row) : null;
+}
+
+/** What a driver needs beside the build: the task, the template version, the last start's outputs. */
+export type JobContext = {
+  task: { id: string; name: string; prompt: string; parameters: Record<string, string> } | null;
+  template: { id: string; name: string; version: number; driver: string; settings: unknown } | null;
+  previousOutputs: Record<string, unknown> | null;
+};
+
+export async function findJobContext(db: Db, build: Build): Promise<JobContext> {
+  const [task, template, previous] = await Promise.all([
+    db
+      .selectFrom('tasks')
+      .where('workspace_id', '=', build.workspaceId)
+      .select(['id', 'name', 'prompt', 'parameters'])
+      .executeTakeFirst(),
+    build.templateId
+      ? db
+          .selectFrom('templates')
+          .where('id', '=', build.templateId)
+          .select(['id', 'name', 'version', 'driver', 'settings'])
+          .executeTakeFirst()
+      : undefined,
+    db
+      .selectFrom('workspace_builds')
+      .where('workspace_id', '=', build.workspaceId)
+      .where('transition', '=', 'start')
+      .where('job_status', '=', 'succeeded')
+      .where('id', '!=', build.id)
+      .orderBy('build_number', 'desc')
+      .limit(1)
+      .select('outputs')
+      .executeTakeFirst(),
+  ]);
+  return {
+    task: task ? { ...task, parameters: task.parameters as Record<string, string> } : null,
+    template: template ?? null,
+    previousOutputs: (previous?.outputs as Record<string, unknown> | null | undefined) ?? null,
+  };
 }
 
 /** Records a sign of life on a running job; false when the job is not running (for that provisioner). */
@@ -45,14 +87,16 @@ export async function heartbeatJob(db: Db, buildId: string, provisionerId?: stri
 export async function completeJob(
   trx: Db,
   buildId: string,
-  outcome: { error?: string; provisionerId?: string },
+  outcome: { error?: string; provisionerId?: string; outputs?: Record<string, unknown> },
 ): Promise<JobRow | undefined> {
   const failed = outcome.error !== undefined;
+  const outputs = !failed && outcome.outputs ? JSON.stringify(outcome.outputs) : null;
   let query = trx
     .updateTable('workspace_builds')
     .set({
       job_status: failed ? 'failed' : 'succeeded',
       error: failed ? outcome.error || 'failed without a message' : null,
+      outputs,
       completed_at: sql`NOW()`,
     })
     .where('id', '=', buildId)

@@ -100,9 +100,9 @@ export interface Tasks {
    */
   agent_last_running_at: Timestamp | null;
   /**
-   * Base URL of the AgentAPI server of the task's agent
+   * Base URL of the AgentAPI server of the task's agent: given at creation, or the output of its latest successful start build
    */
-  agent_url: string;
+  agent_url: string | null;
   created_at: Generated<Timestamp>;
   deleted_at: Timestamp | null;
   id: Generated<string>;
@@ -112,7 +112,9 @@ export interface Tasks {
   idle_timeout_seconds: number | null;
   name: string;
   owner_id: string;
+  parameters: Generated<Json>;
   prompt: string;
+  template_id: string | null;
   workspace_id: string;
 }
 
@@ -142,6 +144,27 @@ export interface TaskSnapshotStats {
   task_id: string;
 }
 
+export interface Templates {
+  archived_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  created_by: string | null;
+  description: Generated<string>;
+  driver: string;
+  id: Generated<string>;
+  idle_timeout_seconds: number | null;
+  name: string;
+  /**
+   * Declared parameters: [{"name", "description", "default", "required", "pattern"}]
+   */
+  parameters: Generated<Json>;
+  /**
+   * Sent to the agent before a pause's snapshot: {"message", "waitSeconds"}
+   */
+  pre_pause_notice: Json | null;
+  settings: Generated<Json>;
+  version: number;
+}
+
 export interface Users {
   created_at: Generated<Timestamp>;
   id: Generated<string>;
@@ -165,11 +188,19 @@ export interface WorkspaceBuilds {
   initiator_id: string | null;
   job_status: Generated<ProvisionerJobStatus>;
   /**
+   * What the provisioner reported when the job succeeded (a start: {"agentUrl": ...})
+   */
+  outputs: Json | null;
+  /**
    * The provisioner that acquired the job
    */
   provisioner_id: string | null;
   reason: Generated<BuildReason>;
   started_at: Timestamp | null;
+  /**
+   * The template version the build ran with; NULL for an external workspace
+   */
+  template_id: string | null;
   transition: WorkspaceTransition;
   workspace_id: string;
 }
@@ -188,6 +219,7 @@ export interface DB {
   task_snapshot_stats: TaskSnapshotStats;
   task_snapshots: TaskSnapshots;
   tasks: Tasks;
+  templates: Templates;
   users: Users;
   workspace_builds: WorkspaceBuilds;
   workspaces: Workspaces;

@@ -11,7 +11,10 @@ export type Task = {
   workspaceId: string;
   name: string;
   prompt: string;
-  agentUrl: string;
+  /** Null until a template's workspace first started. */
+  agentUrl: string | null;
+  templateId: string | null;
+  parameters: Record<string, string>;
   idleTimeoutSeconds: number | null;
   createdAt: Date;
   deletedAt: Date | null;
@@ -49,6 +52,8 @@ function tasksWithLatestBuild(db: Db) {
       'b.completed_at as b_completed_at',
       'b.provisioner_id as b_provisioner_id',
       'b.heartbeat_at as b_heartbeat_at',
+      'b.template_id as b_template_id',
+      'b.outputs as b_outputs',
     ]);
 }
 
@@ -73,6 +78,8 @@ function toTask(row: TaskJoinRow): Task {
           completed_at: row.b_completed_at,
           provisioner_id: row.b_provisioner_id,
           heartbeat_at: row.b_heartbeat_at,
+          template_id: row.b_template_id,
+          outputs: row.b_outputs,
         });
   return {
     id: row.id,
@@ -81,6 +88,8 @@ function toTask(row: TaskJoinRow): Task {
     name: row.name,
     prompt: row.prompt,
     agentUrl: row.agent_url,
+    templateId: row.template_id,
+    parameters: row.parameters as Record<string, string>,
     idleTimeoutSeconds: row.idle_timeout_seconds,
     createdAt: row.created_at,
     deletedAt: row.deleted_at,
@@ -141,7 +150,10 @@ export type NewTaskRow = {
   ownerId: string;
   name: string;
   prompt: string;
-  agentUrl: string;
+  /** Given for an external workspace; null for a template's, until its first start reports one. */
+  agentUrl: string | null;
+  templateId?: string | null;
+  parameters?: Record<string, string>;
   idleTimeoutSeconds: number | null;
 };
 
@@ -163,11 +175,18 @@ export async function insertTaskWithWorkspace(
       name: input.name,
       prompt: input.prompt,
       agent_url: input.agentUrl,
+      template_id: input.templateId ?? null,
+      parameters: JSON.stringify(input.parameters ?? {}),
       idle_timeout_seconds: input.idleTimeoutSeconds,
     })
     .returning('id')
     .executeTakeFirstOrThrow();
   return { id: task.id, workspaceId: workspace.id };
+}
+
+/** Where the task's agent now answers: the output of its latest successful start. */
+export async function setAgentUrl(trx: Db, taskId: string, agentUrl: string): Promise<void> {
+  await trx.updateTable('tasks').set({ agent_url: agentUrl }).where('id', '=', taskId).execute();
 }
 
 /** The unique index that keeps a user's live task names distinct. */

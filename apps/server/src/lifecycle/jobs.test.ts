@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
-import { useHarness } from '../../test/harness.ts';
+import { testProvisionerDir, useHarness } from '../../test/harness.ts';
 import { createLogger } from '../logger.ts';
 import { acquireBuildJob, completeBuildJob, failStaleBuildJobs, heartbeatBuildJob } from './jobs.ts';
 import { startBuiltinProvisioner } from './provisioner.ts';
@@ -67,6 +67,7 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
 
   it('has a built-in provisioner that completes new jobs at once', async () => {
     const stop = startBuiltinProvisioner(h.app, {
+      dataDir: testProvisionerDir,
       pollIntervalMs: 10_000,
       staleAfterMs: 60_000,
       log: createLogger('silent'),

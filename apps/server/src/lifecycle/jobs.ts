@@ -2,21 +2,84 @@ import type { App } from '../app.ts';
 import { audit, changed } from '../audit/audit.ts';
 import type { Build } from '../db/builds.ts';
 import type { Db } from '../db/connection.ts';
-import { acquireJob, completeJob, failStaleJobs, heartbeatJob, type JobRow } from '../db/jobs.ts';
-import { taskIdOfWorkspace } from '../db/tasks.ts';
+import {
+  acquireJob,
+  completeJob,
+  failStaleJobs,
+  findJobContext,
+  heartbeatJob,
+  type JobContext,
+  type JobFilter,
+  type JobRow,
+} from '../db/jobs.ts';
+import { findTask, setAgentUrl, taskIdOfWorkspace } from '../db/tasks.ts';
+import { defaults } from '../defaults.ts';
 import { type Actor, systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 
 /** A build job a provisioner holds, with the task it is for (null for a workspace without one). */
 export type BuildJob = { build: Build; taskId: string | null };
 
-/** Takes the oldest pending build job for `provisionerId`; each job goes to exactly one provisioner. */
-export async function acquireBuildJob(app: App, provisionerId: string): Promise<BuildJob | null> {
-  const build = await acquireJob(app.db, provisionerId);
-  if (!build) return null;
-  const job = { build, taskId: await taskIdOfWorkspace(app.db, build.workspaceId) };
-  app.events.emit('build', { taskId: job.taskId, workspaceId: build.workspaceId, build });
-  return job;
+/** A job with everything a driver needs: the task, the template version, the last start's outputs. */
+export type ProvisionerJob = BuildJob & JobContext;
+
+export type AcquireOptions = JobFilter & {
+  /** How long to wait for a matching job when none is pending (a long poll); 0 answers at once. */
+  waitMs?: number;
+};
+
+/**
+ * Takes the oldest pending build job matching the provisioner's drivers and templates; each job
+ * goes to exactly one provisioner. With `waitMs`, waits for one: woken at once by jobs queued in
+ * this process, and looking again every `provisionerPollMs` for those of other processes.
+ */
+export async function acquireBuildJob(
+  app: App,
+  provisionerId: string,
+  options: AcquireOptions = {},
+): Promise<ProvisionerJob | null> {
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  for (;;) {
+    const build = await acquireJob(app.db, provisionerId, options);
+    if (build) {
+      const context = await findJobContext(app.db, build);
+      const job = { build, taskId: context.task?.id ?? null, ...context };
+      app.events.emit('build', { taskId: job.taskId, workspaceId: build.workspaceId, build });
+      return job;
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) return null;
+    await nextQueuedBuild(app, Math.min(left, defaults.provisionerPollMs));
+  }
+}
+
+/** Resolves when this process queues a build, or after `ms`. */
+function nextQueuedBuild(app: App, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      app.events.off('build', onBuild);
+      resolve();
+    };
+    const onBuild = (event: { build: Build }) => {
+      if (event.build.jobStatus === 'pending') done();
+    };
+    const timer = setTimeout(done, ms);
+    app.events.on('build', onBuild);
+  });
+}
+
+/**
+ * Which of `taskIds` should have a running workspace now, by their status: a provisioner that
+ * restarts stops whatever else it finds.
+ */
+export async function tasksThatShouldRun(app: App, taskIds: readonly string[]): Promise<string[]> {
+  const running: string[] = [];
+  for (const id of taskIds) {
+    const task = await findTask(app.db, id);
+    if (task && ['pending', 'initializing', 'active'].includes(task.status)) running.push(id);
+  }
+  return running;
 }
 
 /** Records a provisioner's sign of life on a job it runs. */
@@ -28,12 +91,21 @@ export async function heartbeatBuildJob(app: App, buildId: string, provisionerId
 export async function completeBuildJob(
   app: App,
   buildId: string,
-  outcome: { error?: string; provisionerId?: string; actor?: Actor } = {},
+  outcome: { error?: string; provisionerId?: string; actor?: Actor; outputs?: Record<string, unknown> } = {},
 ): Promise<Build> {
+  const agentUrl = outcome.outputs?.agentUrl;
+  if (agentUrl !== undefined && (typeof agentUrl !== 'string' || !/^https?:\/\/[^\s]+$/.test(agentUrl))) {
+    throw new HiatusError('bad_input', 'outputs.agentUrl must be an http(s) URL');
+  }
   const { build, taskId } = await app.db.transaction().execute(async (trx) => {
     const job = await completeJob(trx, buildId, outcome);
     if (!job) throw notRunning(buildId);
-    return auditCompletion(trx, outcome.actor ?? systemActor, job);
+    const completed = await auditCompletion(trx, outcome.actor ?? systemActor, job);
+    // The agent now answers where its start says: a task's agentUrl is its latest successful start's.
+    if (completed.taskId && typeof agentUrl === 'string' && job.build.transition === 'start' && !outcome.error) {
+      await setAgentUrl(trx, completed.taskId, agentUrl);
+    }
+    return completed;
   });
   app.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
   return build;

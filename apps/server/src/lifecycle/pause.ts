@@ -7,6 +7,7 @@ import type { Actor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import { assertAllowed, type PauseReason } from '../domain/lifecycle.ts';
 import { Laps } from './laps.ts';
+import { givePrePauseNotice } from './notice.ts';
 import { getTask } from './tasks.ts';
 import { commitTaskChange } from './transition.ts';
 
@@ -32,7 +33,9 @@ export type PauseOptions = {
  * `withoutSnapshot`; an auto-pause goes ahead (a dead agent is idle) and keeps the old snapshot.
  * A history over the limit is refused unless pausing without a snapshot.
  *
- * `laps` names the two phases (asking the agent, the transaction) for whoever measures them.
+ * A template's pre-pause notice is given first, so the agent's last answer is in the snapshot.
+ *
+ * `laps` names the phases (notice, asking the agent, the transaction) for whoever measures them.
  */
 export async function pauseTask(
   app: App,
@@ -43,6 +46,7 @@ export async function pauseTask(
 ): Promise<PauseResult> {
   const before = await getTask(app, actor, taskId);
   assertAllowed('pause', before);
+  const noticeGiven = await laps.time('notice', () => givePrePauseNotice(app, before));
 
   let history: AgentHistory | undefined;
   let skipped = 'the caller asked to pause without a fresh snapshot';
@@ -68,6 +72,7 @@ export async function pauseTask(
           snapshot: stored
             ? { taken: true, messageCount: stored.messageCount, bytes: stored.bytes }
             : { taken: false, reason: skipped },
+          ...(noticeGiven ? { prePauseNotice: 'delivered' } : {}),
           agentLastRunningAt: activity.lastRunningAt,
           idleSeconds: activity.lastRunningAt
             ? (activity.now.getTime() - activity.lastRunningAt.getTime()) / 1000

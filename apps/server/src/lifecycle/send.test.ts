@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
-import { useHarness } from '../../test/harness.ts';
+import { testProvisionerDir, useHarness } from '../../test/harness.ts';
 import { createApp } from '../app.ts';
 import { createLogger } from '../logger.ts';
 import { meteredPause } from './metered.ts';
@@ -41,6 +41,7 @@ describe.each(testBackends())('send on %s', (backend) => {
     await meteredPause(h.app, h.alice, task.id, { reason: 'task_manual_pause' });
     await h.settle();
     const stop = startBuiltinProvisioner(h.app, {
+      dataDir: testProvisionerDir,
       pollIntervalMs: 50,
       staleAfterMs: 60_000,
       log: createLogger('silent'),

@@ -1,36 +1,63 @@
 import type { App } from '../app.ts';
 import type { Build } from '../db/builds.ts';
 import { deleteSnapshot } from '../db/snapshots.ts';
-import { listTasks, liveTaskNameConstraint, softDeleteTask, type Task } from '../db/tasks.ts';
+import { listTasks, liveTaskNameConstraint, type NewTaskRow, softDeleteTask, type Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { type Actor, seesAllTasks } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import type { TaskStatus } from '../domain/lifecycle.ts';
+import { resolveParameters } from '../domain/templates.ts';
 import { getTask } from './access.ts';
+import { getTemplate } from './templates.ts';
 import { changeVisibleTask, commitTaskChange } from './transition.ts';
 
-export type NewTask = { name: string; prompt: string; agentUrl: string; idleTimeoutSeconds?: number | null };
+/**
+ * A new task: an agent Hiatus does not manage (`agentUrl`, an "external" workspace whose builds
+ * complete at once), or a workspace built from `template` with its `parameters`.
+ */
+export type NewTask = {
+  name: string;
+  prompt: string;
+  idleTimeoutSeconds?: number | null;
+} & (
+  | { agentUrl: string; template?: undefined; parameters?: undefined }
+  | { template: string; templateVersion?: number; parameters?: Record<string, string>; agentUrl?: undefined }
+);
 
 /**
  * Creates a task for a user: its workspace, the task, and the first start build (reason
- * `initiator`), through the same change path as every other lifecycle step.
+ * `initiator`), through the same change path as every other lifecycle step. A template's task
+ * keeps the template version it was created from, and its idle timeout unless it sets its own.
  */
 export async function createTask(app: App, actor: Actor, input: NewTask): Promise<{ task: Task; build: Build }> {
   if (actor.kind !== 'user') throw new HiatusError('forbidden', 'tasks belong to users: the system cannot own one');
-  const idleTimeoutSeconds = input.idleTimeoutSeconds ?? null;
+  let row: NewTaskRow;
+  const base = { ownerId: actor.userId, name: input.name, prompt: input.prompt };
+  if (input.template !== undefined) {
+    const template = await getTemplate(app, input.template, input.templateVersion);
+    if (template.archivedAt) throw new HiatusError('conflict', `template "${template.name}" is archived`);
+    row = {
+      ...base,
+      agentUrl: null,
+      templateId: template.id,
+      parameters: resolveParameters(template.parameters, input.parameters ?? {}),
+      idleTimeoutSeconds: input.idleTimeoutSeconds ?? template.idleTimeoutSeconds,
+    };
+  } else {
+    row = { ...base, agentUrl: input.agentUrl, idleTimeoutSeconds: input.idleTimeoutSeconds ?? null };
+  }
   const { taskId, build } = await commitTaskChange(app, actor, {
     operation: 'create',
     reason: 'initiator',
-    task: {
-      ownerId: actor.userId,
-      name: input.name,
-      prompt: input.prompt,
-      agentUrl: input.agentUrl,
-      idleTimeoutSeconds,
-    },
+    task: row,
     effect: async () => ({
       value: undefined,
-      diff: { name: input.name, agentUrl: input.agentUrl, idleTimeoutSeconds },
+      diff: {
+        name: row.name,
+        agentUrl: row.agentUrl,
+        idleTimeoutSeconds: row.idleTimeoutSeconds,
+        ...(row.templateId ? { templateId: row.templateId, parameters: row.parameters } : {}),
+      },
     }),
   }).catch((error: unknown) => {
     if ((error as { constraint?: string }).constraint === liveTaskNameConstraint) {

@@ -46,8 +46,10 @@ export async function commitTaskChange<T = undefined>(
   const committed = await app.db.transaction().execute(async (trx) => {
     let ref: TaskRef;
     let before: TaskStatus | null = null;
+    let templateId: string | null;
     if (change.operation === 'create') {
       ref = await insertTaskWithWorkspace(trx, change.task);
+      templateId = change.task.templateId ?? null;
     } else {
       ref = change.task;
       await lockWorkspace(trx, ref.workspaceId);
@@ -55,12 +57,14 @@ export async function commitTaskChange<T = undefined>(
       if (!task) throw taskNotFound(ref.id);
       assertAllowed(change.operation, task);
       before = task.status;
+      templateId = task.templateId;
     }
     const build = await insertNextBuild(trx, {
       workspaceId: ref.workspaceId,
       transition,
       reason: change.reason,
       initiatorId: initiatorId(actor),
+      templateId,
     });
     const { value, diff } = change.effect ? await change.effect(trx, ref, build) : { value: undefined as T };
     await audit(trx, actor, {

@@ -7,3 +7,22 @@ export const text = storableText;
 /** Ids are UUIDs (any version: key ids are derived from hashes). */
 export const id = z.guid('must be a UUID');
 export const pageLimit = (max: number, fallback: number) => z.number().int().min(1).max(max).default(fallback);
+
+/** A template's name: what the database accepts, said in words. */
+export const templateName = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9_.-]{0,63}$/,
+    'lowercase letters, digits, ".", "_" and "-", up to 64, starting with a letter or digit',
+  );
+
+/** Template parameter names, and the values a task gives them. */
+export const parameterName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'letters, digits and "_", up to 64');
+export const parameterValues = z.record(parameterName, text.max(4096));
+
+/** An idle timeout, in seconds: up to 30 days. */
+export const idleTimeoutSeconds = z
+  .number()
+  .int()
+  .positive()
+  .max(30 * 86_400);

@@ -3,6 +3,7 @@ import { buildsRouter, provisionerRouter } from './routers/builds.ts';
 import { auditRouter, telemetryRouter } from './routers/observability.ts';
 import { snapshotsRouter } from './routers/snapshots.ts';
 import { tasksRouter } from './routers/tasks.ts';
+import { templatesRouter } from './routers/templates.ts';
 import { publicProcedure, router } from './trpc.ts';
 
 /** The whole API; its type is the contract the client SDK is built from. */
@@ -10,6 +11,7 @@ export const appRouter = router({
   /** The service's name and API version, for a client to check what it talks to; no key needed. */
   info: publicProcedure.query(() => ({ service: 'hiatus' as const, apiVersion: 1 })),
   tasks: tasksRouter,
+  templates: templatesRouter,
   snapshots: snapshotsRouter,
   builds: buildsRouter,
   provisioner: provisionerRouter,

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defaults } from '../../defaults.ts';
 import { buildReasons } from '../../domain/lifecycle.ts';
 import { listTaskBuilds } from '../../lifecycle/builds.ts';
-import { acquireBuildJob, completeBuildJob, heartbeatBuildJob } from '../../lifecycle/jobs.ts';
+import { acquireBuildJob, completeBuildJob, heartbeatBuildJob, tasksThatShouldRun } from '../../lifecycle/jobs.ts';
 import { id, pageLimit, text } from '../inputs.ts';
 import { provisionerProcedure, readProcedure, router } from '../trpc.ts';
 
@@ -22,9 +22,22 @@ export const buildsRouter = router({
 
 /** For external provisioners: take a pending job, keep it alive, report how it ended. */
 export const provisionerRouter = router({
+  /**
+   * Takes a pending job matching the provisioner's `drivers` (`external` for workspaces without a
+   * template) and `templates`, with what its driver needs; waits up to `waitMs` for one (a long poll).
+   */
   acquire: provisionerProcedure
-    .input(z.object({ provisionerId: text.min(1).max(128).optional() }).default({}))
-    .mutation(({ ctx, input }) => acquireBuildJob(ctx.app, input.provisionerId ?? ctx.principal.keyId)),
+    .input(
+      z
+        .object({
+          provisionerId: text.min(1).max(128).optional(),
+          drivers: z.array(text.min(1).max(32)).max(20).optional(),
+          templates: z.array(text.min(1).max(64)).max(100).optional(),
+          waitMs: z.number().int().min(0).max(30_000).optional(),
+        })
+        .default({}),
+    )
+    .mutation(({ ctx, input }) => acquireBuildJob(ctx.app, input.provisionerId ?? ctx.principal.keyId, input)),
 
   heartbeat: provisionerProcedure
     .input(z.object({ buildId: id, provisionerId: text.min(1).max(128).optional() }))
@@ -39,6 +52,8 @@ export const provisionerRouter = router({
         buildId: id,
         error: text.min(1).max(10_000).optional(),
         provisionerId: text.min(1).max(128).optional(),
+        /** What the job produced; a start reports `agentUrl`, which becomes the task's. */
+        outputs: z.record(z.string().max(128), z.unknown()).optional(),
       }),
     )
     .mutation(({ ctx, input }) =>
@@ -46,6 +61,12 @@ export const provisionerRouter = router({
         error: input.error,
         provisionerId: input.provisionerId ?? ctx.principal.keyId,
         actor: ctx.actor,
+        outputs: input.outputs,
       }),
     ),
+
+  /** Which of these tasks should have a running workspace now: a restarted provisioner stops the rest. */
+  shouldRun: provisionerProcedure
+    .input(z.object({ taskIds: z.array(id).max(1000) }))
+    .query(async ({ ctx, input }) => ({ taskIds: await tasksThatShouldRun(ctx.app, input.taskIds) })),
 });

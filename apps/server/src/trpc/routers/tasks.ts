@@ -6,26 +6,45 @@ import { meteredPause, meteredResume } from '../../lifecycle/metered.ts';
 import { sendToTask } from '../../lifecycle/send.ts';
 import { createTask, deleteTask, getTask, listTasksFor } from '../../lifecycle/tasks.ts';
 import { watchTask } from '../../lifecycle/watch.ts';
-import { id, pageLimit, text } from '../inputs.ts';
+import { id, idleTimeoutSeconds, pageLimit, parameterValues, templateName, text } from '../inputs.ts';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
+
+/** A task runs either an agent Hiatus does not manage (`agentUrl`) or a template's workspace (`template`). */
+const newTaskInput = z
+  .object({
+    name: text.trim().min(1).max(128),
+    prompt: text.max(100_000),
+    agentUrl: z
+      .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+      .max(2048)
+      .optional(),
+    template: templateName.optional(),
+    templateVersion: z.number().int().positive().optional(),
+    parameters: parameterValues.optional(),
+    idleTimeoutSeconds: idleTimeoutSeconds.optional(),
+  })
+  .refine((t) => (t.agentUrl === undefined) !== (t.template === undefined), {
+    message: 'give either agentUrl (an agent Hiatus does not manage) or template, not both',
+    path: ['template'],
+  })
+  .refine((t) => t.template !== undefined || (t.parameters === undefined && t.templateVersion === undefined), {
+    message: 'parameters and templateVersion go with a template',
+    path: ['parameters'],
+  });
 
 export const tasksRouter = router({
   /** Creates a task with its workspace and first start build (reason `initiator`). */
   create: writeProcedure
-    .input(
-      z.object({
-        name: text.trim().min(1).max(128),
-        prompt: text.max(100_000),
-        agentUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).max(2048),
-        idleTimeoutSeconds: z
-          .number()
-          .int()
-          .positive()
-          .max(30 * 86_400)
-          .optional(),
-      }),
-    )
-    .mutation(({ ctx, input }) => createTask(ctx.app, ctx.actor, input)),
+    .input(newTaskInput)
+    .mutation(({ ctx, input }) =>
+      createTask(
+        ctx.app,
+        ctx.actor,
+        input.template !== undefined
+          ? { ...input, template: input.template, agentUrl: undefined }
+          : { ...input, agentUrl: input.agentUrl!, template: undefined, parameters: undefined },
+      ),
+    ),
 
   get: readProcedure.input(z.object({ id })).query(({ ctx, input }) => getTask(ctx.app, ctx.actor, input.id)),
 

@@ -1,0 +1,94 @@
+import { type Selectable, sql } from 'kysely';
+import type { PrePauseNotice, TemplateParameter } from '../domain/templates.ts';
+import type { Db } from './connection.ts';
+import type { Templates } from './schema.ts';
+
+/** One version of a template. */
+export type Template = {
+  id: string;
+  name: string;
+  version: number;
+  driver: string;
+  settings: unknown;
+  parameters: TemplateParameter[];
+  idleTimeoutSeconds: number | null;
+  prePauseNotice: PrePauseNotice | null;
+  description: string;
+  createdBy: string | null;
+  createdAt: Date;
+  archivedAt: Date | null;
+};
+
+function toTemplate(row: Selectable<Templates>): Template {
+  return {
+    id: row.id,
+    name: row.name,
+    version: row.version,
+    driver: row.driver,
+    settings: row.settings,
+    parameters: row.parameters as TemplateParameter[],
+    idleTimeoutSeconds: row.idle_timeout_seconds,
+    prePauseNotice: row.pre_pause_notice as PrePauseNotice | null,
+    description: row.description,
+    createdBy: row.created_by,
+    createdAt: row.created_at,
+    archivedAt: row.archived_at,
+  };
+}
+
+export type TemplateVersionRow = Omit<Template, 'id' | 'version' | 'createdAt' | 'archivedAt'>;
+
+/**
+ * Inserts the next version of the template `name` (version 1 for a new name). Versions of one name
+ * are numbered under a transaction-scoped advisory lock, so two admins saving at once get 1 and 2.
+ */
+export async function insertTemplateVersion(trx: Db, row: TemplateVersionRow): Promise<Template> {
+  await sql`SELECT pg_advisory_xact_lock(hashtext('hiatus.template:' || ${row.name}))`.execute(trx);
+  const inserted = await trx
+    .insertInto('templates')
+    .values({
+      name: row.name,
+      version: sql<number>`(SELECT COALESCE(MAX(version), 0) + 1 FROM templates WHERE name = ${row.name})`,
+      driver: row.driver,
+      settings: JSON.stringify(row.settings ?? {}),
+      parameters: JSON.stringify(row.parameters),
+      idle_timeout_seconds: row.idleTimeoutSeconds,
+      pre_pause_notice: row.prePauseNotice === null ? null : JSON.stringify(row.prePauseNotice),
+      description: row.description,
+      created_by: row.createdBy,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toTemplate(inserted);
+}
+
+/** A template's given version, or its latest one; undefined when there is none. */
+export async function findTemplate(db: Db, name: string, version?: number): Promise<Template | undefined> {
+  let query = db.selectFrom('templates').selectAll().where('name', '=', name);
+  if (version !== undefined) query = query.where('version', '=', version);
+  const row = await query.orderBy('version', 'desc').limit(1).executeTakeFirst();
+  return row && toTemplate(row);
+}
+
+export async function findTemplateById(db: Db, id: string): Promise<Template | undefined> {
+  const row = await db.selectFrom('templates').selectAll().where('id', '=', id).executeTakeFirst();
+  return row && toTemplate(row);
+}
+
+/** The latest version of every template, by name; archived ones only when asked. */
+export async function listLatestTemplates(db: Db, options: { archived: boolean }): Promise<Template[]> {
+  let query = db.selectFrom('templates').selectAll().distinctOn('name').orderBy('name').orderBy('version', 'desc');
+  if (!options.archived) query = query.where('archived_at', 'is', null);
+  return (await query.execute()).map(toTemplate);
+}
+
+/** Archives every version of a template: no new task may use it; its tasks keep running. */
+export async function archiveTemplateVersions(db: Db, name: string): Promise<number> {
+  const result = await db
+    .updateTable('templates')
+    .set({ archived_at: sql`NOW()` })
+    .where('name', '=', name)
+    .where('archived_at', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}

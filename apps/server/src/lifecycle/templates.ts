@@ -1,0 +1,151 @@
+import { DriverError, driverFor } from '@hiatus/provisioner';
+import type { App } from '../app.ts';
+import { audit } from '../audit/audit.ts';
+import {
+  archiveTemplateVersions,
+  findTemplate,
+  insertTemplateVersion,
+  listLatestTemplates,
+  type Template,
+} from '../db/templates.ts';
+import type { Actor } from '../domain/actor.ts';
+import { HiatusError } from '../domain/errors.ts';
+import type { PrePauseNotice, TemplateParameter } from '../domain/templates.ts';
+
+export type { Template };
+
+/** What an admin says of a template; an update says only what changes. */
+export type TemplateDefinition = {
+  driver: string;
+  settings?: unknown;
+  parameters?: TemplateParameter[];
+  idleTimeoutSeconds?: number | null;
+  prePauseNotice?: PrePauseNotice | null;
+  description?: string;
+};
+
+function requireAdmin(actor: Actor): void {
+  if (actor.kind === 'user' && actor.role !== 'admin') {
+    throw new HiatusError('forbidden', 'only an admin may change templates');
+  }
+}
+
+/** Refuses a driver nobody knows, settings its driver cannot use, and patterns that are not regular expressions. */
+function checkDefinition(definition: TemplateDefinition): void {
+  try {
+    const parsed = driverFor(definition.driver).settingsSchema.safeParse(definition.settings ?? {});
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'settings'}: ${i.message}`);
+      throw new HiatusError('bad_input', `settings for the ${definition.driver} driver: ${issues.join('; ')}`);
+    }
+  } catch (error) {
+    if (error instanceof DriverError) throw new HiatusError('bad_input', error.message);
+    throw error;
+  }
+  for (const parameter of definition.parameters ?? []) {
+    try {
+      if (parameter.pattern !== undefined) new RegExp(parameter.pattern);
+    } catch {
+      throw new HiatusError('bad_input', `parameter "${parameter.name}": pattern is not a regular expression`);
+    }
+  }
+}
+
+/** Saves a new template as version 1 (admins only), audited. */
+export async function createTemplate(
+  app: App,
+  actor: Actor,
+  name: string,
+  definition: TemplateDefinition,
+): Promise<Template> {
+  requireAdmin(actor);
+  checkDefinition(definition);
+  return app.db.transaction().execute(async (trx) => {
+    if (await findTemplate(trx, name))
+      throw new HiatusError('conflict', `a template named "${name}" exists: update it`);
+    return saveVersion(trx, actor, name, definition, 'template.create');
+  });
+}
+
+/** Saves the next version of a template, taking what `changes` does not say from the latest; audited. */
+export async function updateTemplate(
+  app: App,
+  actor: Actor,
+  name: string,
+  changes: Partial<TemplateDefinition>,
+): Promise<Template> {
+  requireAdmin(actor);
+  return app.db.transaction().execute(async (trx) => {
+    const latest = await findTemplate(trx, name);
+    if (!latest) throw new HiatusError('not_found', `template "${name}" not found`);
+    if (latest.archivedAt) throw new HiatusError('conflict', `template "${name}" is archived`);
+    const definition: TemplateDefinition = {
+      driver: changes.driver ?? latest.driver,
+      settings: changes.settings ?? latest.settings,
+      parameters: changes.parameters ?? latest.parameters,
+      idleTimeoutSeconds:
+        changes.idleTimeoutSeconds !== undefined ? changes.idleTimeoutSeconds : latest.idleTimeoutSeconds,
+      prePauseNotice: changes.prePauseNotice !== undefined ? changes.prePauseNotice : latest.prePauseNotice,
+      description: changes.description ?? latest.description,
+    };
+    checkDefinition(definition);
+    return saveVersion(trx, actor, name, definition, 'template.update');
+  });
+}
+
+async function saveVersion(
+  trx: App['db'],
+  actor: Actor,
+  name: string,
+  definition: TemplateDefinition,
+  action: 'template.create' | 'template.update',
+): Promise<Template> {
+  const template = await insertTemplateVersion(trx, {
+    name,
+    driver: definition.driver,
+    settings: definition.settings ?? {},
+    parameters: definition.parameters ?? [],
+    idleTimeoutSeconds: definition.idleTimeoutSeconds ?? null,
+    prePauseNotice: definition.prePauseNotice ?? null,
+    description: definition.description ?? '',
+    createdBy: actor.kind === 'user' ? actor.userId : null,
+  });
+  await audit(trx, actor, {
+    action,
+    resourceType: 'template',
+    resourceId: template.id,
+    diff: { name, version: template.version, driver: template.driver },
+  });
+  return template;
+}
+
+/** A template's latest version, or the one asked for. Any user may read templates: they create tasks from them. */
+export async function getTemplate(app: App, name: string, version?: number): Promise<Template> {
+  const template = await findTemplate(app.db, name, version);
+  if (!template) {
+    throw new HiatusError('not_found', `template "${name}"${version ? ` version ${version}` : ''} not found`);
+  }
+  return template;
+}
+
+export function listTemplates(app: App, options: { archived?: boolean } = {}): Promise<Template[]> {
+  return listLatestTemplates(app.db, { archived: options.archived ?? false });
+}
+
+/** Archives a template: no new task may use it; tasks built from it keep running. */
+export async function archiveTemplate(app: App, actor: Actor, name: string): Promise<Template> {
+  requireAdmin(actor);
+  return app.db.transaction().execute(async (trx) => {
+    const latest = await findTemplate(trx, name);
+    if (!latest) throw new HiatusError('not_found', `template "${name}" not found`);
+    if (latest.archivedAt) throw new HiatusError('conflict', `template "${name}" is already archived`);
+    await archiveTemplateVersions(trx, name);
+    await audit(trx, actor, {
+      action: 'template.archive',
+      resourceType: 'template',
+      resourceId: latest.id,
+      diff: { name },
+    });
+    return (await findTemplate(trx, name))!;
+  });
+}

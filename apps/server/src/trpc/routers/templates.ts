@@ -1,0 +1,56 @@
+import { z } from 'zod';
+import {
+  archiveTemplate,
+  createTemplate,
+  getTemplate,
+  listTemplates,
+  updateTemplate,
+} from '../../lifecycle/templates.ts';
+import { idleTimeoutSeconds, parameterName, templateName, text } from '../inputs.ts';
+import { adminProcedure, readProcedure, router } from '../trpc.ts';
+
+const parameterDeclaration = z.strictObject({
+  name: parameterName,
+  description: text.max(500).optional(),
+  default: text.max(4096).optional(),
+  pattern: text.max(500).optional(),
+});
+
+const templateDefinition = z.strictObject({
+  driver: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'a driver name such as "process" or "command"'),
+  /** The driver's settings, checked by the driver's own schema. */
+  settings: z.record(z.string(), z.unknown()).optional(),
+  parameters: z.array(parameterDeclaration).max(50).optional(),
+  idleTimeoutSeconds: idleTimeoutSeconds.nullable().optional(),
+  /** Sent to the agent before a pause's snapshot; the pause waits up to `waitSeconds` for its answer. */
+  prePauseNotice: z
+    .strictObject({ message: text.min(1).max(10_000), waitSeconds: z.number().int().positive().max(600) })
+    .nullable()
+    .optional(),
+  description: text.max(2000).optional(),
+});
+
+/** Templates: named, versioned workspace definitions. Admins change them; every key may read them. */
+export const templatesRouter = router({
+  create: adminProcedure
+    .input(templateDefinition.extend({ name: templateName }))
+    .mutation(({ ctx, input: { name, ...definition } }) => createTemplate(ctx.app, ctx.actor, name, definition)),
+
+  /** Saves the next version; what is not given is taken from the latest. Tasks keep the version they were created from. */
+  update: adminProcedure
+    .input(templateDefinition.partial().extend({ name: templateName }))
+    .mutation(({ ctx, input: { name, ...changes } }) => updateTemplate(ctx.app, ctx.actor, name, changes)),
+
+  get: readProcedure
+    .input(z.object({ name: templateName, version: z.number().int().positive().optional() }))
+    .query(({ ctx, input }) => getTemplate(ctx.app, input.name, input.version)),
+
+  /** The latest version of each template; archived ones with `archived: true`. */
+  list: readProcedure
+    .input(z.object({ archived: z.boolean().optional() }).default({}))
+    .query(({ ctx, input }) => listTemplates(ctx.app, input)),
+
+  archive: adminProcedure
+    .input(z.object({ name: templateName }))
+    .mutation(({ ctx, input }) => archiveTemplate(ctx.app, ctx.actor, input.name)),
+});

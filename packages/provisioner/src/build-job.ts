@@ -1,0 +1,156 @@
+import { defaults } from './defaults.ts';
+import { type BuildSpec, DriverError } from './driver.ts';
+import { driverFor } from './index.ts';
+import type { Logger } from './log.ts';
+import {
+  type BuildJob,
+  callFailure,
+  describeFailure,
+  type JobOutcome,
+  type ProvisionerApi,
+} from './provisioner-api.ts';
+import { GaveUp, retrying } from './retry.ts';
+
+/** The driver name of a job without a template: a workspace Hiatus neither starts nor stops. */
+export const externalDriver = 'external';
+
+export type BuildJobContext = {
+  api: ProvisionerApi;
+  dataDir: string;
+  heartbeatMs: number;
+  log: Logger;
+  /** Aborts when the daemon stops waiting for the server to take a job's report. */
+  abandon: AbortSignal;
+};
+
+/**
+ * Runs one acquired job to its end: heartbeats while it runs, the template's driver (aborted if
+ * a heartbeat learns that the job is no longer ours), then the report of its outputs or its error.
+ * Never throws: whatever goes wrong is reported to the server or, failing that, logged.
+ */
+export async function runBuildJob(job: BuildJob, ctx: BuildJobContext): Promise<void> {
+  const { build } = job;
+  const log = ctx.log.child({
+    buildId: build.id,
+    taskId: job.taskId,
+    transition: build.transition,
+    driver: job.template?.driver ?? externalDriver,
+  });
+  const lost = new AbortController();
+  const heartbeats = keepAlive(ctx.api, build.id, ctx.heartbeatMs, log, lost);
+  try {
+    log.info('job started', { reason: build.reason, template: job.template?.name ?? null });
+    const outcome = await perform(job, { dataDir: ctx.dataDir, signal: lost.signal, log: log.info });
+    if (lost.signal.aborted) {
+      log.warn('job dropped: the server no longer holds it for this provisioner');
+      return;
+    }
+    await report(ctx, build.id, outcome, log);
+  } catch (error) {
+    log.error('job crashed', { error: (error as Error).stack ?? String(error) });
+  } finally {
+    heartbeats.stop();
+  }
+}
+
+/** The driver's outputs, or the failure's text. A job without a template has nothing to do. */
+async function perform(
+  job: BuildJob,
+  ctx: { dataDir: string; signal: AbortSignal; log: Logger['info'] },
+): Promise<JobOutcome> {
+  if (!job.template) return {};
+  try {
+    const outputs = await driverFor(job.template.driver).run(specOf(job), ctx);
+    return { outputs };
+  } catch (error) {
+    return { error: failureText(error) };
+  }
+}
+
+/** What the driver gets: the build, the task's prompt and parameters, the template's settings. */
+export function specOf(job: BuildJob): BuildSpec {
+  if (!job.task) throw new DriverError(`build ${job.build.id} belongs to no task: there is nothing to run it for`);
+  return {
+    buildId: job.build.id,
+    taskId: job.task.id,
+    workspaceId: job.build.workspaceId,
+    transition: job.build.transition,
+    reason: job.build.reason,
+    prompt: job.task.prompt,
+    parameters: job.task.parameters,
+    settings: job.template?.settings,
+    previousOutputs: job.previousOutputs,
+  };
+}
+
+/** A DriverError's message is written for the user; anything else is the provisioner's own failure. */
+function failureText(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const text = error instanceof DriverError ? message : `the provisioner failed: ${message || 'no message'}`;
+  return text.length > defaults.maxErrorChars ? `${text.slice(0, defaults.maxErrorChars - 1)}…` : text;
+}
+
+/**
+ * Sends a heartbeat every `everyMs` (one at a time); when the server answers that the job is no
+ * longer ours, aborts `lost` and stops. Other failures are logged: the next beat may get through.
+ */
+function keepAlive(
+  api: ProvisionerApi,
+  buildId: string,
+  everyMs: number,
+  log: Logger,
+  lost: AbortController,
+): { stop(): void } {
+  let beating = false;
+  const timer = setInterval(async () => {
+    if (beating) return;
+    beating = true;
+    try {
+      await api.heartbeat(buildId);
+    } catch (error) {
+      if (callFailure(error) === 'lost') {
+        clearInterval(timer);
+        log.warn('heartbeat refused: the job is no longer ours, cancelling it', { error: describeFailure(error) });
+        lost.abort();
+      } else {
+        log.warn('heartbeat failed', { error: describeFailure(error) });
+      }
+    } finally {
+      beating = false;
+    }
+  }, everyMs);
+  return { stop: () => clearInterval(timer) };
+}
+
+/**
+ * Completes the job on the server, retrying while it cannot be reached (until the daemon gives
+ * up). Outputs the server refuses are reported as the job's failure instead.
+ */
+async function report(ctx: BuildJobContext, buildId: string, outcome: JobOutcome, log: Logger): Promise<void> {
+  try {
+    await retrying(() => ctx.api.complete(buildId, outcome), {
+      retryable: (error) => callFailure(error) === 'unavailable',
+      onRetry: (error, waitMs) =>
+        log.warn('cannot report the job, retrying', { error: describeFailure(error), retryInMs: waitMs }),
+      until: ctx.abandon,
+    });
+  } catch (error) {
+    if (error instanceof GaveUp) {
+      log.error('job not reported: stopped before the server could be reached', {
+        error: describeFailure(error.cause),
+      });
+    } else if (callFailure(error) === 'lost') {
+      log.warn('job not reported: the server no longer holds it for this provisioner', {
+        error: describeFailure(error),
+      });
+    } else if ('outputs' in outcome && outcome.outputs) {
+      log.warn('the server refused the outputs; reporting a failure', { error: describeFailure(error) });
+      await report(ctx, buildId, { error: `the server refused the outputs: ${describeFailure(error)}` }, log);
+    } else {
+      log.error('job not reported: the server refused the report', { error: describeFailure(error) });
+    }
+    return;
+  }
+  if ('error' in outcome) log.info('job failed', { error: outcome.error });
+  else log.info('job succeeded', { outputs: outcome.outputs ?? {} });
+}

@@ -1,0 +1,97 @@
+import type { AppRouter } from '@hiatus/server/router';
+import { createTRPCClient, httpLink, type TRPCClient, TRPCClientError } from '@trpc/client';
+import superjson from 'superjson';
+import { defaults } from './defaults.ts';
+import type { BuildOutputs } from './driver.ts';
+
+type ProvisionerClient = TRPCClient<AppRouter>['provisioner'];
+
+/** A job as `provisioner.acquire` hands it out: the build, its task and template version, the last start's outputs. */
+export type BuildJob = NonNullable<Awaited<ReturnType<ProvisionerClient['acquire']['mutate']>>>;
+
+/** Which jobs a provisioner takes: by the template's driver (`external` without one), by template name. */
+export type JobFilter = { drivers?: string[]; templates?: string[] };
+
+/** How a job ended, as reported: a success with its outputs (none for an external workspace), or a failure. */
+export type JobOutcome = { outputs?: BuildOutputs } | { error: string };
+
+/** The provisioner's side of the server's protocol, for one provisioner id. */
+export type ProvisionerApi = {
+  /** The next pending job this provisioner may take, waiting up to `waitMs` for one; null if none came. */
+  acquire(filter: JobFilter & { waitMs: number }): Promise<BuildJob | null>;
+  /** Keeps a running job alive; a `lost` failure means it is no longer this provisioner's. */
+  heartbeat(buildId: string): Promise<void>;
+  complete(buildId: string, outcome: JobOutcome): Promise<void>;
+  /** Which of these tasks should have a running workspace now. */
+  shouldRun(taskIds: string[]): Promise<string[]>;
+};
+
+export type ProvisionerApiOptions = {
+  /** The server's base URL, such as `http://hiatus.internal:8080`; `/trpc` is added. */
+  url: string;
+  /** A provisioner key (or an admin's full key), sent as `Authorization: Bearer <token>`. */
+  token: string;
+  provisionerId: string;
+};
+
+/** The protocol over the server's tRPC API, every call bounded in time (a long poll by its wait, plus a margin). */
+export function createProvisionerApi(options: ProvisionerApiOptions): ProvisionerApi {
+  const { provisioner } = createTRPCClient<AppRouter>({
+    links: [
+      httpLink({
+        url: `${options.url.replace(/\/+$/, '')}/trpc`,
+        transformer: superjson,
+        headers: { authorization: `Bearer ${options.token}` },
+      }),
+    ],
+  });
+  const { provisionerId } = options;
+  const within = (ms: number) => ({ signal: AbortSignal.timeout(ms) });
+  return {
+    acquire: ({ waitMs, ...filter }) =>
+      provisioner.acquire.mutate({ provisionerId, waitMs, ...filter }, within(waitMs + defaults.requestTimeoutMs)),
+    heartbeat: async (buildId) => {
+      await provisioner.heartbeat.mutate({ buildId, provisionerId }, within(defaults.requestTimeoutMs));
+    },
+    complete: async (buildId, outcome) => {
+      await provisioner.complete.mutate({ buildId, provisionerId, ...outcome }, within(defaults.requestTimeoutMs));
+    },
+    shouldRun: async (taskIds) =>
+      (await provisioner.shouldRun.query({ taskIds }, within(defaults.requestTimeoutMs))).taskIds,
+  };
+}
+
+/**
+ * What a failed call means for the daemon:
+ * - `lost`: the job is no longer this provisioner's (CONFLICT, NOT_FOUND): drop it;
+ * - `refused`: the server will never take this input (BAD_REQUEST and the like): do not send it again;
+ * - `unavailable`: anything else (no answer, a timeout, a 5xx, a refused key): try again later.
+ */
+export type CallFailure = 'lost' | 'refused' | 'unavailable';
+
+export function callFailure(error: unknown): CallFailure {
+  const code = serverCode(error);
+  if (code === 'CONFLICT' || code === 'NOT_FOUND') return 'lost';
+  if (code === 'BAD_REQUEST' || code === 'PAYLOAD_TOO_LARGE' || code === 'UNPROCESSABLE_CONTENT') return 'refused';
+  return 'unavailable';
+}
+
+/** The server's error code, or null when there was no answer from Hiatus (the network, a proxy, a timeout). */
+export function serverCode(error: unknown): string | null {
+  if (!(error instanceof TRPCClientError)) return null;
+  const code = (error.data as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : null;
+}
+
+/** "CONFLICT: build … is not a running job", "fetch failed: connect ECONNREFUSED 127.0.0.1:8080": for a log line. */
+export function describeFailure(error: unknown): string {
+  const code = serverCode(error);
+  if (code) return `${code}: ${(error as Error).message}`;
+  // fetch hides the reason in its causes.
+  const messages: string[] = [];
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    if (cause.name === 'TimeoutError') return 'the request timed out';
+    if (cause.message && !messages.includes(cause.message)) messages.push(cause.message);
+  }
+  return messages.join(': ') || String(error);
+}
