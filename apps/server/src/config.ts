@@ -45,6 +45,7 @@ const envSchema = z.object({
     .min(1)
     .default(path.join(repoRoot, '.hiatus', 'provisioner')),
   HIATUS_PURGE_DELETED_AFTER_DAYS: nonNegativeInt.default(defaults.purgeDeletedAfterDays),
+  HIATUS_DEMO_TEMPLATE: flag.default(true),
   HIATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
   HIATUS_AUDIT_RETENTION_DAYS: nonNegativeInt.default(defaults.auditRetentionDays),
 });
@@ -65,6 +66,8 @@ export type Config = {
   auditRetentionDays: number;
   /** Soft-deleted tasks older than this are removed for good (with their builds); 0 keeps them. */
   purgeDeletedAfterDays: number;
+  /** Create the `demo` template on start when there is none. */
+  demoTemplate: boolean;
   /** An admin holding this key exists after start. */
   adminToken: string | undefined;
 };
@@ -109,6 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     auditRetentionDays: e.HIATUS_AUDIT_RETENTION_DAYS,
     adminToken: e.HIATUS_ADMIN_TOKEN,
+    demoTemplate: e.HIATUS_DEMO_TEMPLATE,
     purgeDeletedAfterDays: e.HIATUS_PURGE_DELETED_AFTER_DAYS,
   };
 }

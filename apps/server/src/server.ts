@@ -1,9 +1,10 @@
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { type App, createApp } from './app.ts';
 import { removeOldAuditRecords } from './audit/audit.ts';
 import { type BootstrapResult, bootstrapAdmin } from './auth/bootstrap.ts';
-import type { Config } from './config.ts';
+import { type Config, repoRoot } from './config.ts';
 import { type DatabaseHandle, openDatabase } from './db/connection.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
 import { defaults } from './defaults.ts';
@@ -12,6 +13,7 @@ import { autoPausePass } from './lifecycle/auto-pause.ts';
 import { failStaleBuildJobs } from './lifecycle/jobs.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import { purgeDeletedTasks } from './lifecycle/purge.ts';
+import { ensureTemplate, type TemplateDefinition } from './lifecycle/templates.ts';
 import type { Logger } from './logger.ts';
 import { type Loop, periodic, startLoops } from './loops.ts';
 import { createMetrics } from './telemetry/metrics.ts';
@@ -28,13 +30,15 @@ export type RunningServer = {
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const database = openDatabase(config.database);
   log.info({ backend: database.description.backend, location: database.description.location }, 'database');
+  let schemaCurrent = false;
   try {
     if (config.migrateOnStart) {
       const applied = (await migrateToLatest(database.db)).map((r) => r.migrationName);
       log.info({ applied }, applied.length ? 'migrations applied' : 'schema is current');
     }
     const pending = await pendingMigrations(database.db);
-    if (pending.length === 0) await announceAdmin(await bootstrapAdmin(database.db, config.adminToken), log);
+    schemaCurrent = pending.length === 0;
+    if (schemaCurrent) await announceAdmin(await bootstrapAdmin(database.db, config.adminToken), log);
     else log.warn({ pending }, 'migrations are pending: not ready, and no admin bootstrap until they are applied');
   } catch (error) {
     await database.close();
@@ -42,6 +46,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   }
 
   const app = createApp(database.db, config.settings);
+  if (schemaCurrent && config.demoTemplate && (await ensureTemplate(app, 'demo', demoTemplate()))) {
+    log.info('created the template "demo": a demo agent that needs nothing installed');
+  }
   const stopLoops = startLoops(backgroundLoops(app, config), log);
   const metrics = createMetrics(app);
 
@@ -72,6 +79,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     return stopping;
   };
   return { url, database, app, stop };
+}
+
+/** The demo agent shipped with the provisioner, run by this very Node.js: a first task needs nothing else. */
+function demoTemplate(): TemplateDefinition {
+  return {
+    driver: 'process',
+    settings: { command: [process.execPath, path.join(repoRoot, 'packages/provisioner/demo-agent/agent.mjs')] },
+    description: 'A demo agent speaking AgentAPI: it answers each message with a short reply. No model needed.',
+    prePauseNotice: { message: 'Save your work: this task will pause.', waitSeconds: 5 },
+  };
 }
 
 /** The server's background loops, as one list: each enabled by its setting, all stopped together. */

@@ -16,8 +16,11 @@ import { FakeAgent } from './fake-agent.ts';
 /** Where an in-process built-in provisioner keeps its drivers' state in tests. */
 export const testProvisionerDir = path.join(os.tmpdir(), `hiatus-test-provisioner-${process.pid}`);
 
-/** Short waits, so a test about a dead agent does not sit out the production timeouts. */
-export const fastSettings: Partial<AppSettings> = { agentTimeoutMs: 1_000, resumeWaitMs: 5_000 };
+/**
+ * Test settings: a healthy local agent always answers well within its timeout, even on a loaded
+ * machine (a test about a slow agent sets a shorter one); a dead agent refuses at once anyway.
+ */
+export const fastSettings: Partial<AppSettings> = { agentTimeoutMs: 5_000, resumeWaitMs: 10_000 };
 
 export type TaskOptions = {
   /** Where the factory leaves the task; `active` unless said. */

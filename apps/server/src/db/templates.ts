@@ -43,7 +43,7 @@ export type TemplateVersionRow = Omit<Template, 'id' | 'version' | 'createdAt' |
  * are numbered under a transaction-scoped advisory lock, so two admins saving at once get 1 and 2.
  */
 export async function insertTemplateVersion(trx: Db, row: TemplateVersionRow): Promise<Template> {
-  await sql`SELECT pg_advisory_xact_lock(hashtext('hiatus.template:' || ${row.name}))`.execute(trx);
+  await lockTemplateName(trx, row.name);
   const inserted = await trx
     .insertInto('templates')
     .values({
@@ -60,6 +60,11 @@ export async function insertTemplateVersion(trx: Db, row: TemplateVersionRow): P
     .returningAll()
     .executeTakeFirstOrThrow();
   return toTemplate(inserted);
+}
+
+/** Serializes changes to the template `name` until the transaction ends (re-entrant within it). */
+export async function lockTemplateName(trx: Db, name: string): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(hashtext('hiatus.template:' || ${name}))`.execute(trx);
 }
 
 /** A template's given version, or its latest one; undefined when there is none. */

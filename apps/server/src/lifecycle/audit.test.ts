@@ -9,7 +9,7 @@ import { pushSnapshot } from './snapshots.ts';
 import { createTask, deleteTask, getTask } from './tasks.ts';
 
 describe.each(testBackends())('audit log on %s', (backend) => {
-  const h = useHarness(backend, { agentTimeoutMs: 300 }, { say: 3 });
+  const h = useHarness(backend, {}, { say: 3 });
 
   const countAll = async () =>
     Number(

@@ -8,7 +8,7 @@ import { getTask } from './tasks.ts';
 
 describe.each(testBackends())('auto-pause on %s', (backend) => {
   // A default so long that only tasks with their own short timeout are ever idle enough.
-  const h = useHarness(backend, { agentTimeoutMs: 300, defaultIdleTimeoutSeconds: 3600 }, { say: 4 });
+  const h = useHarness(backend, { defaultIdleTimeoutSeconds: 3600 }, { say: 4 });
 
   /** Makes the task's agent look idle since `seconds` ago, as if earlier passes had seen it so. */
   const idleFor = (taskId: string, seconds: number) =>

@@ -8,7 +8,7 @@ import { getSnapshot, pushSnapshot } from './snapshots.ts';
 import { createTask } from './tasks.ts';
 
 describe.each(testBackends())('logs and snapshots on %s', (backend) => {
-  const h = useHarness(backend, { agentTimeoutMs: 300 });
+  const h = useHarness(backend);
 
   const readAll = async (taskId: string, limit: number) => {
     const pages: Awaited<ReturnType<typeof readLogs>>[] = [];

@@ -7,7 +7,8 @@ import { getSnapshot } from './snapshots.ts';
 import { createTask, deleteTask, getTask } from './tasks.ts';
 
 describe.each(testBackends())('pause and resume on %s', (backend) => {
-  const h = useHarness(backend, { agentTimeoutMs: 300, maxSnapshotBytes: 256 * 1024 });
+  // A slow agent is given up on after 2 s: long enough for a healthy one on a loaded machine.
+  const h = useHarness(backend, { agentTimeoutMs: 2_000, maxSnapshotBytes: 256 * 1024 });
 
   const manual = { reason: 'task_manual_pause' } as const;
 

@@ -9,7 +9,7 @@ import { sendToTask } from './send.ts';
 import { getTask } from './tasks.ts';
 
 describe.each(testBackends())('send on %s', (backend) => {
-  const h = useHarness(backend, { agentTimeoutMs: 300, resumeWaitMs: 3_000 });
+  const h = useHarness(backend, { resumeWaitMs: 3_000 });
 
   it('forwards a user message to an active, stable agent', async () => {
     const task = await h.task();

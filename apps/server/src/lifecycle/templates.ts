@@ -6,9 +6,10 @@ import {
   findTemplate,
   insertTemplateVersion,
   listLatestTemplates,
+  lockTemplateName,
   type Template,
 } from '../db/templates.ts';
-import type { Actor } from '../domain/actor.ts';
+import { type Actor, systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import type { PrePauseNotice, TemplateParameter } from '../domain/templates.ts';
 
@@ -61,9 +62,25 @@ export async function createTemplate(
   requireAdmin(actor);
   checkDefinition(definition);
   return app.db.transaction().execute(async (trx) => {
-    if (await findTemplate(trx, name))
+    await lockTemplateName(trx, name);
+    if (await findTemplate(trx, name)) {
       throw new HiatusError('conflict', `a template named "${name}" exists: update it`);
+    }
     return saveVersion(trx, actor, name, definition, 'template.create');
+  });
+}
+
+/**
+ * Creates the template `name` as the system when no template of that name exists (servers starting
+ * together create it once); an existing one, even archived or changed by an admin, is left alone.
+ */
+export async function ensureTemplate(app: App, name: string, definition: TemplateDefinition): Promise<boolean> {
+  checkDefinition(definition);
+  return app.db.transaction().execute(async (trx) => {
+    await lockTemplateName(trx, name);
+    if (await findTemplate(trx, name)) return false;
+    await saveVersion(trx, systemActor, name, definition, 'template.create');
+    return true;
   });
 }
 

@@ -7,7 +7,7 @@ import { lifecycleTelemetry } from './lifecycle.ts';
 import { createMetrics } from './metrics.ts';
 
 describe.each(testBackends())('telemetry on %s', (backend) => {
-  const h = useHarness(backend, { agentTimeoutMs: 300 }, { agent: 'shared' });
+  const h = useHarness(backend, {}, { agent: 'shared' });
   beforeAll(() => {
     h.agent.say(10, 100);
   });
