@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { type App, type AppSettings, createApp } from '../src/app.ts';
 import type { Db } from '../src/db/connection.ts';
@@ -12,9 +10,6 @@ import { meteredPause } from '../src/lifecycle/metered.ts';
 import { createTask, getTask } from '../src/lifecycle/tasks.ts';
 import { type BackendName, createMigratedDatabase, type TestDatabase } from './databases.ts';
 import { FakeAgent } from './fake-agent.ts';
-
-/** Where an in-process built-in provisioner keeps its drivers' state in tests. */
-export const testProvisionerDir = path.join(os.tmpdir(), `hiatus-test-provisioner-${process.pid}`);
 
 /**
  * Test settings: a healthy local agent always answers well within its timeout, even on a loaded
@@ -140,3 +135,5 @@ export function useHarness(
   };
   return h;
 }
+
+export { testProvisionerDir } from './paths.ts';

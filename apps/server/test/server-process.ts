@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { repoRoot } from '../src/config.ts';
+import { testProvisionerDir } from './paths.ts';
 
 /** A Hiatus server in a process of its own, as in production: started with tsx, killed at will. */
 export type ServerProcess = {
@@ -25,7 +26,7 @@ const main = path.join(repoRoot, 'apps/server/src/main.ts');
 export async function startServerProcess(env: Record<string, string>, nodeArgs: string[] = []): Promise<ServerProcess> {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', main], {
     cwd: repoRoot,
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', HIATUS_PROVISIONER_DIR: testProvisionerDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Array<Record<string, unknown>> = [];

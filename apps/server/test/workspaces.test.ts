@@ -66,7 +66,7 @@ describe('workspaces from a process template, with the built-in provisioner', ()
     const user = await admin.users.create.mutate({ username: 'walker' });
     member = apiClient(running.server.url, (await admin.apiKeys.create.mutate({ userId: user.id })).key);
     await admin.templates.create.mutate({
-      name: 'demo',
+      name: 'walking',
       driver: 'process',
       settings: { command: ['node', demoAgent], env: { DEMO_WORK_MS: '100' } },
       parameters: [{ name: 'greeting', default: 'hello' }],
@@ -80,7 +80,11 @@ describe('workspaces from a process template, with the built-in provisioner', ()
   });
 
   it('starts an agent, stops it on pause keeping its history, and starts a new one on resume', async () => {
-    const { task } = await member.tasks.create.mutate({ name: 'walk', prompt: 'fix the flaky test', template: 'demo' });
+    const { task } = await member.tasks.create.mutate({
+      name: 'walk',
+      prompt: 'fix the flaky test',
+      template: 'walking',
+    });
     expect(task.agentUrl).toBeNull();
     const active = await until(member, task.id, 'active');
     const first = (await latestStart(task.id))!;
@@ -131,6 +135,29 @@ describe('workspaces from a process template, with the built-in provisioner', ()
     await member.tasks.delete.mutate({ id: task.id });
   });
 
+  it('gives a pre-pause notice before the snapshot, so the agent’s answer to it is kept', async () => {
+    await admin.templates.create.mutate({
+      name: 'noticed',
+      driver: 'process',
+      settings: { command: ['node', demoAgent], env: { DEMO_WORK_MS: '300' } },
+      prePauseNotice: { message: 'Save your work: this task will pause.', waitSeconds: 10 },
+    });
+    const { task } = await member.tasks.create.mutate({ name: 'noticed', prompt: 'start', template: 'noticed' });
+    await until(member, task.id, 'active');
+    await eventually(
+      'the first answer',
+      async () => (await member.tasks.logs.query({ id: task.id })).entries.length === 2,
+    );
+    const paused = await member.tasks.pause.mutate({ id: task.id });
+    expect(paused.snapshot).toMatchObject({ taken: true, messageCount: 4 });
+    const snapshot = await member.snapshots.get.query({ taskId: task.id });
+    expect(snapshot.messages.slice(2).map((m) => m.content)).toEqual([
+      'Save your work: this task will pause.',
+      'Done: "Save your work: this task will pause."',
+    ]);
+    await member.tasks.delete.mutate({ id: task.id });
+  });
+
   it.each([
     ['a command that is not found', { command: ['/nonexistent/agent'] }, /nonexistent|not found|ENOENT/i],
     ['a command that exits 1', { command: 'echo "no model configured" >&2; exit 1' }, /no model configured/],
@@ -153,12 +180,12 @@ describe('workspaces from a process template, with the built-in provisioner', ()
     );
     expect(
       await codeOf(
-        member.tasks.create.mutate({ name: 'p', prompt: '', template: 'demo', parameters: { colour: 'red' } }),
+        member.tasks.create.mutate({ name: 'p', prompt: '', template: 'walking', parameters: { colour: 'red' } }),
       ),
     ).toBe('BAD_REQUEST');
     expect(
       await codeOf(
-        member.tasks.create.mutate({ name: 'p', prompt: '', template: 'demo', agentUrl: 'http://127.0.0.1:1' }),
+        member.tasks.create.mutate({ name: 'p', prompt: '', template: 'walking', agentUrl: 'http://127.0.0.1:1' }),
       ),
     ).toBe('BAD_REQUEST');
     expect(
@@ -168,10 +195,10 @@ describe('workspaces from a process template, with the built-in provisioner', ()
   });
 
   it('versions templates: an update is a new version, an archived template takes no new task', async () => {
-    const v2 = await admin.templates.update.mutate({ name: 'demo', description: 'the demo agent' });
-    expect(v2).toMatchObject({ name: 'demo', version: 2, driver: 'process', description: 'the demo agent' });
-    expect((await member.templates.get.query({ name: 'demo', version: 1 })).description).toBe('');
-    expect((await member.templates.list.query()).find((t) => t.name === 'demo')?.version).toBe(2);
+    const v2 = await admin.templates.update.mutate({ name: 'walking', description: 'the demo agent' });
+    expect(v2).toMatchObject({ name: 'walking', version: 2, driver: 'process', description: 'the demo agent' });
+    expect((await member.templates.get.query({ name: 'walking', version: 1 })).description).toBe('');
+    expect((await member.templates.list.query()).find((t) => t.name === 'walking')?.version).toBe(2);
     await admin.templates.create.mutate({ name: 'old', driver: 'process', settings: { command: 'true' } });
     await admin.templates.archive.mutate({ name: 'old' });
     expect(await codeOf(member.tasks.create.mutate({ name: 'o', prompt: '', template: 'old' }))).toBe('CONFLICT');

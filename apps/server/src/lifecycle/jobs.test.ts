@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { testProvisionerDir, useHarness } from '../../test/harness.ts';
 import { createLogger } from '../logger.ts';
+import { listTaskBuilds } from './builds.ts';
 import { acquireBuildJob, completeBuildJob, failStaleBuildJobs, heartbeatBuildJob } from './jobs.ts';
 import { startBuiltinProvisioner } from './provisioner.ts';
 import { purgeDeletedTasks } from './purge.ts';
@@ -63,6 +64,43 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
       error: 'provisioner vanishing stopped sending heartbeats',
     });
     expect(await failStaleBuildJobs(h.app, 60_000)).toEqual([]);
+  });
+
+  it('gives a provisioner only the jobs of the drivers and templates it announces', async () => {
+    await h.settle();
+    const { task } = await newTask();
+    expect(await acquireBuildJob(h.app, 'docker-only', { drivers: ['command'] })).toBeNull();
+    expect(await acquireBuildJob(h.app, 'one-template', { templates: ['gpu'] })).toBeNull();
+    const job = await acquireBuildJob(h.app, 'externals', { drivers: ['external'] });
+    expect(job).toMatchObject({ taskId: task.id, template: null, previousOutputs: null });
+    expect(job!.task).toMatchObject({ id: task.id, prompt: '', parameters: {} });
+    await completeBuildJob(h.app, job!.build.id, { provisionerId: 'externals', outputs: { note: 'kept' } });
+    const { items } = await listTaskBuilds(h.app, h.alice, task.id, {});
+    expect(items[0]).toMatchObject({ jobStatus: 'succeeded', outputs: { note: 'kept' } });
+  });
+
+  it('waits for a job when asked to (a long poll), and is woken by a new one at once', async () => {
+    await h.settle();
+    const started = Date.now();
+    const waiting = acquireBuildJob(h.app, 'patient', { waitMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    const { task } = await newTask();
+    const job = await waiting;
+    expect(job?.taskId).toBe(task.id);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(await acquireBuildJob(h.app, 'patient', { waitMs: 300 })).toBeNull();
+    await completeBuildJob(h.app, job!.build.id, { provisionerId: 'patient' });
+  });
+
+  it('makes a successful start’s agentUrl the task’s, and refuses one that is not a URL', async () => {
+    await h.settle();
+    const { task } = await newTask();
+    const job = await acquireBuildJob(h.app, 'p');
+    await expect(
+      completeBuildJob(h.app, job!.build.id, { provisionerId: 'p', outputs: { agentUrl: 'file:///etc' } }),
+    ).rejects.toMatchObject({ code: 'bad_input' });
+    await completeBuildJob(h.app, job!.build.id, { provisionerId: 'p', outputs: { agentUrl: 'http://127.0.0.1:9/' } });
+    expect((await getTask(h.app, h.alice, task.id)).agentUrl).toBe('http://127.0.0.1:9/');
   });
 
   it('has a built-in provisioner that completes new jobs at once', async () => {

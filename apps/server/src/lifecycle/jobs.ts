@@ -70,14 +70,15 @@ function nextQueuedBuild(app: App, ms: number): Promise<void> {
 }
 
 /**
- * Which of `taskIds` should have a running workspace now, by their status: a provisioner that
- * restarts stops whatever else it finds.
+ * Which of `taskIds` may keep a running workspace, by their status: a provisioner that restarts
+ * stops whatever else it finds. A task this database does not know is not its to stop (another
+ * Hiatus may share the folder), so it is in the answer too.
  */
 export async function tasksThatShouldRun(app: App, taskIds: readonly string[]): Promise<string[]> {
   const running: string[] = [];
   for (const id of taskIds) {
     const task = await findTask(app.db, id);
-    if (task && ['pending', 'initializing', 'active'].includes(task.status)) running.push(id);
+    if (!task || ['pending', 'initializing', 'active'].includes(task.status)) running.push(id);
   }
   return running;
 }
