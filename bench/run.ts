@@ -1,9 +1,13 @@
-// pnpm bench: the service against the raw-SQL baseline, pause/resume round trips, paged logs from a
-// large snapshot, and the embedded default, on this machine. Prints tables; writes results/latest.json.
+// pnpm bench: the service against the raw-SQL baseline, pause/resume round trips, resume-to-active with
+// the process driver against a bare process start, paged logs from a large snapshot, and the embedded
+// default, on this machine. Prints tables; writes results/latest.json.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { DB } from '../apps/server/src/db/schema.ts';
@@ -15,6 +19,11 @@ import { createHiatusClient, type HiatusClient } from '../packages/client/src/in
 const serverUrl =
   process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+/** Pause + resume rounds of a process-driver task, each followed by one bare start of the same agent. */
+const resumeRounds = Number(process.env.BENCH_RESUME_ROUNDS ?? 30);
+/** How often the client looks at the task (`tasks.get`) or at a starting agent (`/status`). */
+const lookEveryMs = 5;
+const demoAgent = path.join(import.meta.dirname, '..', 'packages/provisioner/demo-agent/agent.mjs');
 const concurrencies = [1, 16, 64];
 const token = `bench-${randomBytes(12).toString('hex')}`;
 /** Agents stay up until the end: later phases pause their tasks again. */
@@ -23,6 +32,7 @@ const results: Record<string, unknown> = {
   machine: machine(),
   startedAt: new Date().toISOString(),
   secondsPerRun: seconds,
+  resumeRounds,
 };
 
 function machine() {
@@ -178,6 +188,130 @@ async function pauseResume(server: ServerProcess, client: HiatusClient, historyB
   };
 }
 
+/** Polls `tasks.get` until the task has `status`; fails on `error` or after `timeoutMs`. */
+async function taskWith(client: HiatusClient, id: string, status: string, timeoutMs = 60_000) {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const task = await client.tasks.get.query({ id });
+    if (task.status === status) return task;
+    if (task.status === 'error') throw new Error(`task ${id} failed: ${task.latestBuild?.error}`);
+    if (performance.now() > deadline) throw new Error(`task ${id} still ${task.status} after ${timeoutMs} ms`);
+    await sleep(lookEveryMs);
+  }
+}
+
+/** True when `GET <agentUrl>/status` answers 200 with an AgentAPI status in JSON. */
+async function agentAnswers(agentUrl: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${agentUrl}/status`);
+    const body = (await response.json()) as { status?: unknown } | null;
+    return response.status === 200 && typeof body?.status === 'string';
+  } catch {
+    return false;
+  }
+}
+
+async function untilAgentAnswers(agentUrl: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await agentAnswers(agentUrl))) {
+    if (performance.now() > deadline) throw new Error(`${agentUrl}/status did not answer within ${timeoutMs} ms`);
+    await sleep(lookEveryMs);
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** The baseline: ms from spawning the demo agent directly until its `/status` answers; then it is stopped. */
+async function bareStart(): Promise<number> {
+  const port = await freePort();
+  const started = performance.now();
+  const child = spawn(process.execPath, [demoAgent], {
+    env: { ...process.env, PORT: String(port), HIATUS_PROMPT: 'bench' },
+    stdio: 'ignore',
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    await untilAgentAnswers(`http://127.0.0.1:${port}`);
+    return performance.now() - started;
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+/**
+ * Resume-to-active with the process driver: from `tasks.resume` until the new agent answers
+ * `/status` at the task's new `agentUrl`, round after round, each round followed by one bare start of
+ * the same agent so both see the same load. The template has no pre-pause notice: pauses stay short.
+ */
+async function resumeToActive(client: HiatusClient, rounds: number) {
+  const phaseStarted = performance.now();
+  await client.templates.create.mutate({
+    name: 'bench-demo',
+    driver: 'process',
+    settings: { command: [process.execPath, demoAgent] },
+  });
+  const { task } = await client.tasks.create.mutate({
+    name: 'resume-to-active',
+    prompt: 'bench',
+    template: 'bench-demo',
+  });
+  const pauses: number[] = [];
+  const resumes: number[] = [];
+  const bare: number[] = [];
+  /** Of each resume, the start build's run in the driver (spawn, then polling `/status`), by the server's clock. */
+  const inDriver: number[] = [];
+  try {
+    await untilAgentAnswers((await taskWith(client, task.id, 'active')).agentUrl!);
+    await bareStart(); // warm the file cache up
+    for (let i = 0; i < rounds; i++) {
+      let t = performance.now();
+      await client.tasks.pause.mutate({ id: task.id });
+      await taskWith(client, task.id, 'paused');
+      pauses.push(performance.now() - t);
+      t = performance.now();
+      await client.tasks.resume.mutate({ id: task.id });
+      const active = await taskWith(client, task.id, 'active');
+      if (!(await agentAnswers(active.agentUrl!))) await untilAgentAnswers(active.agentUrl!);
+      resumes.push(performance.now() - t);
+      const build = active.latestBuild;
+      if (build?.startedAt && build.completedAt) inDriver.push(build.completedAt.getTime() - build.startedAt.getTime());
+      bare.push(await bareStart());
+    }
+  } finally {
+    // Stop the agent: the server's shutdown leaves a driver's agents running.
+    await client.tasks.pause
+      .mutate({ id: task.id })
+      .then(() => taskWith(client, task.id, 'paused'))
+      .catch(() => undefined);
+  }
+  const spread = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return { p50: ms(quantile(sorted, 0.5)), p99: ms(quantile(sorted, 0.99)) };
+  };
+  const resume = spread(resumes);
+  const baseline = spread(bare);
+  return {
+    driver: 'process',
+    rounds,
+    resumeToActive: resume,
+    bareStart: baseline,
+    ratio: {
+      p50: Math.round((resume.p50 / baseline.p50) * 100) / 100,
+      p99: Math.round((resume.p99 / baseline.p99) * 100) / 100,
+    },
+    startBuildInDriver: spread(inDriver),
+    pauseToPaused: spread(pauses),
+    seconds: Math.round((performance.now() - phaseStarted) / 1000),
+  };
+}
+
 async function logsFromSnapshot(server: ServerProcess, client: HiatusClient, taskId: string, limit: number) {
   await client.tasks.pause.mutate({ id: taskId });
   await waitFor(client, taskId, 'paused');
@@ -218,6 +352,7 @@ async function logsFromSnapshot(server: ServerProcess, client: HiatusClient, tas
 }
 
 async function main() {
+  const provisionerDir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-bench-provisioner-'));
   await withDatabase(async (url) => {
     const server = await startServerProcess({
       DATABASE_URL: url,
@@ -225,6 +360,7 @@ async function main() {
       HIATUS_ADMIN_TOKEN: token,
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
       HIATUS_PROVISIONER_POLL_MS: '50',
+      HIATUS_PROVISIONER_DIR: provisionerDir,
     });
     const client = createHiatusClient({ url: server.url, token });
     const agent = await (await new FakeAgent().start()).say(10);
@@ -242,6 +378,28 @@ async function main() {
       table(
         'pause + resume round trip',
         roundTrips.map(({ taskId, ...row }) => row),
+      );
+
+      const started = await resumeToActive(client, resumeRounds);
+      results.resumeToActive = started;
+      table(
+        `resume to active with the process driver (${started.rounds} rounds in ${started.seconds} s), against a bare start`,
+        [
+          {
+            measure: 'tasks.resume → new agent answers /status',
+            'p50 ms': started.resumeToActive.p50,
+            'p99 ms': started.resumeToActive.p99,
+            'p50 × bare': started.ratio.p50,
+            'p99 × bare': started.ratio.p99,
+          },
+          {
+            measure: '  of which the start build in the driver',
+            'p50 ms': started.startBuildInDriver.p50,
+            'p99 ms': started.startBuildInDriver.p99,
+          },
+          { measure: 'bare spawn → /status', 'p50 ms': started.bareStart.p50, 'p99 ms': started.bareStart.p99 },
+          { measure: 'pause → paused', 'p50 ms': started.pauseToPaused.p50, 'p99 ms': started.pauseToPaused.p99 },
+        ],
       );
 
       const big = roundTrips[1]!.taskId;
@@ -268,6 +426,8 @@ async function main() {
     HIATUS_DATA_DIR: dataDir,
     HIATUS_ADMIN_TOKEN: token,
     HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
+    // Not the repository's own directory: a provisioner's start stops the agents it finds there.
+    HIATUS_PROVISIONER_DIR: provisionerDir,
   });
   const agent = await (await new FakeAgent().start()).say(10);
   try {
@@ -282,9 +442,11 @@ async function main() {
     await agent.stop();
     await embedded.stop();
     await rm(dataDir, { recursive: true, force: true });
+    await rm(provisionerDir, { recursive: true, force: true });
   }
 
   const out = path.join(import.meta.dirname, 'results', 'latest.json');
+  await mkdir(path.dirname(out), { recursive: true });
   await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\nwrote ${out}`);
 }

@@ -68,7 +68,7 @@ async function perform(
 }
 
 /** What the driver gets: the build, the task's prompt and parameters, the template's settings. */
-export function specOf(job: BuildJob): BuildSpec {
+function specOf(job: BuildJob): BuildSpec {
   if (!job.task) throw new DriverError(`build ${job.build.id} belongs to no task: there is nothing to run it for`);
   return {
     buildId: job.build.id,

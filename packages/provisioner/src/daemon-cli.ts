@@ -82,7 +82,16 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv, cwd: str
       options.drivers = driverList;
     }
     const templates = list('--templates', flag('templates'));
-    if (templates) options.templates = templates;
+    if (templates) {
+      const bad = templates.find((name) => !templateName.test(name));
+      if (bad !== undefined) {
+        throw new ArgumentError(
+          `${JSON.stringify(bad)} in --templates is not a template name (lowercase letters, digits, ".", "_" and "-", up to 64)`,
+        );
+      }
+      if (templates.length > maxTemplates) throw new ArgumentError(`--templates may name at most ${maxTemplates}`);
+      options.templates = templates;
+    }
     options.dataDir = resolve(cwd, flag('data-dir', 'HIATUS_PROVISIONER_DIR') ?? defaults.dataDir);
     options.concurrency = whole('--concurrency', flag('concurrency'), 1, defaults.maxConcurrency);
     options.heartbeatMs = whole('--heartbeat-ms', flag('heartbeat-ms'), 100, 600_000);
@@ -93,6 +102,10 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv, cwd: str
     throw error;
   }
 }
+
+/** What the server accepts as a template name, and how many a provisioner may ask for. */
+const templateName = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+const maxTemplates = 100;
 
 /** A flag or variable with a wrong value; its message is the line the user sees. */
 class ArgumentError extends Error {}
@@ -165,7 +178,7 @@ export async function runCli(argv: string[] = process.argv.slice(2), env = proce
       log.warn('second signal: exiting at once', { signal });
       process.exit(128 + constants.signals[signal]);
     }
-    log.info('stopping: no new jobs, waiting for the running ones', { signal });
+    log.info('signal received: draining (a second one exits at once)', { signal });
     void daemon.stop();
   };
   process.on('SIGTERM', onSignal);

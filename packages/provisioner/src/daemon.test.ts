@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiClient } from '../../../apps/server/test/api-client.ts';
+import { apiClient, codeOf } from '../../../apps/server/test/api-client.ts';
 import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../../../apps/server/test/databases.ts';
 import { type ServerProcess, startServerProcess } from '../../../apps/server/test/server-process.ts';
 import { type DaemonProcess, killEveryDaemon, type LogLine, startDaemon, within } from '../test/daemon-process.ts';
@@ -16,11 +16,14 @@ import {
   processesOfTask,
   useHarness,
 } from '../test/harness.ts';
+import { parseDaemonArgs } from './daemon-cli.ts';
 import { processDriver } from './index.ts';
 
-const h = useHarness();
-
 afterAll(killEveryDaemon);
+
+function fail(why: string): never {
+  throw new Error(why);
+}
 
 /** A port nothing listens on (for a while). */
 async function closedPort(): Promise<number> {
@@ -31,40 +34,109 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-describe('hiatus-provisioner, without a server', () => {
-  const server = { HIATUS_URL: 'http://127.0.0.1:8080', HIATUS_TOKEN: 'hp_key' };
+describe('the daemon flags', () => {
+  const env = { HIATUS_URL: 'http://127.0.0.1:8080', HIATUS_TOKEN: 'hp_key' };
+  const parse = (args: string[], vars: Record<string, string> = env) => parseDaemonArgs(args, vars, '/srv/hiatus');
 
-  it.concurrent.each([
-    ['no server', [], {}, 'a server is required: --url or HIATUS_URL (such as http://127.0.0.1:8080)'],
-    ['no key', ['--url', 'http://127.0.0.1:8080'], {}, 'a key is required: HIATUS_TOKEN or --token'],
-    ['a URL that is not http', ['--url', 'ftp://host'], { HIATUS_TOKEN: 'k' }, '--url must be an http or https URL'],
-    ['an unknown flag', ['--concurency', '2'], server, 'unknown option --concurency'],
-    ['a flag without its value', ['--token'], server, 'option --token needs a value'],
-    ['a stray argument', ['start'], server, 'unexpected argument "start": every option is a --flag'],
-    ['an unknown driver', ['--drivers', 'process,docker'], server, 'unknown driver "docker" in --drivers'],
-    ['an empty template name', ['--templates', 'a,'], server, '--templates must be a comma-separated list'],
-    ['no concurrency', ['--concurrency', '0'], server, '--concurrency must be a whole number from 1 to 256'],
-    ['a long poll too long', ['--wait-ms', '60000'], server, '--wait-ms must be a whole number from 0 to 30000'],
-    ['a heartbeat in words', ['--heartbeat-ms', 'often'], server, '--heartbeat-ms must be a whole number'],
-    ['a bad value from the environment', [], { ...server, HIATUS_URL: 'localhost:8080' }, '--url must be an http'],
-  ])('exits 2 with one line on stderr for %s', async (_, args, env, message) => {
-    const daemon = startDaemon(args, env);
-    expect(await within(15_000, 'the daemon to exit', daemon.exited)).toBe(2);
-    const stderr = daemon.stderr();
-    expect(stderr.startsWith(`hiatus-provisioner: ${message}`)).toBe(true);
-    expect(stderr.trimEnd().split('\n')).toHaveLength(1);
-    expect(daemon.lines).toEqual([]);
+  it('reads the environment, lets flags override it, and leaves the rest to the defaults', () => {
+    expect(parse([])).toEqual({
+      options: { url: env.HIATUS_URL, token: env.HIATUS_TOKEN, dataDir: '/srv/hiatus/.hiatus/provisioner' },
+    });
+    const flags =
+      '--url https://hiatus.example --token other --id gpu-1 --drivers command,external --templates claude,codex';
+    const more = '--data-dir state --concurrency 8 --heartbeat-ms 1000 --wait-ms 0';
+    expect(parse(`${flags} ${more}`.split(' '), { ...env, HIATUS_PROVISIONER_DIR: '/var/lib/p' })).toEqual({
+      options: {
+        url: 'https://hiatus.example',
+        token: 'other',
+        provisionerId: 'gpu-1',
+        drivers: ['command', 'external'],
+        templates: ['claude', 'codex'],
+        dataDir: '/srv/hiatus/state',
+        concurrency: 8,
+        heartbeatMs: 1000,
+        waitMs: 0,
+      },
+    });
+    expect(parse([], { ...env, HIATUS_PROVISIONER_DIR: '/var/lib/p' })).toMatchObject({
+      options: { dataDir: '/var/lib/p' },
+    });
+    expect(parse(['--help'])).toEqual({ help: true });
   });
 
-  it('lets flags override the environment', async () => {
-    const daemon = startDaemon(['--url', 'http://127.0.0.1:8080', '--wait-ms', '5'], {
-      ...server,
-      HIATUS_URL: 'nonsense',
-      HIATUS_TOKEN: '',
-      HIATUS_PROVISIONER_DIR: h.dataDir,
-    });
-    expect(await within(15_000, 'the daemon to exit', daemon.exited)).toBe(2);
-    expect(daemon.stderr()).toMatch(/^hiatus-provisioner: a key is required/); // an empty variable is unset
+  it.each([
+    ['no server', [], {}, 'a server is required: --url or HIATUS_URL (such as http://127.0.0.1:8080)'],
+    [
+      'no key',
+      ['--url', 'http://127.0.0.1:8080'],
+      {},
+      'a key is required: HIATUS_TOKEN or --token (a provisioner key, or an admin full key)',
+    ],
+    [
+      'an empty key',
+      [],
+      { ...env, HIATUS_TOKEN: '' },
+      'a key is required: HIATUS_TOKEN or --token (a provisioner key, or an admin full key)',
+    ],
+    ['a URL that is not http', ['--url', 'ftp://host'], env, '--url must be an http or https URL (got "ftp://host")'],
+    [
+      'a URL without a scheme',
+      [],
+      { ...env, HIATUS_URL: 'localhost:8080' },
+      '--url must be an http or https URL (got "localhost:8080")',
+    ],
+    ['an unknown flag', ['--concurency', '2'], env, 'unknown option --concurency'],
+    ['a flag without its value', ['--token'], env, 'option --token needs a value'],
+    ['a stray argument', ['start'], env, 'unexpected argument "start": every option is a --flag'],
+    ['an id with a space', ['--id', 'my box'], env, '--id must be 1 to 128 characters without spaces (got "my box")'],
+    [
+      'an unknown driver',
+      ['--drivers', 'process,docker'],
+      env,
+      'unknown driver "docker" in --drivers (known: process, command, external)',
+    ],
+    [
+      'an empty template name',
+      ['--templates', 'a,'],
+      env,
+      '--templates must be a comma-separated list of names (got "a,")',
+    ],
+    [
+      'a template name the server refuses',
+      ['--templates', 'Claude'],
+      env,
+      '"Claude" in --templates is not a template name (lowercase letters, digits, ".", "_" and "-", up to 64)',
+    ],
+    ['no concurrency', ['--concurrency', '0'], env, '--concurrency must be a whole number from 1 to 256 (got "0")'],
+    ['a fraction', ['--concurrency', '1.5'], env, '--concurrency must be a whole number from 1 to 256 (got "1.5")'],
+    [
+      'a long poll too long',
+      ['--wait-ms', '60000'],
+      env,
+      '--wait-ms must be a whole number from 0 to 30000 (got "60000")',
+    ],
+    [
+      'a heartbeat in words',
+      ['--heartbeat-ms', 'often'],
+      env,
+      '--heartbeat-ms must be a whole number from 100 to 600000 (got "often")',
+    ],
+  ])('refuses %s', (_, args, vars, error) => {
+    expect(parse(args, vars)).toEqual({ error });
+  });
+});
+
+describe('hiatus-provisioner, without a server', () => {
+  const h = useHarness();
+
+  it('exits 2 with one line on stderr for bad arguments', async () => {
+    const [unknown, missing] = [startDaemon(['--concurency', '2']), startDaemon([], { HIATUS_URL: 'http://h:1' })];
+    expect(await within(15_000, 'the daemons to exit', Promise.all([unknown.exited, missing.exited]))).toEqual([2, 2]);
+    expect(unknown.stderr()).toBe('hiatus-provisioner: unknown option --concurency (see --help)\n');
+    expect(missing.stderr()).toBe(
+      'hiatus-provisioner: a key is required: HIATUS_TOKEN or --token (a provisioner key, or an admin full key) (see --help)\n',
+    );
+    expect([...unknown.lines, ...missing.lines]).toEqual([]);
   });
 
   it('prints its flags for --help', async () => {
@@ -119,22 +191,17 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
       HIATUS_PROVISIONER_POLL_MS: '200',
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
       HIATUS_ADMIN_TOKEN: adminToken,
-      LOG_LEVEL: 'warn',
     });
     admin = apiClient(server.url, adminToken);
     provisionerKey = (await admin.apiKeys.create.mutate({ scope: 'provisioner', name: 'daemons' })).key;
-    const agent = { NODE: process.execPath, AGENT: demoAgent };
-    await admin.templates.create.mutate({
-      name: 'demo',
-      driver: 'process',
-      settings: { command: [process.execPath, demoAgent] },
-    });
+    await defineTemplate('demo', { command: [process.execPath, demoAgent] });
     // An agent that takes its time to come up: a start that is still running when something happens.
-    await admin.templates.create.mutate({
-      name: 'slow',
-      driver: 'process',
-      settings: { command: ['/bin/sh', '-c', 'sleep 2; exec "$NODE" "$AGENT"'], env: agent },
+    await defineTemplate('slow', {
+      command: ['/bin/sh', '-c', 'sleep 2; exec "$NODE" "$AGENT"'],
+      env: { NODE: process.execPath, AGENT: demoAgent },
     });
+    // An agent that never answers: a start that only ends when it is cancelled (or in 25 s).
+    await defineTemplate('mute', { command: ['/bin/sh', '-c', 'sleep 30'], startTimeoutMs: 25_000 });
     dataDir = await mkdtemp(join(tmpdir(), 'hiatus-daemons-'));
   }, 120_000);
 
@@ -146,20 +213,17 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   }, 60_000);
 
+  /** Saves a `process` template; one the server made itself (its own `demo`) gets these settings as a new version. */
+  async function defineTemplate(name: string, settings: Record<string, unknown>): Promise<void> {
+    const created = await codeOf(admin.templates.create.mutate({ name, driver: 'process', settings }));
+    if (created === 'CONFLICT') await admin.templates.update.mutate({ name, driver: 'process', settings });
+    else expect(created).toBe('OK');
+  }
+
   /** A daemon of this server, sharing the one data directory, quick to poll and to beat. */
   function daemon(id: string, args: string[] = []): DaemonProcess {
-    const flags = [
-      '--url',
-      server!.url,
-      '--id',
-      id,
-      '--data-dir',
-      dataDir,
-      '--heartbeat-ms',
-      '300',
-      '--wait-ms',
-      '1000',
-    ];
+    const quick = '--heartbeat-ms 300 --wait-ms 1000'.split(' ');
+    const flags = ['--url', server!.url, '--id', id, '--data-dir', dataDir, ...quick];
     return startDaemon([...flags, ...args], { HIATUS_TOKEN: provisionerKey });
   }
 
@@ -195,7 +259,7 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     const env = await environOf(agentPid!);
     expect(env).toMatchObject({ HIATUS_TASK_ID: taskId, HIATUS_PROMPT: 'do walk', HIATUS_REASON: 'initiator' });
     expect(env.HIATUS_TOKEN).toBeUndefined(); // the provisioner's key stays with the provisioner
-    const started = await Promise.race([a, b].map((d) => d.waitFor(jobEnd(taskId))));
+    const started = await eventually(async () => [...a.lines, ...b.lines].find(jobEnd(taskId)) ?? fail('no job end'));
     expect(started).toMatchObject({ msg: 'job succeeded', outputs: { agentUrl: active.agentUrl, pid: agentPid } });
 
     await admin.tasks.pause.mutate({ id: taskId });
@@ -224,17 +288,17 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
 
     const orphaned = await createTask('orphaned', 'slow');
     await doomed.waitFor((l) => l.msg === 'job started' && l.taskId === orphaned);
-    await eventually(async () => expect(await processesOfTask(orphaned)).toHaveLength(1));
+    // Its agent is still in its 2 s sleep: the start cannot have ended yet.
+    await eventually(async () => expect((await processesOfTask(orphaned)).length).toBeGreaterThan(0));
     doomed.signal('SIGKILL');
     expect(await within(5_000, 'the daemon to die', doomed.exited)).toBe('SIGKILL');
 
     // No heartbeat for 2 s: the server fails the job; the agent it started runs on, orphaned.
-    const failed = await whenStatus(orphaned, 'error', 15_000);
-    expect(failed.status).toBe('error');
+    await whenStatus(orphaned, 'error', 15_000);
     const [build] = (await admin.builds.list.query({ taskId: orphaned })).items;
     expect(build).toMatchObject({ transition: 'start', jobStatus: 'failed' });
     expect(build!.error).toContain('doomed stopped sending heartbeats');
-    expect(await processesOfTask(orphaned)).toHaveLength(1);
+    expect((await processesOfTask(orphaned)).length).toBeGreaterThan(0);
 
     const served = await createTask('served', 'demo');
     const active = await whenStatus(served, 'active');
@@ -253,6 +317,38 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     ]);
   });
 
+  it('cancels a job the server took back: a heartbeat answered CONFLICT kills the start, and nothing is reported', async () => {
+    const frozen = daemon('frozen');
+    await frozen.waitFor((l) => l.msg === 'reconciled');
+    const taskId = await createTask('taken-back', 'mute');
+    await frozen.waitFor((l) => l.msg === 'job started' && l.taskId === taskId);
+    await eventually(async () => expect((await processesOfTask(taskId)).length).toBeGreaterThan(0));
+
+    frozen.signal('SIGSTOP'); // alive, but silent: its job goes stale
+    await whenStatus(taskId, 'error', 15_000);
+    frozen.signal('SIGCONT');
+    await frozen.waitFor((l) => l.msg.startsWith('job dropped') && l.taskId === taskId);
+    expect(frozen.lines.find((l) => l.msg.startsWith('heartbeat refused'))).toMatchObject({
+      level: 'warn',
+      taskId,
+      error: expect.stringMatching(/^CONFLICT: /),
+    });
+    await eventually(async () => expect(await processesOfTask(taskId)).toEqual([]));
+    expect(frozen.lines.some(jobEnd(taskId))).toBe(false);
+
+    frozen.signal('SIGTERM');
+    expect(await within(10_000, 'the daemon to drain', frozen.exited)).toBe(0);
+  });
+
+  it('logs a refused key as an error and keeps trying, without crashing', async () => {
+    const refused = startDaemon(['--url', server!.url, '--data-dir', dataDir], { HIATUS_TOKEN: 'hiatus_not-a-key' });
+    const line = await refused.waitFor((l) => l.msg === 'cannot ask the server which tasks should run, retrying');
+    expect(line).toMatchObject({ level: 'error', error: expect.stringMatching(/^UNAUTHORIZED: /) });
+    refused.signal('SIGTERM');
+    expect(await within(5_000, 'the daemon to stop', refused.exited)).toBe(0);
+    expect(refused.lines.some((l) => l.msg === 'reconciled')).toBe(false);
+  });
+
   it('drains on SIGTERM: finishes and reports the start it runs, then exits 0; a second signal exits at once', async () => {
     const draining = daemon('draining');
     await draining.waitFor((l) => l.msg === 'reconciled');
@@ -269,9 +365,9 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     const cut = await createTask('cut', 'slow');
     await impatient.waitFor((l) => l.msg === 'job started' && l.taskId === cut);
     impatient.signal('SIGTERM');
-    await impatient.waitFor((l) => l.msg.startsWith('stopping'));
+    await impatient.waitFor((l) => l.msg.startsWith('signal received'));
     impatient.signal('SIGTERM');
-    expect(await within(1_000, 'the daemon to exit at once', impatient.exited)).toBe(143);
+    expect(await within(5_000, 'the daemon to exit', impatient.exited)).toBe(143); // not 0: no drain
     expect(impatient.lines.some(jobEnd(cut))).toBe(false);
     await whenStatus(cut, 'error', 15_000); // its job went stale
   });

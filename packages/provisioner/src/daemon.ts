@@ -5,7 +5,7 @@ import { defaults } from './defaults.ts';
 import type { Driver } from './driver.ts';
 import { type DriverName, drivers } from './index.ts';
 import { jsonLogger, type Logger } from './log.ts';
-import { type BuildJob, createProvisionerApi, describeFailure, serverCode } from './provisioner-api.ts';
+import { type BuildJob, callFailure, createProvisionerApi, describeFailure, serverCode } from './provisioner-api.ts';
 import { batchedShouldRun } from './reconcile.ts';
 import { Backoff, GaveUp, pause, retrying } from './retry.ts';
 
@@ -70,14 +70,15 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
   /** Aborted drainReportMs after stop(): reports the server has not taken by then are given up. */
   const abandon = new AbortController();
   const running = new Set<Promise<void>>();
+  let acquiring = false;
 
   /** Stops what the drivers left running for tasks that should not run now; nothing when the server cannot say. */
   async function reconcile(): Promise<void> {
     const shouldRun = batchedShouldRun((taskIds) =>
       retrying(() => api.shouldRun(taskIds), {
-        retryable: (error) => serverCode(error) !== 'BAD_REQUEST',
+        retryable: (error) => callFailure(error) === 'unavailable',
         onRetry: (error, retryInMs) =>
-          log.warn('cannot ask the server which tasks should run, retrying', {
+          log[levelOf(error)]('cannot ask the server which tasks should run, retrying', {
             error: describeFailure(error),
             retryInMs,
           }),
@@ -108,17 +109,20 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
       const asked = Date.now();
       let job: BuildJob | null;
       try {
+        // Not cancelled by stop(): the server may be handing this provisioner a job right then.
+        acquiring = true;
         job = await api.acquire({ drivers: served, templates, waitMs });
         backoff.reset();
       } catch (error) {
         const retryInMs = backoff.next();
-        const refused = ['UNAUTHORIZED', 'FORBIDDEN'].includes(serverCode(error) ?? '');
-        log[refused ? 'error' : 'warn']('cannot acquire a job, retrying', {
+        log[levelOf(error)]('cannot acquire a job, retrying', {
           error: describeFailure(error),
           retryInMs,
         });
         await pause(retryInMs, stopping.signal);
         continue;
+      } finally {
+        acquiring = false;
       }
       if (job) {
         const run = runBuildJob(job, { api, dataDir, heartbeatMs, log, abandon: abandon.signal });
@@ -133,7 +137,7 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
 
   const done = (async () => {
     log.info('provisioner started', {
-      url: options.url,
+      url: withoutPassword(options.url),
       drivers: served,
       templates: templates ?? 'any',
       dataDir,
@@ -141,7 +145,7 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
     });
     await reconcile();
     await serve();
-    if (running.size > 0) log.info('draining: waiting for running jobs', { jobs: running.size });
+    if (running.size > 0) log.info('waiting for the running jobs', { runningJobs: running.size });
     await Promise.allSettled(running);
     log.info('provisioner stopped');
   })().catch((error: unknown) => {
@@ -152,10 +156,33 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
     done,
     async stop() {
       if (!stopping.signal.aborted) {
+        log.info('stopping: taking no more jobs', {
+          runningJobs: running.size,
+          // A long poll in flight is waited for, and a job it brings is run: it is already ours.
+          acquireInFlight: acquiring ? `answers within ${waitMs} ms` : 'none',
+        });
         stopping.abort();
         setTimeout(() => abandon.abort(), defaults.drainReportMs).unref();
       }
       await done;
     },
   };
+}
+
+/** A refused key needs someone to act; a server away for a while does not (yet). */
+function levelOf(error: unknown): 'warn' | 'error' {
+  const code = serverCode(error);
+  return code === 'UNAUTHORIZED' || code === 'FORBIDDEN' ? 'error' : 'warn';
+}
+
+/** The URL as it may be logged. */
+function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.password) return url;
+    parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
 }
