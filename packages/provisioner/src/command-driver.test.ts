@@ -74,6 +74,27 @@ describe('command driver', () => {
     });
   });
 
+  it('keeps the provisioner’s own secrets from its commands', async () => {
+    const saved = { db: process.env.DATABASE_URL, admin: process.env.HIATUS_ADMIN_TOKEN };
+    process.env.DATABASE_URL = 'postgres://hiatus:secret@db/hiatus';
+    process.env.HIATUS_ADMIN_TOKEN = 'the-admin-key-0123456789';
+    try {
+      const printSecrets = `"$NODE" -e '
+        const seen = ["DATABASE_URL", "HIATUS_ADMIN_TOKEN"].filter((k) => k in process.env);
+        console.log(JSON.stringify({ agentUrl: "http://127.0.0.1:9", seen }));'`;
+      const spec = h.spec({ settings: { start: printSecrets, stop: 'true', env: { NODE: process.execPath } } });
+      expect(await commandDriver.run(spec, h.ctx)).toEqual({ agentUrl: 'http://127.0.0.1:9', seen: [] });
+    } finally {
+      for (const [name, value] of [
+        ['DATABASE_URL', saved.db],
+        ['HIATUS_ADMIN_TOKEN', saved.admin],
+      ] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+
   it('fails with the tail of stderr when a command exits non-zero', async () => {
     const failing = { ...demo, stop: 'echo "Error: No such container: agent-1" >&2; exit 3' };
     const failure = run('stop', failing);

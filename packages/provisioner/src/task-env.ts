@@ -6,13 +6,24 @@ export function parameterVariable(name: string): string {
 }
 
 /**
- * The environment a driver's command runs with: the provisioner's own, then the template's
- * `env`, then what Hiatus knows about the build. Hiatus's variables come last so a template
- * cannot pass one task off as another.
+ * The provisioner's own secrets, never handed to an agent: a server running the built-in
+ * provisioner has its database URL and admin key in its environment, a daemon its API key.
+ */
+const secret = /^(HIATUS_|DATABASE_|PG(PASSWORD|USER|HOST|DATABASE|PASSFILE)$)/;
+
+/** The provisioner's environment without its secrets. */
+function inheritedEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !secret.test(name)));
+}
+
+/**
+ * The environment a driver's command runs with: the provisioner's own (less its secrets), then
+ * the template's `env`, then what Hiatus knows about the build. Hiatus's variables come last so a
+ * template cannot pass one task off as another.
  */
 export function taskEnv(spec: BuildSpec, templateEnv: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
+    ...inheritedEnv(),
     ...templateEnv,
     HIATUS_TASK_ID: spec.taskId,
     HIATUS_WORKSPACE_ID: spec.workspaceId,
