@@ -7,9 +7,12 @@ import { insertUser } from '../src/db/users.ts';
 import type { UserActor, UserRole } from '../src/domain/actor.ts';
 import { acquireBuildJob, completeBuildJob } from '../src/lifecycle/jobs.ts';
 import { meteredPause } from '../src/lifecycle/metered.ts';
+import { startBuiltinProvisioner } from '../src/lifecycle/provisioner.ts';
 import { createTask, getTask } from '../src/lifecycle/tasks.ts';
+import { createLogger } from '../src/logger.ts';
 import { type BackendName, createMigratedDatabase, type TestDatabase } from './databases.ts';
 import { FakeAgent } from './fake-agent.ts';
+import { testProvisionerDir } from './paths.ts';
 
 /**
  * Test settings: a healthy local agent always answers well within its timeout, even on a loaded
@@ -47,6 +50,8 @@ export type Harness = {
   otherApp(settings?: Partial<AppSettings>): App;
   /** A task of `owner` (alice) talking to `agent` (the suite's), brought to `status` (active). */
   task(options?: TaskOptions): Promise<Task>;
+  /** Starts the built-in provisioner on the suite's app (polling every `pollIntervalMs`); returns its stop. */
+  provisioner(pollIntervalMs: number): () => Promise<void>;
   /** Completes every queued build job, as a provisioner would; returns how many. */
   settle(outcome?: { error?: string }): Promise<number>;
   /** Everything a failed operation must leave as it was: builds, snapshots and their stats, tasks. */
@@ -100,6 +105,13 @@ export function useHarness(
     return { kind: 'user', userId: user.id, role: user.role };
   };
   h.otherApp = (extra = {}) => createApp(h.database.open(), { ...fastSettings, ...settings, ...extra });
+  h.provisioner = (pollIntervalMs) =>
+    startBuiltinProvisioner(h.app, {
+      dataDir: testProvisionerDir,
+      pollIntervalMs,
+      staleAfterMs: 60_000,
+      log: createLogger('silent'),
+    });
   h.settle = async (outcome = {}) => {
     let done = 0;
     for (let job = await acquireBuildJob(h.app, 'test'); job; job = await acquireBuildJob(h.app, 'test')) {
@@ -135,5 +147,3 @@ export function useHarness(
   };
   return h;
 }
-
-export { testProvisionerDir } from './paths.ts';

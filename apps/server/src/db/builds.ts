@@ -1,7 +1,8 @@
-import { type Selectable, sql } from 'kysely';
+import type { Selectable } from 'kysely';
 import type { BuildReason, JobStatus, WorkspaceTransition } from '../domain/lifecycle.ts';
 import type { Db } from './connection.ts';
 import type { WorkspaceBuilds } from './schema.ts';
+import { nextInSequence } from './sequence.ts';
 
 export type BuildRow = Selectable<WorkspaceBuilds>;
 
@@ -60,7 +61,7 @@ export async function insertNextBuild(
     .insertInto('workspace_builds')
     .values({
       workspace_id: build.workspaceId,
-      build_number: sql<number>`(SELECT COALESCE(MAX(build_number), 0) + 1 FROM workspace_builds WHERE workspace_id = ${build.workspaceId})`,
+      build_number: nextInSequence('workspace_builds', 'build_number', 'workspace_id', build.workspaceId),
       transition: build.transition,
       reason: build.reason,
       initiator_id: build.initiatorId,

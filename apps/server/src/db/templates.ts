@@ -2,6 +2,7 @@ import { type Selectable, sql } from 'kysely';
 import type { PrePauseNotice, TemplateParameter } from '../domain/templates.ts';
 import type { Db } from './connection.ts';
 import type { Templates } from './schema.ts';
+import { nextInSequence } from './sequence.ts';
 
 /** One version of a template. */
 export type Template = {
@@ -20,19 +21,15 @@ export type Template = {
 };
 
 function toTemplate(row: Selectable<Templates>): Template {
+  const { idle_timeout_seconds, pre_pause_notice, created_by, created_at, archived_at, ...same } = row;
   return {
-    id: row.id,
-    name: row.name,
-    version: row.version,
-    driver: row.driver,
-    settings: row.settings,
+    ...same,
     parameters: row.parameters as TemplateParameter[],
-    idleTimeoutSeconds: row.idle_timeout_seconds,
-    prePauseNotice: row.pre_pause_notice as PrePauseNotice | null,
-    description: row.description,
-    createdBy: row.created_by,
-    createdAt: row.created_at,
-    archivedAt: row.archived_at,
+    idleTimeoutSeconds: idle_timeout_seconds,
+    prePauseNotice: pre_pause_notice as PrePauseNotice | null,
+    createdBy: created_by,
+    createdAt: created_at,
+    archivedAt: archived_at,
   };
 }
 
@@ -48,7 +45,7 @@ export async function insertTemplateVersion(trx: Db, row: TemplateVersionRow): P
     .insertInto('templates')
     .values({
       name: row.name,
-      version: sql<number>`(SELECT COALESCE(MAX(version), 0) + 1 FROM templates WHERE name = ${row.name})`,
+      version: nextInSequence('templates', 'version', 'name', row.name),
       driver: row.driver,
       settings: JSON.stringify(row.settings ?? {}),
       parameters: JSON.stringify(row.parameters),

@@ -1,11 +1,9 @@
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
-import { testProvisionerDir, useHarness } from '../../test/harness.ts';
-import { createLogger } from '../logger.ts';
+import { useHarness } from '../../test/harness.ts';
 import { listTaskBuilds } from './builds.ts';
 import { acquireBuildJob, completeBuildJob, failStaleBuildJobs, heartbeatBuildJob } from './jobs.ts';
-import { startBuiltinProvisioner } from './provisioner.ts';
 import { purgeDeletedTasks } from './purge.ts';
 import { waitForStatus } from './send.ts';
 import { pushSnapshot } from './snapshots.ts';
@@ -104,12 +102,7 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
   });
 
   it('has a built-in provisioner that completes new jobs at once', async () => {
-    const stop = startBuiltinProvisioner(h.app, {
-      dataDir: testProvisionerDir,
-      pollIntervalMs: 10_000,
-      staleAfterMs: 60_000,
-      log: createLogger('silent'),
-    });
+    const stop = h.provisioner(10_000);
     try {
       const { task } = await newTask();
       const active = await waitForStatus(h.app, task.id, 'active', 5_000);

@@ -1,10 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
-import { testProvisionerDir, useHarness } from '../../test/harness.ts';
+import { useHarness } from '../../test/harness.ts';
 import { createApp } from '../app.ts';
-import { createLogger } from '../logger.ts';
 import { meteredPause } from './metered.ts';
-import { startBuiltinProvisioner } from './provisioner.ts';
 import { sendToTask } from './send.ts';
 import { getTask } from './tasks.ts';
 
@@ -40,12 +38,7 @@ describe.each(testBackends())('send on %s', (backend) => {
     const task = await h.task();
     await meteredPause(h.app, h.alice, task.id, { reason: 'task_manual_pause' });
     await h.settle();
-    const stop = startBuiltinProvisioner(h.app, {
-      dataDir: testProvisionerDir,
-      pollIntervalMs: 50,
-      staleAfterMs: 60_000,
-      log: createLogger('silent'),
-    });
+    const stop = h.provisioner(50);
     try {
       const result = await sendToTask(h.app, h.alice, task.id, 'carry on', { resumeIfPaused: true });
       expect(result).toMatchObject({ resumed: true, task: { status: 'active' } });
