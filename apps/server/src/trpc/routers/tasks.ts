@@ -9,41 +9,38 @@ import { watchTask } from '../../lifecycle/watch.ts';
 import { id, idleTimeoutSeconds, pageLimit, parameterValues, templateName, text } from '../inputs.ts';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
 
-/** A task runs either an agent Hiatus does not manage (`agentUrl`) or a template's workspace (`template`). */
-const newTaskInput = z
-  .object({
-    name: text.trim().min(1).max(128),
-    prompt: text.max(100_000),
-    agentUrl: z
-      .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-      .max(2048)
-      .optional(),
-    template: templateName.optional(),
-    templateVersion: z.number().int().positive().optional(),
-    parameters: parameterValues.optional(),
-    idleTimeoutSeconds: idleTimeoutSeconds.optional(),
-  })
-  .refine((t) => (t.agentUrl === undefined) !== (t.template === undefined), {
-    message: 'give either agentUrl (an agent Hiatus does not manage) or template, not both',
-    path: ['template'],
-  })
-  .refine((t) => t.template !== undefined || (t.parameters === undefined && t.templateVersion === undefined), {
-    message: 'parameters and templateVersion go with a template',
-    path: ['parameters'],
-  });
+const taskBasics = {
+  name: text.trim().min(1).max(128),
+  prompt: text.max(100_000),
+  idleTimeoutSeconds: idleTimeoutSeconds.optional(),
+};
+
+/**
+ * A task runs either an agent Hiatus does not manage (`agentUrl`) or a template's workspace
+ * (`template`, with its `parameters`): two shapes, so the SDK's types say so too.
+ */
+const newTaskInput = z.union(
+  [
+    z.strictObject({
+      ...taskBasics,
+      agentUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).max(2048),
+    }),
+    z.strictObject({
+      ...taskBasics,
+      template: templateName,
+      templateVersion: z.number().int().positive().optional(),
+      parameters: parameterValues.optional(),
+    }),
+  ],
+  { error: 'give either agentUrl (an agent Hiatus does not manage) or template (with its parameters), not both' },
+);
 
 export const tasksRouter = router({
   /** Creates a task with its workspace and first start build (reason `initiator`). */
   create: writeProcedure
     .input(newTaskInput)
     .mutation(({ ctx, input }) =>
-      createTask(
-        ctx.app,
-        ctx.actor,
-        input.template !== undefined
-          ? { ...input, template: input.template, agentUrl: undefined }
-          : { ...input, agentUrl: input.agentUrl!, template: undefined, parameters: undefined },
-      ),
+      createTask(ctx.app, ctx.actor, 'template' in input ? input : { ...input, template: undefined }),
     ),
 
   get: readProcedure.input(z.object({ id })).query(({ ctx, input }) => getTask(ctx.app, ctx.actor, input.id)),
