@@ -1,7 +1,5 @@
-import { defaults } from './defaults.ts';
-import { type BuildSpec, DriverError } from './driver.ts';
-import { driverFor } from './index.ts';
 import type { Logger } from './log.ts';
+import { performJob } from './perform.ts';
 import {
   type BuildJob,
   callFailure,
@@ -40,7 +38,7 @@ export async function runBuildJob(job: BuildJob, ctx: BuildJobContext): Promise<
   const heartbeats = keepAlive(ctx.api, build.id, ctx.heartbeatMs, log, lost);
   try {
     log.info('job started', { reason: build.reason, template: job.template?.name ?? null });
-    const outcome = await perform(job, { dataDir: ctx.dataDir, signal: lost.signal, log: log.info });
+    const outcome = await performJob(job, { dataDir: ctx.dataDir, signal: lost.signal, log: log.info });
     if (lost.signal.aborted) {
       log.warn('job dropped: the server no longer holds it for this provisioner');
       return;
@@ -51,43 +49,6 @@ export async function runBuildJob(job: BuildJob, ctx: BuildJobContext): Promise<
   } finally {
     heartbeats.stop();
   }
-}
-
-/** The driver's outputs, or the failure's text. A job without a template has nothing to do. */
-async function perform(
-  job: BuildJob,
-  ctx: { dataDir: string; signal: AbortSignal; log: Logger['info'] },
-): Promise<JobOutcome> {
-  if (!job.template) return {};
-  try {
-    const outputs = await driverFor(job.template.driver).run(specOf(job), ctx);
-    return { outputs };
-  } catch (error) {
-    return { error: failureText(error) };
-  }
-}
-
-/** What the driver gets: the build, the task's prompt and parameters, the template's settings. */
-function specOf(job: BuildJob): BuildSpec {
-  if (!job.task) throw new DriverError(`build ${job.build.id} belongs to no task: there is nothing to run it for`);
-  return {
-    buildId: job.build.id,
-    taskId: job.task.id,
-    workspaceId: job.build.workspaceId,
-    transition: job.build.transition,
-    reason: job.build.reason,
-    prompt: job.task.prompt,
-    parameters: job.task.parameters,
-    settings: job.template?.settings,
-    previousOutputs: job.previousOutputs,
-  };
-}
-
-/** A DriverError's message is written for the user; anything else is the provisioner's own failure. */
-function failureText(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const text = error instanceof DriverError ? message : `the provisioner failed: ${message || 'no message'}`;
-  return text.length > defaults.maxErrorChars ? `${text.slice(0, defaults.maxErrorChars - 1)}…` : text;
 }
 
 /**

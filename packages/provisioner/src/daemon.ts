@@ -3,10 +3,10 @@ import { resolve } from 'node:path';
 import { externalDriver, runBuildJob } from './build-job.ts';
 import { defaults } from './defaults.ts';
 import type { Driver } from './driver.ts';
-import { type DriverName, drivers } from './index.ts';
 import { jsonLogger, type Logger } from './log.ts';
 import { type BuildJob, callFailure, createProvisionerApi, describeFailure, serverCode } from './provisioner-api.ts';
 import { batchedShouldRun } from './reconcile.ts';
+import { type DriverName, drivers } from './registry.ts';
 import { Backoff, GaveUp, pause, retrying } from './retry.ts';
 
 /** The drivers a daemon can serve: the real ones, and `external` (template-less jobs, completed at once). */

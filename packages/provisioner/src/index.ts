@@ -1,19 +1,7 @@
-import { commandDriver } from './command-driver.ts';
-import { type Driver, DriverError } from './driver.ts';
-import { processDriver } from './process-driver.ts';
-
 export { type CommandSettings, commandDriver, commandSettingsSchema } from './command-driver.ts';
 export { defaults } from './defaults.ts';
 export * from './driver.ts';
+export { type JobOutcome, type JobToPerform, performJob } from './perform.ts';
 export { type ProcessSettings, processDriver, processSettingsSchema } from './process-driver.ts';
+export { type DriverName, driverFor, drivers } from './registry.ts';
 export { parameterVariable } from './task-env.ts';
-
-/** Every driver a template can name, by name. */
-export const drivers = { process: processDriver, command: commandDriver } as const satisfies Record<string, Driver>;
-export type DriverName = keyof typeof drivers;
-
-/** The driver a template names; a DriverError naming the known ones otherwise. */
-export function driverFor(name: string): Driver {
-  if (Object.hasOwn(drivers, name)) return drivers[name as DriverName];
-  throw new DriverError(`unknown driver ${JSON.stringify(name)} (known: ${Object.keys(drivers).join(', ')})`);
-}

@@ -2,7 +2,7 @@ import type { AppRouter } from '@hiatus/server/router';
 import { createTRPCClient, httpLink, type TRPCClient, TRPCClientError } from '@trpc/client';
 import superjson from 'superjson';
 import { defaults } from './defaults.ts';
-import type { BuildOutputs } from './driver.ts';
+import type { JobOutcome } from './perform.ts';
 
 type ProvisionerClient = TRPCClient<AppRouter>['provisioner'];
 
@@ -12,8 +12,7 @@ export type BuildJob = NonNullable<Awaited<ReturnType<ProvisionerClient['acquire
 /** Which jobs a provisioner takes: by the template's driver (`external` without one), by template name. */
 export type JobFilter = { drivers?: string[]; templates?: string[] };
 
-/** How a job ended, as reported: a success with its outputs (none for an external workspace), or a failure. */
-export type JobOutcome = { outputs?: BuildOutputs } | { error: string };
+export type { JobOutcome } from './perform.ts';
 
 /** The provisioner's side of the server's protocol, for one provisioner id. */
 export type ProvisionerApi = {

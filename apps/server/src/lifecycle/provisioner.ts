@@ -1,5 +1,6 @@
-import { type BuildSpec, type Driver, driverFor } from '@hiatus/provisioner';
+import { type Driver, drivers, performJob } from '@hiatus/provisioner';
 import type { App } from '../app.ts';
+import { HiatusError } from '../domain/errors.ts';
 import type { Logger } from '../logger.ts';
 import {
   acquireBuildJob,
@@ -75,53 +76,40 @@ export function startBuiltinProvisioner(app: App, options: BuiltinProvisionerOpt
   };
 }
 
-/** Runs one job's driver with heartbeats, then reports its outputs or its error. */
+/** Runs one job's driver (the same way the daemon does) with heartbeats, then reports how it ended. */
 async function runDriverJob(
   app: App,
   provisionerId: string,
   job: ProvisionerJob,
   options: BuiltinProvisionerOptions,
 ): Promise<void> {
-  const abort = new AbortController();
+  const lost = new AbortController();
   const beat = setInterval(
-    () => void heartbeatBuildJob(app, job.build.id, provisionerId).catch(() => abort.abort()), // no longer ours
+    () => void heartbeatBuildJob(app, job.build.id, provisionerId).catch(() => lost.abort()), // no longer ours
     Math.max(Math.floor(options.staleAfterMs / 3), 50),
   );
   try {
-    const outputs = await driverFor(job.template!.driver).run(buildSpec(job), {
+    const outcome = await performJob(job, {
       dataDir: options.dataDir,
-      signal: abort.signal,
+      signal: lost.signal,
       log: (msg, fields) => options.log.info({ ...fields, buildId: job.build.id }, msg),
     });
-    await completeBuildJob(app, job.build.id, { provisionerId, outputs });
+    if ('error' in outcome) options.log.warn({ buildId: job.build.id, error: outcome.error }, 'build failed');
+    await completeBuildJob(app, job.build.id, { provisionerId, ...outcome }).catch(async (error: unknown) => {
+      // Outputs the server refuses (an agentUrl that is no URL) fail the build instead, as the daemon does.
+      if (!(error instanceof HiatusError && error.code === 'bad_input')) throw error;
+      await completeBuildJob(app, job.build.id, { provisionerId, error: `the outputs were refused: ${error.message}` });
+    });
   } catch (error) {
-    options.log.warn({ buildId: job.build.id, err: error }, 'build failed');
-    await completeBuildJob(app, job.build.id, { provisionerId, error: (error as Error).message }).catch(
-      (completeError: unknown) => options.log.warn({ err: completeError }, 'could not report a failed build'),
-    );
+    options.log.warn({ buildId: job.build.id, err: error }, 'could not report a build');
   } finally {
     clearInterval(beat);
   }
 }
 
-/** A job as a driver sees it. */
-export function buildSpec(job: ProvisionerJob): BuildSpec {
-  return {
-    buildId: job.build.id,
-    taskId: job.task?.id ?? job.build.workspaceId,
-    workspaceId: job.build.workspaceId,
-    transition: job.build.transition,
-    reason: job.build.reason,
-    prompt: job.task?.prompt ?? '',
-    parameters: job.task?.parameters ?? {},
-    settings: job.template?.settings ?? {},
-    previousOutputs: job.previousOutputs,
-  };
-}
-
 /** Stops what the drivers left running (a crash, a restart) for tasks whose status says they should not run. */
 async function reconcileDrivers(app: App, options: BuiltinProvisionerOptions): Promise<void> {
-  for (const driver of ['process', 'command'].map(driverFor) as Driver[]) {
+  for (const driver of Object.values(drivers) as Driver[]) {
     try {
       const stopped = await driver.reconcile?.(async (taskId) => (await tasksThatShouldRun(app, [taskId])).length > 0, {
         dataDir: options.dataDir,
