@@ -2,20 +2,16 @@ import type { App } from '../app.ts';
 import { audit } from '../audit/audit.ts';
 import { type ApiKeyInfo, findApiKey, insertApiKey, revokeApiKeyRow } from '../db/api-keys.ts';
 import { findUser, insertUser, type User, usernameConstraint } from '../db/users.ts';
-import type { Actor, ApiKeyScope, UserRole } from '../domain/actor.ts';
+import { type Actor, type ApiKeyScope, assertAdmin, type UserRole } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import { getTask } from '../lifecycle/tasks.ts';
 import { generateApiKey, keyDigest } from './keys.ts';
 
 export type { ApiKeyInfo };
 
-function requireAdmin(actor: Actor, what: string): void {
-  if (actor.kind === 'user' && actor.role !== 'admin') throw new HiatusError('forbidden', `only an admin may ${what}`);
-}
-
 /** Creates a user (admins only), audited. */
 export async function createUser(app: App, actor: Actor, input: { username: string; role: UserRole }): Promise<User> {
-  requireAdmin(actor, 'create users');
+  assertAdmin(actor, 'create users');
   try {
     return await app.db.transaction().execute(async (trx) => {
       const user = await insertUser(trx, input);
@@ -57,8 +53,8 @@ export async function createApiKey(
   if (actor.kind !== 'user') throw new HiatusError('forbidden', 'keys belong to users');
   const userId = input.userId ?? actor.userId;
   const scope = input.scope ?? 'full';
-  if (userId !== actor.userId) requireAdmin(actor, "create another user's keys");
-  if (scope === 'provisioner') requireAdmin(actor, 'create provisioner keys');
+  if (userId !== actor.userId) assertAdmin(actor, "create another user's keys");
+  if (scope === 'provisioner') assertAdmin(actor, 'create provisioner keys');
   if ((scope === 'workspace') !== (input.taskId !== undefined)) {
     throw new HiatusError('bad_input', 'a workspace key names its task (taskId), and only a workspace key does');
   }

@@ -111,6 +111,13 @@ export async function findTask(db: Db, id: string, options: { ownerId?: string }
   return row && toTask(row);
 }
 
+/** The tasks among `ids` that exist, whatever their status, in one query. */
+export async function findTasks(db: Db, ids: readonly string[]): Promise<Task[]> {
+  if (ids.length === 0) return [];
+  const rows = await tasksWithLatestBuild(db).where('tasks.id', 'in', ids).execute();
+  return rows.map(toTask);
+}
+
 export type TaskFilter = {
   status?: TaskStatus;
   ownerId?: string;

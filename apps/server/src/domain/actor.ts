@@ -9,6 +9,8 @@ export type UserRole = (typeof userRoles)[number];
 export const apiKeyScopes = ['full', 'read', 'workspace', 'provisioner'] as const;
 export type ApiKeyScope = (typeof apiKeyScopes)[number];
 
+import { HiatusError } from './errors.ts';
+
 /** Where a request came from, for the audit log. */
 export type RequestOrigin = { requestId?: string; ipAddress?: string; userAgent?: string };
 
@@ -31,4 +33,9 @@ export function initiatorId(actor: Actor): string | null {
 /** Admins and the system see every task; a member only their own. */
 export function seesAllTasks(actor: Actor): boolean {
   return actor.kind === 'system' || actor.role === 'admin';
+}
+
+/** Refuses a member what only an admin may do (`what`, in words); the system may do it. */
+export function assertAdmin(actor: Actor, what: string): void {
+  if (actor.kind === 'user' && actor.role !== 'admin') throw new HiatusError('forbidden', `only an admin may ${what}`);
 }

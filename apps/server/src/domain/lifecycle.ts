@@ -32,6 +32,9 @@ export type PauseReason = (typeof pauseReasons)[number];
 export const taskStatuses = ['pending', 'initializing', 'active', 'pausing', 'paused', 'error', 'deleted'] as const;
 export type TaskStatus = (typeof taskStatuses)[number];
 
+/** Statuses whose workspace is up or coming up: what a restarting provisioner keeps running. */
+export const runningStatuses: readonly TaskStatus[] = Object.freeze(['pending', 'initializing', 'active']);
+
 /** The lifecycle's operations and the build each queues. */
 export const operationTransition = {
   create: 'start',

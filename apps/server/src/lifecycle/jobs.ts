@@ -12,10 +12,12 @@ import {
   type JobFilter,
   type JobRow,
 } from '../db/jobs.ts';
-import { findTask, setAgentUrl, taskIdOfWorkspace } from '../db/tasks.ts';
+import { findTasks, setAgentUrl, taskIdOfWorkspace } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { type Actor, systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
+import { runningStatuses } from '../domain/lifecycle.ts';
+import { nextBuildEvent } from './build-events.ts';
 
 /** A build job a provisioner holds, with the task it is for (null for a workspace without one). */
 export type BuildJob = { build: Build; taskId: string | null };
@@ -49,24 +51,12 @@ export async function acquireBuildJob(
     }
     const left = deadline - Date.now();
     if (left <= 0) return null;
-    await nextQueuedBuild(app, Math.min(left, defaults.provisionerPollMs));
+    await nextBuildEvent(
+      app,
+      (event) => event.build.jobStatus === 'pending',
+      Math.min(left, defaults.provisionerPollMs),
+    );
   }
-}
-
-/** Resolves when this process queues a build, or after `ms`. */
-function nextQueuedBuild(app: App, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      app.events.off('build', onBuild);
-      resolve();
-    };
-    const onBuild = (event: { build: Build }) => {
-      if (event.build.jobStatus === 'pending') done();
-    };
-    const timer = setTimeout(done, ms);
-    app.events.on('build', onBuild);
-  });
 }
 
 /**
@@ -75,12 +65,11 @@ function nextQueuedBuild(app: App, ms: number): Promise<void> {
  * Hiatus may share the folder), so it is in the answer too.
  */
 export async function tasksThatShouldRun(app: App, taskIds: readonly string[]): Promise<string[]> {
-  const running: string[] = [];
-  for (const id of taskIds) {
-    const task = await findTask(app.db, id);
-    if (!task || ['pending', 'initializing', 'active'].includes(task.status)) running.push(id);
-  }
-  return running;
+  const known = new Map((await findTasks(app.db, taskIds)).map((task) => [task.id, task.status]));
+  return taskIds.filter((id) => {
+    const status = known.get(id);
+    return status === undefined || runningStatuses.includes(status);
+  });
 }
 
 /** Records a provisioner's sign of life on a job it runs. */

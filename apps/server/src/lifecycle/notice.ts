@@ -1,10 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../agentapi/client.ts';
 import type { App } from '../app.ts';
 import type { Task } from '../db/tasks.ts';
 import { findTemplateById } from '../db/templates.ts';
 
 const pollMs = 200;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * The pre-pause notice of the task's template, if it has one: waits for the agent to be idle,

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../agentapi/client.ts';
 import type { App } from '../app.ts';
 import { findTask, type Task } from '../db/tasks.ts';
@@ -77,5 +78,3 @@ export async function waitForStatus(app: App, taskId: string, wanted: TaskStatus
     await sleep(100);
   }
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

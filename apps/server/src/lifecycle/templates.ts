@@ -1,4 +1,4 @@
-import { DriverError, driverFor } from '@hiatus/provisioner';
+import { DriverError, driverFor, parseSettings } from '@hiatus/provisioner';
 import type { App } from '../app.ts';
 import { audit } from '../audit/audit.ts';
 import {
@@ -9,7 +9,7 @@ import {
   lockTemplateName,
   type Template,
 } from '../db/templates.ts';
-import { type Actor, systemActor } from '../domain/actor.ts';
+import { type Actor, assertAdmin, systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import type { PrePauseNotice, TemplateParameter } from '../domain/templates.ts';
 
@@ -25,20 +25,11 @@ export type TemplateDefinition = {
   description?: string;
 };
 
-function requireAdmin(actor: Actor): void {
-  if (actor.kind === 'user' && actor.role !== 'admin') {
-    throw new HiatusError('forbidden', 'only an admin may change templates');
-  }
-}
-
 /** Refuses a driver nobody knows, settings its driver cannot use, and patterns that are not regular expressions. */
 function checkDefinition(definition: TemplateDefinition): void {
   try {
-    const parsed = driverFor(definition.driver).settingsSchema.safeParse(definition.settings ?? {});
-    if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'settings'}: ${i.message}`);
-      throw new HiatusError('bad_input', `settings for the ${definition.driver} driver: ${issues.join('; ')}`);
-    }
+    const driver = driverFor(definition.driver);
+    parseSettings(driver.name, driver.settingsSchema, definition.settings ?? {});
   } catch (error) {
     if (error instanceof DriverError) throw new HiatusError('bad_input', error.message);
     throw error;
@@ -59,7 +50,7 @@ export async function createTemplate(
   name: string,
   definition: TemplateDefinition,
 ): Promise<Template> {
-  requireAdmin(actor);
+  assertAdmin(actor, 'change templates');
   checkDefinition(definition);
   return app.db.transaction().execute(async (trx) => {
     await lockTemplateName(trx, name);
@@ -91,7 +82,7 @@ export async function updateTemplate(
   name: string,
   changes: Partial<TemplateDefinition>,
 ): Promise<Template> {
-  requireAdmin(actor);
+  assertAdmin(actor, 'change templates');
   return app.db.transaction().execute(async (trx) => {
     const latest = await findTemplate(trx, name);
     if (!latest) throw new HiatusError('not_found', `template "${name}" not found`);
@@ -151,7 +142,7 @@ export function listTemplates(app: App, options: { archived?: boolean } = {}): P
 
 /** Archives a template: no new task may use it; tasks built from it keep running. */
 export async function archiveTemplate(app: App, actor: Actor, name: string): Promise<Template> {
-  requireAdmin(actor);
+  assertAdmin(actor, 'change templates');
   return app.db.transaction().execute(async (trx) => {
     const latest = await findTemplate(trx, name);
     if (!latest) throw new HiatusError('not_found', `template "${name}" not found`);

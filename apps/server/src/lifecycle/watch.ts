@@ -1,7 +1,8 @@
-import type { App, BuildEvent } from '../app.ts';
+import type { App } from '../app.ts';
 import type { Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import type { Actor } from '../domain/actor.ts';
+import { nextBuildEvent } from './build-events.ts';
 import { getTask } from './tasks.ts';
 
 /**
@@ -18,7 +19,7 @@ export async function* watchTask(
   let last = await getTask(app, actor, taskId);
   yield last;
   while (!signal.aborted) {
-    await nextWake(app, taskId, pollMs, signal);
+    await nextBuildEvent(app, (event) => event.taskId === taskId, pollMs, signal);
     if (signal.aborted) return;
     const task = await getTask(app, actor, taskId);
     if (changed(last, task)) {
@@ -26,24 +27,6 @@ export async function* watchTask(
       yield task;
     }
   }
-}
-
-/** Resolves on this process's next build event for the task, after `pollMs`, or on abort. */
-function nextWake(app: App, taskId: string, pollMs: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      app.events.off('build', onBuild);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const onBuild = (event: BuildEvent) => {
-      if (event.taskId === taskId) done();
-    };
-    const timer = setTimeout(done, pollMs);
-    app.events.on('build', onBuild);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 function changed(a: Task, b: Task): boolean {
