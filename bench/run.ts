@@ -25,7 +25,7 @@ const resumeRounds = Number(process.env.BENCH_RESUME_ROUNDS ?? 30);
 const lookEveryMs = 5;
 const demoAgent = path.join(import.meta.dirname, '..', 'packages/provisioner/demo-agent/agent.mjs');
 const concurrencies = [1, 16, 64];
-const token = `bench-${randomBytes(12).toString('hex')}`;
+const token = `bench-${randomBytes(24).toString('hex')}`;
 /** Agents stay up until the end: later phases pause their tasks again. */
 const agents: FakeAgent[] = [];
 const results: Record<string, unknown> = {

@@ -2,8 +2,15 @@ import { EventEmitter } from 'node:events';
 import { AgentClient } from './agentapi/client.ts';
 import type { Build } from './db/builds.ts';
 import type { Db } from './db/connection.ts';
+import type { ChangeNotice } from './db/events.ts';
 import { defaults } from './defaults.ts';
+import { HiatusError } from './domain/errors.ts';
 import type { PauseReason } from './domain/lifecycle.ts';
+import { LiveHistories } from './lifecycle/live-history.ts';
+import { ConcurrencyGate } from './limits/concurrency.ts';
+import { createAgentDispatcher } from './net/agent-dispatcher.ts';
+import { postWebhook, type WebhookPost } from './net/post-webhook.ts';
+import { AgentAddressPolicy, parseAllowance, webhookSubject } from './net/url-policy.ts';
 
 /** The settings the services read, from the configuration (each defaults to `defaults`). */
 export type AppSettings = {
@@ -11,6 +18,24 @@ export type AppSettings = {
   maxSnapshotBytes: number;
   defaultIdleTimeoutSeconds: number;
   resumeWaitMs: number;
+  /**
+   * Networks (CIDRs) and host names a user's agent may be at beyond public addresses
+   * (HIATUS_ALLOWED_AGENT_NETWORKS); loopback, private, link-local and metadata ones are refused otherwise.
+   */
+  allowedAgentNetworks: readonly string[];
+  /** Whole-history reads (`snapshots.get`, a live log's fetch) running at once in this process, and waiting. */
+  heavyReadConcurrency: number;
+  heavyReadQueue: number;
+  /** One user's share of time in whole-snapshot reads: ms a second (0: unlimited), and the burst. */
+  heavyReadShareMsPerSecond: number;
+  heavyReadShareBurstMs: number;
+  /** How long a fetched live history serves log pages (0: fetched for every page), and its bytes kept at most. */
+  liveHistoryTtlMs: number;
+  liveHistoryMaxBytes: number;
+  /** How long before an idle task's auto-pause its owner is warned (`task.auto_pause_warning`); 0: never. */
+  autoPauseWarningSeconds: number;
+  /** Networks and host names a webhook endpoint may be at beyond public addresses (HIATUS_ALLOWED_WEBHOOK_NETWORKS). */
+  allowedWebhookNetworks: readonly string[];
 };
 
 /** A build was inserted or its job changed state, in this process. */
@@ -29,6 +54,9 @@ export type PauseEvent = {
   snapshotBytes: number | null;
 };
 
+/** A webhook delivery attempt ended; for metrics. `latencyMs`: from the event's commit to now. */
+export type DeliveryEvent = { outcome: 'delivered' | 'retrying' | 'failed'; durationMs: number; latencyMs: number };
+
 /** A resume attempt ended; for metrics. */
 export type ResumeEvent = { outcome: 'succeeded' | 'failed'; durationMs: number };
 
@@ -38,8 +66,11 @@ export type ResumeEvent = { outcome: 'succeeded' | 'failed'; durationMs: number 
  */
 export class AppEvents extends EventEmitter<{
   build: [BuildEvent];
+  /** Something committed that watchers should look at, here or (through notifications) in another process. */
+  change: [ChangeNotice];
   pause: [PauseEvent];
   resume: [ResumeEvent];
+  delivery: [DeliveryEvent];
 }> {}
 
 /**
@@ -50,9 +81,35 @@ export type App = {
   db: Db;
   settings: AppSettings;
   events: AppEvents;
-  /** A client for the agent at `baseUrl`; null (no URL yet) gives one whose calls fail as unreachable. */
-  agent(baseUrl: string | null): AgentClient;
+  /**
+   * Why a user's agent URL is refused (its form, or an address its host resolves to that the
+   * operator does not allow), or null: checked when a task is created, and again at every
+   * connection. A function rather than the policy itself: the SDK's bundled types stay small.
+   */
+  agentUrlRefusal(url: string): Promise<string | null>;
+  /** Whole-history reads wait here for a place, so the memory they hold stays bounded. */
+  heavyReads: ConcurrencyGate;
+  /** Agents' histories kept a few seconds for the live log's pages. */
+  liveHistories: LiveHistories;
+  /**
+   * A client for the agent at `baseUrl`; null (no URL yet) gives one whose calls fail as
+   * unreachable. A user's URL is held to the address policy at every connection; `trusted` is for a
+   * URL a template's driver reported (Hiatus started that agent itself): see `agentTrust`.
+   */
+  agent(baseUrl: string | null, options?: { trusted?: boolean }): AgentClient;
+  /**
+   * A webhook endpoint's URL, checked like a user's agent URL (its form, and the addresses its
+   * host resolves to, against HIATUS_ALLOWED_WEBHOOK_NETWORKS); throws `bad_input` when refused.
+   */
+  checkWebhookUrl(url: string): Promise<string>;
+  /** POSTs a delivery to an endpoint, held to the same policy at the connection; answers its status. */
+  postWebhook(url: string, post: WebhookPost): Promise<number>;
 };
+
+/** A task's agent URL is trusted when Hiatus's own driver reported it: the task has a template. */
+export function agentTrust(task: { templateId: string | null }): { trusted: boolean } {
+  return { trusted: task.templateId !== null };
+}
 
 export function createApp(db: Db, settings: Partial<AppSettings> = {}): App {
   const merged: AppSettings = {
@@ -60,14 +117,58 @@ export function createApp(db: Db, settings: Partial<AppSettings> = {}): App {
     maxSnapshotBytes: settings.maxSnapshotBytes ?? defaults.maxSnapshotBytes,
     defaultIdleTimeoutSeconds: settings.defaultIdleTimeoutSeconds ?? defaults.defaultIdleTimeoutSeconds,
     resumeWaitMs: settings.resumeWaitMs ?? defaults.resumeWaitMs,
+    allowedAgentNetworks: settings.allowedAgentNetworks ?? defaults.allowedAgentNetworks,
+    heavyReadConcurrency: settings.heavyReadConcurrency ?? defaults.heavyReadConcurrency,
+    heavyReadQueue: settings.heavyReadQueue ?? defaults.heavyReadQueue,
+    heavyReadShareMsPerSecond: settings.heavyReadShareMsPerSecond ?? defaults.heavyReadShareMsPerSecond,
+    heavyReadShareBurstMs: settings.heavyReadShareBurstMs ?? defaults.heavyReadShareBurstMs,
+    liveHistoryTtlMs: settings.liveHistoryTtlMs ?? defaults.liveHistoryTtlMs,
+    liveHistoryMaxBytes: settings.liveHistoryMaxBytes ?? defaults.liveHistoryMaxBytes,
+    autoPauseWarningSeconds: settings.autoPauseWarningSeconds ?? defaults.autoPauseWarningSeconds,
+    allowedWebhookNetworks: settings.allowedWebhookNetworks ?? defaults.allowedWebhookNetworks,
   };
+  const agentAddresses = new AgentAddressPolicy(parseAllowance(merged.allowedAgentNetworks), {
+    resolveTimeoutMs: merged.agentTimeoutMs,
+  });
+  const connectTimeoutMs = merged.agentTimeoutMs;
+  const userAgents = createAgentDispatcher(agentAddresses, { connectTimeoutMs });
+  const trustedAgents = createAgentDispatcher(null, { connectTimeoutMs });
+  const webhookAddresses = new AgentAddressPolicy(parseAllowance(merged.allowedWebhookNetworks), {
+    resolveTimeoutMs: merged.agentTimeoutMs,
+    subject: webhookSubject,
+  });
+  const webhookEndpoints = createAgentDispatcher(webhookAddresses, { connectTimeoutMs });
   const events = new AppEvents();
   events.setMaxListeners(0);
   return {
     db,
     settings: merged,
     events,
-    agent: (baseUrl) =>
-      new AgentClient(baseUrl, { timeoutMs: merged.agentTimeoutMs, maxBytes: merged.maxSnapshotBytes }),
+    agentUrlRefusal: (url) => agentAddresses.refusalForUrl(url),
+    heavyReads: new ConcurrencyGate({
+      concurrency: merged.heavyReadConcurrency,
+      queue: merged.heavyReadQueue,
+      // One caller may fill every place but not the line behind them.
+      perOwner: merged.heavyReadConcurrency,
+      retryAfterMs: defaults.heavyReadRetryAfterMs,
+      what: 'whole-history reads',
+      share:
+        merged.heavyReadShareMsPerSecond > 0
+          ? { perSecondMs: merged.heavyReadShareMsPerSecond, burstMs: merged.heavyReadShareBurstMs }
+          : undefined,
+    }),
+    liveHistories: new LiveHistories({ ttlMs: merged.liveHistoryTtlMs, maxBytes: merged.liveHistoryMaxBytes }),
+    checkWebhookUrl: async (url) => {
+      const refused = await webhookAddresses.refusalForUrl(url);
+      if (refused) throw new HiatusError('bad_input', refused);
+      return url;
+    },
+    postWebhook: (url, post) => postWebhook(webhookEndpoints, url, post),
+    agent: (baseUrl, options = {}) =>
+      new AgentClient(baseUrl, {
+        timeoutMs: merged.agentTimeoutMs,
+        maxBytes: merged.maxSnapshotBytes,
+        dispatcher: options.trusted ? trustedAgents : userAgents,
+      }),
   };
 }

@@ -29,6 +29,30 @@ describe('loadConfig', () => {
     expect(attempt).toThrow(/LOG_LEVEL/);
   });
 
+  it('refuses a short or monotonous admin or metrics token, naming the variable and not the value', () => {
+    const strong = 'Zr8Qm2Kx7Vt4Lp9Wc3Nb6Hd1Fg5Js0Ay';
+    expect(loadConfig({ HIATUS_ADMIN_TOKEN: strong, HIATUS_METRICS_TOKEN: `m-${strong}` })).toMatchObject({
+      adminToken: strong,
+      metricsToken: `m-${strong}`,
+    });
+    expect(loadConfig({}).metricsToken).toBeUndefined();
+    for (const [weak, why] of [
+      ['admin-token-0123456789', /at least 32 characters \(it has 22\)/],
+      ['a'.repeat(40), /too little variety \(1 distinct/],
+      ['abababababababababababababababababab12', /too little variety \(4 distinct/],
+      ['Kq7Wz2Lm9X'.repeat(4), /one short string repeated/],
+      [`${strong} ${strong}`, /white space/],
+    ] as const) {
+      for (const variable of ['HIATUS_ADMIN_TOKEN', 'HIATUS_METRICS_TOKEN']) {
+        const attempt = () => loadConfig({ [variable]: weak });
+        expect(attempt).toThrow(ConfigError);
+        expect(attempt).toThrow(new RegExp(`${variable}: .*${why.source}`));
+        expect(attempt).toThrow(/openssl rand/);
+        expect(attempt).not.toThrow(weak);
+      }
+    }
+  });
+
   it('stops the server at start with a message naming the bad value', async () => {
     const main = path.join(repoRoot, 'apps/server/src/main.ts');
     const tsx = path.join(repoRoot, 'node_modules/.bin/tsx');

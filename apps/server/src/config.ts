@@ -2,9 +2,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { AppSettings } from './app.ts';
+import { weakSecretReason } from './auth/keys.ts';
 import type { DatabaseConfig } from './db/connection.ts';
 import { defaults } from './defaults.ts';
 import type { LogLevel } from './logger.ts';
+import { AllowanceError, parseAllowance, splitAllowList } from './net/url-policy.ts';
+import type { DeliveryOptions } from './webhooks/delivery.ts';
 
 /** The repository root: the embedded database lives under it by default. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -12,9 +15,30 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 const nonNegativeInt = z.coerce.number().int().nonnegative();
+/** A secret the operator chooses: refused at start when it is too weak to guard anything. */
+const operatorSecret = z
+  .string()
+  .max(512)
+  .superRefine((value, ctx) => {
+    const problem = weakSecretReason(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 const flag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** Comma-separated CIDRs, addresses and host names; every entry must be one of these. */
+const allowList = z.string().transform((text, ctx) => {
+  const entries = splitAllowList(text);
+  try {
+    parseAllowance(entries);
+  } catch (error) {
+    if (!(error instanceof AllowanceError)) throw error;
+    ctx.addIssue({ code: 'custom', message: error.message });
+    return z.NEVER;
+  }
+  return entries;
+});
 
 const envSchema = z.object({
   PORT: port.default(defaults.port),
@@ -32,7 +56,19 @@ const envSchema = z.object({
   HIATUS_MIGRATE_ON_START: flag.default(defaults.migrateOnStart),
   HIATUS_SHUTDOWN_TIMEOUT_MS: positiveInt.default(defaults.shutdownTimeoutMs),
   HIATUS_MAX_BODY_BYTES: positiveInt.default(defaults.maxBodyBytes),
+  HIATUS_MAX_BATCH_SIZE: positiveInt.default(defaults.maxBatchSize),
+  HIATUS_RATE_LIMIT_PER_SECOND: z.coerce.number().nonnegative().default(defaults.rateLimitPerSecond),
+  HIATUS_RATE_LIMIT_BURST: positiveInt.default(defaults.rateLimitBurst),
+  HIATUS_MAX_OPEN_WATCHES_PER_KEY: positiveInt.default(defaults.maxOpenWatchesPerKey),
+  HIATUS_MAX_CONCURRENT_CALLS_PER_KEY: positiveInt.default(defaults.maxConcurrentCallsPerKey),
+  HIATUS_HEAVY_READ_CONCURRENCY: positiveInt.default(defaults.heavyReadConcurrency),
+  HIATUS_HEAVY_READ_QUEUE: nonNegativeInt.default(defaults.heavyReadQueue),
+  HIATUS_HEAVY_READ_MS_PER_SECOND: nonNegativeInt.max(1000).default(defaults.heavyReadShareMsPerSecond),
+  HIATUS_HEAVY_READ_BURST_MS: positiveInt.default(defaults.heavyReadShareBurstMs),
+  HIATUS_LIVE_LOG_CACHE_MS: nonNegativeInt.default(defaults.liveHistoryTtlMs),
+  HIATUS_LIVE_LOG_CACHE_BYTES: positiveInt.default(defaults.liveHistoryMaxBytes),
   HIATUS_AGENT_TIMEOUT_MS: positiveInt.default(defaults.agentTimeoutMs),
+  HIATUS_ALLOWED_AGENT_NETWORKS: allowList.optional(),
   HIATUS_MAX_SNAPSHOT_BYTES: positiveInt.default(defaults.maxSnapshotBytes),
   HIATUS_AUTO_PAUSE_INTERVAL_MS: nonNegativeInt.default(defaults.autoPauseIntervalMs),
   HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS: positiveInt.default(defaults.defaultIdleTimeoutSeconds),
@@ -46,8 +82,17 @@ const envSchema = z.object({
     .default(path.join(repoRoot, '.hiatus', 'provisioner')),
   HIATUS_PURGE_DELETED_AFTER_DAYS: nonNegativeInt.default(defaults.purgeDeletedAfterDays),
   HIATUS_DEMO_TEMPLATE: flag.default(true),
-  HIATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
+  HIATUS_ADMIN_TOKEN: operatorSecret.optional(),
+  HIATUS_METRICS_TOKEN: operatorSecret.optional(),
   HIATUS_AUDIT_RETENTION_DAYS: nonNegativeInt.default(defaults.auditRetentionDays),
+  HIATUS_EVENT_RETENTION_DAYS: nonNegativeInt.default(defaults.eventRetentionDays),
+  HIATUS_AUTO_PAUSE_WARNING_SECONDS: nonNegativeInt.default(defaults.autoPauseWarningSeconds),
+  HIATUS_ALLOWED_WEBHOOK_NETWORKS: allowList.optional(),
+  HIATUS_WEBHOOK_TIMEOUT_MS: positiveInt.default(defaults.webhookTimeoutMs),
+  HIATUS_WEBHOOK_CONCURRENCY: positiveInt.max(256).default(defaults.webhookConcurrency),
+  HIATUS_WEBHOOK_RETRY_BASE_MS: positiveInt.default(defaults.webhookRetryBaseMs),
+  HIATUS_WEBHOOK_RETRY_MAX_MS: positiveInt.default(defaults.webhookRetryMaxMs),
+  HIATUS_WEBHOOK_RETRY_FOR_MS: positiveInt.default(defaults.webhookRetryForMs),
 });
 
 export type Config = {
@@ -58,18 +103,35 @@ export type Config = {
   migrateOnStart: boolean;
   shutdownTimeoutMs: number;
   maxBodyBytes: number;
+  /** One key's share of the API, counted in this process (each of R processes allows as much). */
+  limits: {
+    /** Calls one request may batch. */
+    maxBatchSize: number;
+    /** Calls a second per key; 0 turns the rate limit off. */
+    ratePerSecond: number;
+    rateBurst: number;
+    maxOpenWatchesPerKey: number;
+    /** Calls of one key running at once; the rest wait their turn. */
+    maxConcurrentCallsPerKey: number;
+  };
   settings: AppSettings;
   /** 0 turns the auto-pause loop off. */
   autoPauseIntervalMs: number;
   provisioner: { builtin: boolean; pollIntervalMs: number; staleAfterMs: number; dataDir: string };
   /** Audit records older than this are removed; 0 keeps them forever. */
   auditRetentionDays: number;
+  /** Events older than this are removed (unless a delivery still waits); 0 keeps them forever. */
+  eventRetentionDays: number;
+  /** How webhook deliveries are sent and retried. */
+  webhooks: DeliveryOptions;
   /** Soft-deleted tasks older than this are removed for good (with their builds); 0 keeps them. */
   purgeDeletedAfterDays: number;
   /** Create the `demo` template on start when there is none. */
   demoTemplate: boolean;
-  /** An admin holding this key exists after start. */
+  /** An admin holding this key exists after start; the keys of its earlier values are revoked. */
   adminToken: string | undefined;
+  /** When set, GET /metrics answers only `Authorization: Bearer <metricsToken>`. */
+  metricsToken: string | undefined;
 };
 
 export class ConfigError extends Error {
@@ -89,6 +151,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.HIATUS_RATE_LIMIT_PER_SECOND > 0 && e.HIATUS_RATE_LIMIT_BURST < e.HIATUS_MAX_BATCH_SIZE) {
+    throw new ConfigError(
+      `Invalid configuration:\n  HIATUS_RATE_LIMIT_BURST: must be at least HIATUS_MAX_BATCH_SIZE (${e.HIATUS_MAX_BATCH_SIZE}), or a full batch could never pass`,
+    );
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -97,11 +164,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     migrateOnStart: e.HIATUS_MIGRATE_ON_START,
     shutdownTimeoutMs: e.HIATUS_SHUTDOWN_TIMEOUT_MS,
     maxBodyBytes: e.HIATUS_MAX_BODY_BYTES,
+    limits: {
+      maxBatchSize: e.HIATUS_MAX_BATCH_SIZE,
+      ratePerSecond: e.HIATUS_RATE_LIMIT_PER_SECOND,
+      rateBurst: e.HIATUS_RATE_LIMIT_BURST,
+      maxOpenWatchesPerKey: e.HIATUS_MAX_OPEN_WATCHES_PER_KEY,
+      maxConcurrentCallsPerKey: e.HIATUS_MAX_CONCURRENT_CALLS_PER_KEY,
+    },
     settings: {
       agentTimeoutMs: e.HIATUS_AGENT_TIMEOUT_MS,
       maxSnapshotBytes: e.HIATUS_MAX_SNAPSHOT_BYTES,
       defaultIdleTimeoutSeconds: e.HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS,
       resumeWaitMs: e.HIATUS_RESUME_WAIT_MS,
+      allowedAgentNetworks: e.HIATUS_ALLOWED_AGENT_NETWORKS ?? defaults.allowedAgentNetworks,
+      heavyReadConcurrency: e.HIATUS_HEAVY_READ_CONCURRENCY,
+      heavyReadQueue: e.HIATUS_HEAVY_READ_QUEUE,
+      heavyReadShareMsPerSecond: e.HIATUS_HEAVY_READ_MS_PER_SECOND,
+      heavyReadShareBurstMs: e.HIATUS_HEAVY_READ_BURST_MS,
+      liveHistoryTtlMs: e.HIATUS_LIVE_LOG_CACHE_MS,
+      liveHistoryMaxBytes: e.HIATUS_LIVE_LOG_CACHE_BYTES,
+      autoPauseWarningSeconds: e.HIATUS_AUTO_PAUSE_WARNING_SECONDS,
+      allowedWebhookNetworks: e.HIATUS_ALLOWED_WEBHOOK_NETWORKS ?? defaults.allowedWebhookNetworks,
     },
     autoPauseIntervalMs: e.HIATUS_AUTO_PAUSE_INTERVAL_MS,
     provisioner: {
@@ -111,7 +194,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       dataDir: path.resolve(e.HIATUS_PROVISIONER_DIR),
     },
     auditRetentionDays: e.HIATUS_AUDIT_RETENTION_DAYS,
+    eventRetentionDays: e.HIATUS_EVENT_RETENTION_DAYS,
+    webhooks: {
+      concurrency: e.HIATUS_WEBHOOK_CONCURRENCY,
+      timeoutMs: e.HIATUS_WEBHOOK_TIMEOUT_MS,
+      retryBaseMs: e.HIATUS_WEBHOOK_RETRY_BASE_MS,
+      retryMaxMs: Math.max(e.HIATUS_WEBHOOK_RETRY_MAX_MS, e.HIATUS_WEBHOOK_RETRY_BASE_MS),
+      retryForMs: e.HIATUS_WEBHOOK_RETRY_FOR_MS,
+      pollMs: defaults.webhookPollMs,
+    },
     adminToken: e.HIATUS_ADMIN_TOKEN,
+    metricsToken: e.HIATUS_METRICS_TOKEN,
     demoTemplate: e.HIATUS_DEMO_TEMPLATE,
     purgeDeletedAfterDays: e.HIATUS_PURGE_DELETED_AFTER_DAYS,
   };

@@ -15,6 +15,20 @@ export const defaults = Object.freeze({
   agentTimeoutMs: 5_000,
   /** Largest conversation history kept in a snapshot (and read live), in bytes. */
   maxSnapshotBytes: 32 * 1024 * 1024,
+  /** Networks and host names a user's agent may be at beyond public addresses: none (HIATUS_ALLOWED_AGENT_NETWORKS). */
+  allowedAgentNetworks: Object.freeze([]) as readonly string[],
+  /**
+   * What an agent's message (or a pushed one) may carry; past any of these the whole answer is
+   * refused as not AgentAPI's. Depth counts the message itself as level 1: far below where
+   * JSON.stringify (about 4,000 levels), superjson (about 1,400) or PostgreSQL's jsonb (about
+   * 14,000) run out of stack.
+   */
+  maxAgentMessageDepth: 32,
+  /** Fields beyond AgentAPI's own (id, role, content, time) kept in a snapshot: how many, and their JSON's bytes. */
+  maxAgentMessageExtraFields: 32,
+  maxAgentMessageExtraBytes: 16 * 1024,
+  /** The largest message id: ids are stored as PostgreSQL INTEGER (task_snapshot_stats.first_message_id). */
+  maxAgentMessageId: 2 ** 31 - 1,
   /** How often active agents are polled for idleness; 0 turns auto-pause off. */
   autoPauseIntervalMs: 30_000,
   /** How many agents one auto-pause pass asks at once. */
@@ -33,8 +47,67 @@ export const defaults = Object.freeze({
   auditRetentionBatchSize: 5_000,
   /** How often the housekeeping loops (purge, audit retention) run. */
   housekeepingIntervalMs: 3_600_000,
-  /** How often a watcher looks for changes made by other processes. */
-  watchPollMs: 1_000,
+  /** How often an open watch checks that its key is still valid: a revoked or expired key's stream ends within this. */
+  watchKeyCheckMs: 2_000,
+  /** A key's last use is recorded at most this often: requests in between write nothing. */
+  keyLastUsedResolutionMs: 60_000,
+  /** The same refused attempt (actor, action, resource) is audited at most once within this. */
+  refusalAuditWindowMs: 60_000,
+  /** Networks and hosts a webhook endpoint may be at beyond public addresses (HIATUS_ALLOWED_WEBHOOK_NETWORKS). */
+  allowedWebhookNetworks: Object.freeze([]) as readonly string[],
+  /** Webhooks: deliveries sent at once per process, the wait for an endpoint, the retry schedule. */
+  webhookConcurrency: 8,
+  webhookTimeoutMs: 10_000,
+  webhookRetryBaseMs: 5_000,
+  webhookRetryMaxMs: 15 * 60_000,
+  /** A delivery failing for this long is given up and its endpoint marked failing. */
+  webhookRetryForMs: 24 * 3_600_000,
+  /** How often delivery workers look for due retries and other processes' events. */
+  webhookPollMs: 1_000,
+  /** Events are kept this long (those still waiting for a delivery, longer); 0 keeps them. */
+  eventRetentionDays: 30,
+  /** How long before an idle task's auto-pause its owner is warned (task.auto_pause_warning); 0: no warning. */
+  autoPauseWarningSeconds: 300,
+  /** Event pages: the default and the largest size. */
+  eventPageSize: 100,
+  maxEventPageSize: 1_000,
+  /** A watcher with no notification looks again this often (a lost LISTEN connection, say). */
+  watchFallbackPollMs: 5_000,
+  /**
+   * One caller's share, counted per server process: calls a key may make each second (0 turns the
+   * limit off) and at once after a quiet spell; each call of a batch counts. The burst holds a
+   * full batch.
+   */
+  rateLimitPerSecond: 100,
+  rateLimitBurst: 400,
+  /** Calls one HTTP request may batch; larger batches are refused whole before any work. */
+  maxBatchSize: 100,
+  /** Watch streams (subscriptions) one key may hold open at once, per server process. */
+  maxOpenWatchesPerKey: 50,
+  /**
+   * Calls of one key running at once, per process; its others wait their turn. Below the pool
+   * size, so one key's batch never holds every database connection.
+   */
+  maxConcurrentCallsPerKey: 4,
+  /**
+   * Whole-history reads (`snapshots.get`, a live log's fetch from the agent) running at once per
+   * process, and waiting in line: each may hold a few times `maxSnapshotBytes` in memory.
+   */
+  heavyReadConcurrency: 2,
+  heavyReadQueue: 32,
+  /** What a caller refused for the bound above is told to wait. */
+  heavyReadRetryAfterMs: 1_000,
+  /**
+   * One user's share of the server's time in whole-snapshot reads, per process: ms of every
+   * second (0: no share), with bursts of this many ms. A 30 MB snapshot holds the event loop for
+   * a few hundred ms as it is parsed and serialized; back to back, such reads would stall everyone.
+   */
+  heavyReadShareMsPerSecond: 20,
+  heavyReadShareBurstMs: 2_000,
+  /** A live log's pages are served from one fetch of the agent's history for this long; 0 fetches per page. */
+  liveHistoryTtlMs: 2_000,
+  /** Bytes of live histories kept for that, at most (least recently read dropped first). */
+  liveHistoryMaxBytes: 64 * 1024 * 1024,
   /** Log pages: the default and the largest size. */
   logPageSize: 100,
   maxLogPageSize: 1_000,

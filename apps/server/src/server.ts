@@ -7,9 +7,11 @@ import { type BootstrapResult, bootstrapAdmin } from './auth/bootstrap.ts';
 import { type Config, repoRoot } from './config.ts';
 import { type DatabaseHandle, openDatabase } from './db/connection.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
+import { listenForChanges } from './db/notifications.ts';
 import { defaults } from './defaults.ts';
 import { createHttpServer } from './http.ts';
 import { autoPausePass } from './lifecycle/auto-pause.ts';
+import { removeOldEvents } from './lifecycle/events.ts';
 import { failStaleBuildJobs } from './lifecycle/jobs.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import { purgeDeletedTasks } from './lifecycle/purge.ts';
@@ -17,6 +19,7 @@ import { ensureTemplate, type TemplateDefinition } from './lifecycle/templates.t
 import type { Logger } from './logger.ts';
 import { type Loop, periodic, startLoops } from './loops.ts';
 import { createMetrics } from './telemetry/metrics.ts';
+import { startWebhookDelivery } from './webhooks/delivery.ts';
 
 export type RunningServer = {
   url: string;
@@ -58,6 +61,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     log,
     maxBodyBytes: config.maxBodyBytes,
     metrics: metrics.registry,
+    metricsToken: config.metricsToken,
+    limits: config.limits,
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -110,8 +115,9 @@ function backgroundLoops(app: App, config: Config): Loop[] {
   if (config.autoPauseIntervalMs > 0) {
     loops.push(
       periodic('auto-pause', config.autoPauseIntervalMs, async (log) => {
-        const { checked, paused } = await autoPausePass(app);
+        const { checked, paused, failed } = await autoPausePass(app);
         if (paused.length) log.info({ checked, paused }, 'auto-paused idle tasks');
+        if (failed.length) log.warn({ checked, failed }, 'could not look at or auto-pause some tasks');
       }),
     );
   }
@@ -142,12 +148,48 @@ function backgroundLoops(app: App, config: Config): Loop[] {
       ),
     );
   }
+  if (config.database.kind === 'postgres') {
+    const { url } = config.database;
+    // What other processes commit wakes this one's watchers and delivery worker at once.
+    loops.push({
+      name: 'change notifications',
+      start: (log) => {
+        const listener = listenForChanges(
+          url,
+          (notice) => app.events.emit('change', notice),
+          (error) => log.warn({ err: error }, 'lost the notification connection; connecting again'),
+        );
+        return () => listener.stop();
+      },
+    });
+  }
+  loops.push({
+    name: 'webhook delivery',
+    start: (log) => startWebhookDelivery(app, { ...config.webhooks, log }),
+  });
+  if (config.eventRetentionDays > 0) {
+    loops.push(
+      periodic(
+        'event retention',
+        defaults.housekeepingIntervalMs,
+        async (log) => {
+          const removed = await removeOldEvents(app, config.eventRetentionDays, defaults.auditRetentionBatchSize);
+          if (removed) log.info({ removed }, 'event retention removed old events');
+        },
+        { immediately: true },
+      ),
+    );
+  }
   return loops;
 }
 
 async function announceAdmin(result: BootstrapResult, log: Logger): Promise<void> {
   if (result.kind === 'token' && result.created)
     log.info({ userId: result.userId }, 'admin key from HIATUS_ADMIN_TOKEN registered');
+  if (result.kind === 'token' && result.retired.length)
+    log.info({ keyIds: result.retired }, 'HIATUS_ADMIN_TOKEN changed: the keys of its earlier values are revoked');
+  if (result.kind === 'token' && result.revoked)
+    log.warn('the key of HIATUS_ADMIN_TOKEN was revoked: it lets no one in; set a new value to get an admin key');
   if (result.kind === 'generated') {
     log.warn(
       { userId: result.userId },

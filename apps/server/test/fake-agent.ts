@@ -15,6 +15,8 @@ export class FakeAgent {
   mode: FakeAgentMode = 'ok';
   /** Messages received through `POST /message`. */
   received: string[] = [];
+  /** How many times `GET /messages` was asked for (whatever the mode). */
+  historyReads = 0;
   private server?: http.Server;
   private baseUrl?: string;
 
@@ -52,6 +54,7 @@ export class FakeAgent {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): unknown {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (req.method === 'GET' && path === '/messages') this.historyReads++;
     if (this.mode === 'hang') return; // never answers
     if (this.mode === 'error500')
       return this.json(res, 500, { title: 'Internal Server Error', status: 500, detail: 'boom' });

@@ -12,13 +12,21 @@ import { createTask, getTask } from '../src/lifecycle/tasks.ts';
 import { createLogger } from '../src/logger.ts';
 import { type BackendName, createMigratedDatabase, type TestDatabase } from './databases.ts';
 import { FakeAgent } from './fake-agent.ts';
+import { loopbackNetworks } from './networks.ts';
 import { testProvisionerDir } from './paths.ts';
 
 /**
  * Test settings: a healthy local agent always answers well within its timeout, even on a loaded
  * machine (a test about a slow agent sets a shorter one); a dead agent refuses at once anyway.
+ * The fake agents and webhook receivers listen on loopback, so it is allowed.
  */
-export const fastSettings: Partial<AppSettings> = { agentTimeoutMs: 5_000, resumeWaitMs: 10_000 };
+export const fastSettings: Partial<AppSettings> = {
+  agentTimeoutMs: 5_000,
+  resumeWaitMs: 10_000,
+  allowedAgentNetworks: loopbackNetworks,
+  // And so do the webhook receivers.
+  allowedWebhookNetworks: loopbackNetworks,
+};
 
 export type TaskOptions = {
   /** Where the factory leaves the task; `active` unless said. */

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { repoRoot } from '../src/config.ts';
+import { loopbackAllowList } from './networks.ts';
 import { testProvisionerDir } from './paths.ts';
 
 /** A Hiatus server in a process of its own, as in production: started with tsx, killed at will. */
@@ -26,7 +27,17 @@ const main = path.join(repoRoot, 'apps/server/src/main.ts');
 export async function startServerProcess(env: Record<string, string>, nodeArgs: string[] = []): Promise<ServerProcess> {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', main], {
     cwd: repoRoot,
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', HIATUS_PROVISIONER_DIR: testProvisionerDir, ...env },
+    env: {
+      ...process.env,
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      HIATUS_PROVISIONER_DIR: testProvisionerDir,
+      // Test and bench agents listen on loopback, which the address policy refuses unless allowed.
+      HIATUS_ALLOWED_AGENT_NETWORKS: loopbackAllowList,
+      // Test webhook receivers listen on loopback too.
+      HIATUS_ALLOWED_WEBHOOK_NETWORKS: loopbackAllowList,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Array<Record<string, unknown>> = [];

@@ -2,6 +2,7 @@ import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { type RunningServer, startServer } from '../src/server.ts';
 import { type BackendName, createTestDatabase, type TestDatabase } from './databases.ts';
+import { loopbackAllowList } from './networks.ts';
 import { testProvisionerDir } from './paths.ts';
 
 export const testAdminToken = 'test-admin-token-0123456789abcdef';
@@ -27,6 +28,9 @@ export async function startTestServer(backend: BackendName, env: Record<string, 
     HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
     // Never the repository's own folder: a test server must not reconcile a developer's agents.
     HIATUS_PROVISIONER_DIR: testProvisionerDir,
+    // The fake agents listen on loopback, which the address policy refuses unless allowed.
+    HIATUS_ALLOWED_AGENT_NETWORKS: loopbackAllowList,
+    HIATUS_ALLOWED_WEBHOOK_NETWORKS: loopbackAllowList,
     ...env,
   });
   const server = await startServer({ ...config, database: database.config }, createLogger('silent'));

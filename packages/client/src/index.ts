@@ -11,6 +11,7 @@ import type { AppRouter } from '@hiatus/server/router';
 import {
   createTRPCClient,
   httpBatchLink,
+  httpLink,
   httpSubscriptionLink,
   splitLink,
   type TRPCClient,
@@ -20,6 +21,14 @@ import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import { EventSource } from 'eventsource';
 import superjson from 'superjson';
 
+export {
+  type EventPayloads,
+  type EventType,
+  type VerifyOptions,
+  verifyWebhook,
+  type WebhookEvent,
+  WebhookVerificationError,
+} from './webhooks.ts';
 export type { AppRouter };
 /** The input of every procedure, by path: `RouterInputs['tasks']['create']`. */
 export type RouterInputs = inferRouterInputs<AppRouter>;
@@ -65,7 +74,19 @@ export function createHiatusClient(options: HiatusClientOptions): HiatusClient {
             fetch: (input, init) => fetchImpl(input, { ...init, headers: { ...init?.headers, authorization } }),
           },
         }),
-        false: httpBatchLink({ url, transformer: superjson, fetch: fetchImpl, headers: { authorization } }),
+        false: splitLink({
+          // The server takes one whole snapshot per request: such a read is never batched with another.
+          condition: (op) => op.path === 'snapshots.get',
+          true: httpLink({ url, transformer: superjson, fetch: fetchImpl, headers: { authorization } }),
+          // Within the server's batch limit (HIATUS_MAX_BATCH_SIZE, 100 by default).
+          false: httpBatchLink({
+            url,
+            transformer: superjson,
+            fetch: fetchImpl,
+            headers: { authorization },
+            maxItems: 50,
+          }),
+        }),
       }),
     ],
   });

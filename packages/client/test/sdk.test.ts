@@ -136,7 +136,7 @@ describe.runIf(postgresServerUrl())('@hiatus/client, packed and installed outsid
       'task.pause',
       'task.resume',
       'task.pause',
-      'task.access_denied',
+      // Bob's get and pause of alice's task: a refusal is recorded once a minute per user and task.
       'task.access_denied',
     ]);
     expect(seen.telemetryBuckets).toBeGreaterThan(0);

@@ -77,7 +77,7 @@ describe('command driver', () => {
   it('keeps the provisioner’s own secrets from its commands', async () => {
     const saved = { db: process.env.DATABASE_URL, admin: process.env.HIATUS_ADMIN_TOKEN };
     process.env.DATABASE_URL = 'postgres://hiatus:secret@db/hiatus';
-    process.env.HIATUS_ADMIN_TOKEN = 'the-admin-key-0123456789';
+    process.env.HIATUS_ADMIN_TOKEN = 'the-admin-key-0123456789abcdefghij';
     try {
       const printSecrets = `"$NODE" -e '
         const seen = ["DATABASE_URL", "HIATUS_ADMIN_TOKEN"].filter((k) => k in process.env);

@@ -14,7 +14,10 @@ export type JobFilter = { drivers?: string[]; templates?: string[] };
 
 export type { JobOutcome } from './perform.ts';
 
-/** The provisioner's side of the server's protocol, for one provisioner id. */
+/**
+ * The provisioner's side of the server's protocol. The server knows a provisioner by its key: the
+ * jobs a key acquires are that key's to heartbeat and complete. `provisionerId` is the name it shows.
+ */
 export type ProvisionerApi = {
   /** The next pending job this provisioner may take, waiting up to `waitMs` for one; null if none came. */
   acquire(filter: JobFilter & { waitMs: number }): Promise<BuildJob | null>;
@@ -28,8 +31,9 @@ export type ProvisionerApi = {
 export type ProvisionerApiOptions = {
   /** The server's base URL, such as `http://hiatus.internal:8080`; `/trpc` is added. */
   url: string;
-  /** A provisioner key (or an admin's full key), sent as `Authorization: Bearer <token>`. */
+  /** A provisioner key (or an admin's full key), sent as `Authorization: Bearer <token>`: its identity. */
   token: string;
+  /** The name its jobs show (in builds, the audit log and stale-job errors). */
   provisionerId: string;
 };
 
@@ -50,10 +54,10 @@ export function createProvisionerApi(options: ProvisionerApiOptions): Provisione
     acquire: ({ waitMs, ...filter }) =>
       provisioner.acquire.mutate({ provisionerId, waitMs, ...filter }, within(waitMs + defaults.requestTimeoutMs)),
     heartbeat: async (buildId) => {
-      await provisioner.heartbeat.mutate({ buildId, provisionerId }, within(defaults.requestTimeoutMs));
+      await provisioner.heartbeat.mutate({ buildId }, within(defaults.requestTimeoutMs));
     },
     complete: async (buildId, outcome) => {
-      await provisioner.complete.mutate({ buildId, provisionerId, ...outcome }, within(defaults.requestTimeoutMs));
+      await provisioner.complete.mutate({ buildId, ...outcome }, within(defaults.requestTimeoutMs));
     },
     shouldRun: async (taskIds) =>
       (await provisioner.shouldRun.query({ taskIds }, within(defaults.requestTimeoutMs))).taskIds,

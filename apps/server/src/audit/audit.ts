@@ -5,9 +5,11 @@ import {
   type AuditRecord,
   deleteAuditLogsBefore,
   insertAuditLog,
+  insertAuditLogUnlessRepeated,
   listAuditLogs,
 } from '../db/audit.ts';
 import type { Db } from '../db/connection.ts';
+import { defaults } from '../defaults.ts';
 import type { Actor } from '../domain/actor.ts';
 import type { BuildReason } from '../domain/lifecycle.ts';
 
@@ -41,7 +43,20 @@ export type AuditFacts = {
  * commit or roll back together.
  */
 export async function audit(trx: Db, actor: Actor, facts: AuditFacts): Promise<void> {
-  const entry: AuditEntry = {
+  await insertAuditLog(trx, entryOf(actor, facts));
+}
+
+/**
+ * Records a refused attempt, which changes nothing, so it has no transaction of its own: at most
+ * once per actor, action and resource within `defaults.refusalAuditWindowMs`, so that a caller
+ * repeating it (even with a read-only key) cannot make the log grow request by request.
+ */
+export async function auditRefusal(db: Db, actor: Actor, facts: AuditFacts): Promise<void> {
+  await insertAuditLogUnlessRepeated(db, entryOf(actor, facts), defaults.refusalAuditWindowMs);
+}
+
+function entryOf(actor: Actor, facts: AuditFacts): AuditEntry {
+  return {
     actorKind: actor.kind,
     actorId: actor.kind === 'user' ? actor.userId : null,
     ...facts,
@@ -49,7 +64,6 @@ export async function audit(trx: Db, actor: Actor, facts: AuditFacts): Promise<v
     ipAddress: actor.origin?.ipAddress,
     userAgent: actor.origin?.userAgent,
   };
-  await insertAuditLog(trx, entry);
 }
 
 /** A diff entry for a field that changed. */

@@ -1,13 +1,84 @@
 import type { App } from '../app.ts';
 import { audit } from '../audit/audit.ts';
-import { type ApiKeyInfo, findApiKey, insertApiKey, revokeApiKeyRow } from '../db/api-keys.ts';
-import { findUser, insertUser, type User, usernameConstraint } from '../db/users.ts';
+import { type ApiKeyInfo, findApiKey, insertApiKey, listApiKeys, revokeApiKeyRow } from '../db/api-keys.ts';
+import { findUser, insertUser, listUsers, type User, usernameConstraint } from '../db/users.ts';
+import { defaults } from '../defaults.ts';
 import { type Actor, type ApiKeyScope, assertAdmin, type UserRole } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import { getTask } from '../lifecycle/tasks.ts';
+import { adminTokenKeyName } from './bootstrap.ts';
 import { generateApiKey, keyDigest } from './keys.ts';
+import type { Principal } from './principals.ts';
 
-export type { ApiKeyInfo };
+export type { ApiKeyInfo, User };
+
+/** A page of a list, and the cursor of the next one (null on the last). */
+export type Page<T> = { items: T[]; nextCursor: string | null };
+
+const pageOf = <T extends { id: string }>({ items, more }: { items: T[]; more: boolean }): Page<T> => ({
+  items,
+  nextCursor: more ? (items.at(-1)?.id ?? null) : null,
+});
+
+/** Every user, by name, page by page (admins only); `cursor` is the previous page's `nextCursor`. */
+export async function listUsersFor(
+  app: App,
+  actor: Actor,
+  page: { limit?: number; cursor?: string } = {},
+): Promise<Page<User>> {
+  assertAdmin(actor, 'list users');
+  return pageOf(await listUsers(app.db, { limit: page.limit ?? defaults.listPageSize, afterId: page.cursor }));
+}
+
+/**
+ * The actor's own keys (an admin may name another user), newest first, revoked and expired ones
+ * included: their ids, names, scopes, dates and last use, never a secret or its hash.
+ */
+export async function listApiKeysFor(
+  app: App,
+  actor: Actor,
+  page: { userId?: string; limit?: number; cursor?: string } = {},
+): Promise<Page<ApiKeyInfo>> {
+  if (actor.kind !== 'user') throw new HiatusError('forbidden', 'keys belong to users');
+  const userId = page.userId ?? actor.userId;
+  if (userId !== actor.userId) assertAdmin(actor, "list another user's keys");
+  return pageOf(
+    await listApiKeys(app.db, userId, { limit: page.limit ?? defaults.listPageSize, afterId: page.cursor }),
+  );
+}
+
+/** Who a key speaks for, as the key's holder may know it. */
+export type Identity = {
+  userId: string;
+  username: string;
+  role: UserRole;
+  keyId: string;
+  keyName: string;
+  scope: ApiKeyScope;
+  /** For a workspace key: its task. */
+  taskId: string | null;
+  expiresAt: Date | null;
+};
+
+/** Who the presented key speaks for: its user and the key itself. */
+export async function describePrincipal(app: App, principal: Principal): Promise<Identity> {
+  const [user, key] = await Promise.all([
+    findUser(app.db, principal.actor.userId),
+    findApiKey(app.db, principal.keyId),
+  ]);
+  // Both were just read to let the request in; gone now means removed in between.
+  if (!user || !key) throw new HiatusError('not_found', 'the key or its user no longer exists');
+  return {
+    userId: user.id,
+    username: user.username,
+    role: user.role,
+    keyId: key.id,
+    keyName: key.name,
+    scope: key.scope,
+    taskId: key.taskId,
+    expiresAt: key.expiresAt,
+  };
+}
 
 /** Creates a user (admins only), audited. */
 export async function createUser(app: App, actor: Actor, input: { username: string; role: UserRole }): Promise<User> {
@@ -57,6 +128,12 @@ export async function createApiKey(
   if (scope === 'provisioner') assertAdmin(actor, 'create provisioner keys');
   if ((scope === 'workspace') !== (input.taskId !== undefined)) {
     throw new HiatusError('bad_input', 'a workspace key names its task (taskId), and only a workspace key does');
+  }
+  if (input.name === adminTokenKeyName) {
+    throw new HiatusError(
+      'bad_input',
+      `the key name "${adminTokenKeyName}" is reserved for the key the server makes of it`,
+    );
   }
   if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
     throw new HiatusError('bad_input', 'expiresAt must be in the future');

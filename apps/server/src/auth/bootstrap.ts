@@ -1,17 +1,32 @@
-import { findApiKey, insertApiKey } from '../db/api-keys.ts';
+import { audit, changed } from '../audit/audit.ts';
+import { findApiKey, insertApiKey, revokeOtherKeysNamed } from '../db/api-keys.ts';
 import type { Db } from '../db/connection.ts';
 import { anyUserExists, findUserByName, insertUser, lockAdminBootstrap } from '../db/users.ts';
+import { systemActor } from '../domain/actor.ts';
 import { generateApiKey, keyDigest } from './keys.ts';
 
+/** The name of the key made of HIATUS_ADMIN_TOKEN: reserved, so no other key is taken for it. */
+export const adminTokenKeyName = 'HIATUS_ADMIN_TOKEN';
+
 export type BootstrapResult =
-  | { kind: 'token'; userId: string; created: boolean }
+  | {
+      kind: 'token';
+      userId: string;
+      created: boolean;
+      /** Keys made of earlier values of the token, revoked now that it changed. */
+      retired: string[];
+      /** The token's key was revoked (through the API): it lets no one in until the token changes. */
+      revoked: boolean;
+    }
   | { kind: 'generated'; userId: string; key: string }
   | { kind: 'none' };
 
 /**
- * First start. With `adminToken` (HIATUS_ADMIN_TOKEN), an admin holding that key exists afterwards.
- * Without it, when no user exists yet, an admin is created with a fresh key, which the caller
- * prints once. Servers starting together agree through a transaction-scoped advisory lock.
+ * First start. With `adminToken` (HIATUS_ADMIN_TOKEN), an admin holding that key exists afterwards,
+ * and the keys made of the token's earlier values are revoked (audited): changing the variable
+ * retires the old value. Without it, when no user exists yet, an admin is created with a fresh
+ * key, which the caller prints once. Servers starting together agree through a
+ * transaction-scoped advisory lock.
  */
 export async function bootstrapAdmin(db: Db, adminToken: string | undefined): Promise<BootstrapResult> {
   return db.transaction().execute(async (trx) => {
@@ -19,10 +34,24 @@ export async function bootstrapAdmin(db: Db, adminToken: string | undefined): Pr
     if (adminToken) {
       const { id, hash } = keyDigest(adminToken);
       const existing = await findApiKey(trx, id);
-      if (existing) return { kind: 'token', userId: existing.userId, created: false };
-      const admin = await ensureAdminUser(trx);
-      await insertApiKey(trx, { id, userId: admin, name: 'HIATUS_ADMIN_TOKEN', secretHash: hash });
-      return { kind: 'token', userId: admin, created: true };
+      const userId = existing?.userId ?? (await ensureAdminUser(trx));
+      if (!existing) await insertApiKey(trx, { id, userId, name: adminTokenKeyName, secretHash: hash });
+      const retired = await revokeOtherKeysNamed(trx, userId, adminTokenKeyName, id);
+      for (const key of retired) {
+        await audit(trx, systemActor, {
+          action: 'api_key.revoke',
+          resourceType: 'api_key',
+          resourceId: key.id,
+          diff: { revokedAt: changed(null, key.revokedAt), why: 'HIATUS_ADMIN_TOKEN changed' },
+        });
+      }
+      return {
+        kind: 'token',
+        userId,
+        created: !existing,
+        retired: retired.map((k) => k.id),
+        revoked: existing?.revokedAt != null,
+      };
     }
     if (await anyUserExists(trx)) return { kind: 'none' };
     const admin = await ensureAdminUser(trx);

@@ -83,19 +83,26 @@ export type KeyForAuth = {
   secretHash: Buffer;
   revoked: boolean;
   expired: boolean;
+  /** Its last use is recorded and recent (within `lastUsedWithinMs` of the lookup): nothing to write. */
+  recentlyUsed: boolean;
   scope: ApiKeyScope;
   taskId: string | null;
   userId: string;
   role: UserRole;
 };
 
-export async function findKeyForAuth(db: Db, id: string): Promise<KeyForAuth | undefined> {
+export async function findKeyForAuth(db: Db, id: string, lastUsedWithinMs: number): Promise<KeyForAuth | undefined> {
   const row = await db
     .selectFrom('api_keys as k')
     .innerJoin('users as u', 'u.id', 'k.user_id')
     .where('k.id', '=', id)
     .select(['k.id', 'k.secret_hash', 'k.revoked_at', 'k.scope', 'k.task_id', 'u.id as user_id', 'u.role'])
     .select(sql<boolean>`k.expires_at IS NOT NULL AND k.expires_at <= NOW()`.as('expired'))
+    .select(
+      sql<boolean>`COALESCE(k.last_used_at > NOW() - make_interval(secs => ${lastUsedWithinMs / 1000}), FALSE)`.as(
+        'recently_used',
+      ),
+    )
     .executeTakeFirst();
   return (
     row && {
@@ -103,6 +110,7 @@ export async function findKeyForAuth(db: Db, id: string): Promise<KeyForAuth | u
       secretHash: row.secret_hash,
       revoked: row.revoked_at !== null,
       expired: row.expired,
+      recentlyUsed: row.recently_used,
       scope: row.scope,
       taskId: row.task_id,
       userId: row.user_id,
@@ -111,14 +119,74 @@ export async function findKeyForAuth(db: Db, id: string): Promise<KeyForAuth | u
   );
 }
 
-/** Records that a key was used, at most once a minute (the filter makes other calls no-ops). */
-export async function touchApiKey(db: Db, id: string): Promise<void> {
+/**
+ * Records that a key was used, at most once per `resolutionMs`: the filter makes calls in between
+ * write no row (two requests racing past the caller's own check update it once).
+ */
+export async function touchApiKey(db: Db, id: string, resolutionMs: number): Promise<void> {
   await db
     .updateTable('api_keys')
     .set({ last_used_at: sql`NOW()` })
     .where('id', '=', id)
     .where((eb) =>
-      eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', sql<Date>`NOW() - interval '1 minute'`)]),
+      eb.or([
+        eb('last_used_at', 'is', null),
+        eb('last_used_at', '<=', sql<Date>`NOW() - make_interval(secs => ${resolutionMs / 1000})`),
+      ]),
     )
     .execute();
+}
+
+/** Whether a key still lets its holder in: it exists, is not revoked and has not expired. */
+export async function isApiKeyUsable(db: Db, id: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('api_keys')
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<Date>`NOW()`)]))
+    .select('id')
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** A user's keys, newest first, a page after the key `afterId` (the previous page's last). */
+export async function listApiKeys(
+  db: Db,
+  userId: string,
+  page: { limit: number; afterId?: string },
+): Promise<{ items: ApiKeyInfo[]; more: boolean }> {
+  let query = db.selectFrom('api_keys as k').where('k.user_id', '=', userId).selectAll('k');
+  if (page.afterId) {
+    query = query.where(
+      sql<boolean>`(k.created_at, k.id) < (SELECT a.created_at, a.id FROM api_keys a WHERE a.id = ${page.afterId})`,
+    );
+  }
+  const rows = await query
+    .orderBy('k.created_at', 'desc')
+    .orderBy('k.id', 'desc')
+    .limit(page.limit + 1)
+    .execute();
+  return { items: rows.slice(0, page.limit).map(toApiKeyInfo), more: rows.length > page.limit };
+}
+
+/**
+ * Revokes `userId`'s live keys named `name` except `keepId`, and returns them: how the keys made
+ * from earlier values of the admin token are retired.
+ */
+export async function revokeOtherKeysNamed(
+  trx: Db,
+  userId: string,
+  name: string,
+  keepId: string,
+): Promise<ApiKeyInfo[]> {
+  const rows = await trx
+    .updateTable('api_keys')
+    .set({ revoked_at: sql`NOW()` })
+    .where('user_id', '=', userId)
+    .where('name', '=', name)
+    .where('id', '!=', keepId)
+    .where('revoked_at', 'is', null)
+    .returningAll()
+    .execute();
+  return rows.map(toApiKeyInfo);
 }

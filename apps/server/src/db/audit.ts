@@ -34,6 +34,28 @@ export async function insertAuditLog(trx: Db, entry: AuditEntry): Promise<void> 
     .execute();
 }
 
+/**
+ * Writes `entry` unless the same actor's same action on the same resource was recorded within
+ * `withinMs`. One statement: a burst of repeats writes one record (two at most, when the first two
+ * race). Returns whether it wrote one.
+ */
+export async function insertAuditLogUnlessRepeated(db: Db, entry: AuditEntry, withinMs: number): Promise<boolean> {
+  const result = await sql`
+    INSERT INTO audit_logs
+      (actor_kind, actor_id, action, resource_type, resource_id, build_reason, request_id, ip_address, user_agent, diff)
+    SELECT ${entry.actorKind}::audit_actor_kind, ${entry.actorId}::uuid, ${entry.action}, ${entry.resourceType},
+           ${entry.resourceId}::uuid, ${entry.buildReason ?? null}::build_reason, ${entry.requestId ?? null},
+           ${entry.ipAddress ?? null}::inet, ${entry.userAgent?.slice(0, 512) ?? null}, ${JSON.stringify(entry.diff ?? {})}::jsonb
+    WHERE NOT EXISTS (
+      SELECT 1 FROM audit_logs
+      WHERE resource_id = ${entry.resourceId}::uuid
+        AND action = ${entry.action}
+        AND actor_id IS NOT DISTINCT FROM ${entry.actorId}::uuid
+        AND occurred_at > NOW() - make_interval(secs => ${withinMs / 1000})
+    )`.execute(db);
+  return (result.numAffectedRows ?? 0n) > 0n;
+}
+
 export type AuditRecord = {
   id: string;
   occurredAt: Date;

@@ -1,21 +1,35 @@
-import { sql } from 'kysely';
-import { type Build, toBuild } from './builds.ts';
+import { type ExpressionBuilder, sql } from 'kysely';
+import { type Build, type BuildRow, toBuild } from './builds.ts';
 import type { Db } from './connection.ts';
+import type { DB as Database } from './schema.ts';
 
-/** A build job as the job queue hands it out: the build, and its provisioner. */
-export type JobRow = { build: Build; provisionerId: string | null };
+/** A build job as the job queue hands it out: the build, and its provisioner (name and key). */
+export type JobRow = { build: Build; provisionerId: string | null; provisionerKeyId: string | null };
+
+/**
+ * Who holds a job. A provisioner that calls the API is its key (`keyId`): only that key may
+ * heartbeat or complete the job, whatever `name` it gives itself (shown in builds, logs and the
+ * audit). The built-in provisioner has no key (`keyId` null) and is known by its name.
+ */
+export type JobHolder = { keyId: string | null; name: string };
 
 /** Which jobs a provisioner takes: by its templates' driver (`external` for none) and template name. */
 export type JobFilter = { drivers?: readonly string[]; templates?: readonly string[] };
 
 /**
- * Takes the oldest pending job for `provisionerId` that matches `filter`. `FOR UPDATE SKIP LOCKED`
+ * Takes the oldest pending job for `holder` that matches `filter`. `FOR UPDATE SKIP LOCKED`
  * lets many provisioners poll at once: each job goes to exactly one of them.
  */
-export async function acquireJob(db: Db, provisionerId: string, filter: JobFilter = {}): Promise<Build | null> {
+export async function acquireJob(db: Db, holder: JobHolder, filter: JobFilter = {}): Promise<Build | null> {
   const row = await db
     .updateTable('workspace_builds')
-    .set({ job_status: 'running', started_at: sql`NOW()`, heartbeat_at: sql`NOW()`, provisioner_id: provisionerId })
+    .set({
+      job_status: 'running',
+      started_at: sql`NOW()`,
+      heartbeat_at: sql`NOW()`,
+      provisioner_id: holder.name,
+      provisioner_key_id: holder.keyId,
+    })
     .where('id', '=', (eb) => {
       let next = eb
         .selectFrom('workspace_builds as b')
@@ -71,27 +85,36 @@ export async function findJobContext(db: Db, build: Build): Promise<JobContext> 
   };
 }
 
-/** Records a sign of life on a running job; false when the job is not running (for that provisioner). */
-export async function heartbeatJob(db: Db, buildId: string, provisionerId?: string): Promise<boolean> {
-  let query = db
+/** The running job `buildId`, held by `holder` when one is given (by its key, or a keyless holder by name). */
+function heldBy(holder: JobHolder | undefined) {
+  return (eb: ExpressionBuilder<Database, 'workspace_builds'>) => {
+    const running = eb('job_status', '=', 'running');
+    if (!holder) return running;
+    if (holder.keyId !== null) return eb.and([running, eb('provisioner_key_id', '=', holder.keyId)]);
+    return eb.and([running, eb('provisioner_key_id', 'is', null), eb('provisioner_id', '=', holder.name)]);
+  };
+}
+
+/** Records a sign of life on a running job; false when the job is not running (or not `holder`'s). */
+export async function heartbeatJob(db: Db, buildId: string, holder?: JobHolder): Promise<boolean> {
+  const result = await db
     .updateTable('workspace_builds')
     .set({ heartbeat_at: sql`NOW()` })
     .where('id', '=', buildId)
-    .where('job_status', '=', 'running');
-  if (provisionerId) query = query.where('provisioner_id', '=', provisionerId);
-  const result = await query.executeTakeFirst();
+    .where(heldBy(holder))
+    .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
 
-/** Ends a running job, succeeded or failed with `error`; undefined when it is not running (for that provisioner). */
+/** Ends a running job, succeeded or failed with `error`; undefined when it is not running (or not `holder`'s). */
 export async function completeJob(
   trx: Db,
   buildId: string,
-  outcome: { error?: string; provisionerId?: string; outputs?: Record<string, unknown> },
+  outcome: { error?: string; holder?: JobHolder; outputs?: Record<string, unknown> },
 ): Promise<JobRow | undefined> {
   const failed = outcome.error !== undefined;
   const outputs = !failed && outcome.outputs ? JSON.stringify(outcome.outputs) : null;
-  let query = trx
+  const row = await trx
     .updateTable('workspace_builds')
     .set({
       job_status: failed ? 'failed' : 'succeeded',
@@ -100,10 +123,14 @@ export async function completeJob(
       completed_at: sql`NOW()`,
     })
     .where('id', '=', buildId)
-    .where('job_status', '=', 'running');
-  if (outcome.provisionerId) query = query.where('provisioner_id', '=', outcome.provisionerId);
-  const row = await query.returningAll().executeTakeFirst();
-  return row && { build: toBuild(row), provisionerId: row.provisioner_id };
+    .where(heldBy(outcome.holder))
+    .returningAll()
+    .executeTakeFirst();
+  return row && toJobRow(row);
+}
+
+function toJobRow(row: BuildRow): JobRow {
+  return { build: toBuild(row), provisionerId: row.provisioner_id, provisionerKeyId: row.provisioner_key_id };
 }
 
 /** Fails running jobs whose provisioner has been silent longer than `staleAfterMs`. */
@@ -119,7 +146,7 @@ export async function failStaleJobs(trx: Db, staleAfterMs: number): Promise<JobR
     .where('heartbeat_at', '<', sql<Date>`NOW() - make_interval(secs => ${staleAfterMs / 1000})`)
     .returningAll()
     .execute();
-  return rows.map((row) => ({ build: toBuild(row), provisionerId: row.provisioner_id }));
+  return rows.map(toJobRow);
 }
 
 /** Build ids still queued or running: a provisioner has work left. */

@@ -39,6 +39,8 @@ export type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
 export type UserRole = "admin" | "member";
 
+export type WebhookDeliveryStatus = "delivered" | "failed" | "pending";
+
 export type WorkspaceTransition = "delete" | "start" | "stop";
 
 export interface ApiKeys {
@@ -79,6 +81,18 @@ export interface AuditLogs {
   resource_id: string | null;
   resource_type: string;
   user_agent: string | null;
+}
+
+export interface TaskEvents {
+  id: Generated<Int8>;
+  occurred_at: Generated<Timestamp>;
+  owner_id: string;
+  payload: Generated<Json>;
+  /**
+   * No foreign key: an event outlives a purged task until retention removes it
+   */
+  task_id: string | null;
+  type: string;
 }
 
 export interface TaskPauseFailures {
@@ -172,6 +186,54 @@ export interface Users {
   username: string;
 }
 
+export interface WebhookDeliveries {
+  attempts: Generated<number>;
+  created_at: Generated<Timestamp>;
+  delivered_at: Timestamp | null;
+  event_id: Int8;
+  id: Generated<Int8>;
+  /**
+   * A worker holds the delivery until then; past it, another may take it again
+   */
+  leased_until: Timestamp | null;
+  next_attempt_at: Generated<Timestamp>;
+  status: Generated<WebhookDeliveryStatus>;
+  task_id: string | null;
+  webhook_id: string;
+}
+
+export interface WebhookDeliveryAttempts {
+  attempted_at: Generated<Timestamp>;
+  delivery_id: Int8;
+  duration_ms: number;
+  error: string | null;
+  id: Generated<Int8>;
+  status_code: number | null;
+}
+
+export interface Webhooks {
+  /**
+   * An admin's endpoint: events of every task, not only the owner's
+   */
+  all_tasks: Generated<boolean>;
+  created_at: Generated<Timestamp>;
+  description: Generated<string>;
+  enabled: Generated<boolean>;
+  /**
+   * The event types sent; empty means all
+   */
+  event_types: Generated<string[]>;
+  failing_since: Timestamp | null;
+  id: Generated<string>;
+  owner_id: string;
+  /**
+   * HMAC-SHA256 signing key, shown to the owner once at creation
+   */
+  secret: string;
+  updated_at: Generated<Timestamp>;
+  url: string;
+}
+
 export interface WorkspaceBuilds {
   build_number: number;
   completed_at: Timestamp | null;
@@ -192,9 +254,13 @@ export interface WorkspaceBuilds {
    */
   outputs: Json | null;
   /**
-   * The provisioner that acquired the job
+   * The name the provisioner that acquired the job gives itself, for display
    */
   provisioner_id: string | null;
+  /**
+   * The API key that acquired the job: the provisioner's identity; null for the built-in provisioner
+   */
+  provisioner_key_id: string | null;
   reason: Generated<BuildReason>;
   started_at: Timestamp | null;
   /**
@@ -215,12 +281,16 @@ export interface Workspaces {
 export interface DB {
   api_keys: ApiKeys;
   audit_logs: AuditLogs;
+  task_events: TaskEvents;
   task_pause_failures: TaskPauseFailures;
   task_snapshot_stats: TaskSnapshotStats;
   task_snapshots: TaskSnapshots;
   tasks: Tasks;
   templates: Templates;
   users: Users;
+  webhook_deliveries: WebhookDeliveries;
+  webhook_delivery_attempts: WebhookDeliveryAttempts;
+  webhooks: Webhooks;
   workspace_builds: WorkspaceBuilds;
   workspaces: Workspaces;
 }

@@ -39,3 +39,19 @@ export async function anyUserExists(db: Db): Promise<boolean> {
 export async function lockAdminBootstrap(trx: Db): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtext('hiatus.bootstrap'))`.execute(trx);
 }
+
+/** Users by name, a page after the user `afterId` (the previous page's last). */
+export async function listUsers(
+  db: Db,
+  page: { limit: number; afterId?: string },
+): Promise<{ items: User[]; more: boolean }> {
+  let query = db.selectFrom('users as u').selectAll('u');
+  if (page.afterId) {
+    query = query.where(sql<boolean>`u.username > (SELECT a.username FROM users a WHERE a.id = ${page.afterId})`);
+  }
+  const rows = await query
+    .orderBy('u.username')
+    .limit(page.limit + 1)
+    .execute();
+  return { items: rows.slice(0, page.limit).map(toUser), more: rows.length > page.limit };
+}

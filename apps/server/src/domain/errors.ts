@@ -21,17 +21,26 @@ export const errorCodes = [
   'timeout',
   /** An argument the domain cannot use (a cursor it did not give out). */
   'bad_input',
+  /** The key a long-lived call (a watch) was opened with has since been revoked or has expired. */
+  'unauthorized',
+  /** The caller went past one of its own limits (calls a second, open watches, heavy reads): it may retry later. */
+  'rate_limited',
+  /** The server is at its bound for this kind of work, whoever asks: try again shortly. */
+  'busy',
 ] as const;
 export type HiatusErrorCode = (typeof errorCodes)[number];
 
 export class HiatusError extends Error {
   override name = 'HiatusError';
+  /** For `rate_limited` and `busy`: how long until a retry may succeed (sent as `Retry-After`). */
+  readonly retryAfterMs: number | undefined;
   constructor(
     readonly code: HiatusErrorCode,
     message: string,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { retryAfterMs?: number },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

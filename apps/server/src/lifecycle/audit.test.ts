@@ -104,7 +104,10 @@ describe.each(testBackends())('audit log on %s', (backend) => {
   it('records a member’s refused attempt on another member’s task', async () => {
     const bob = await h.member();
     const task = await h.task();
-    await expect(getTask(h.app, bob, task.id)).rejects.toMatchObject({ code: 'not_found' });
+    // Repeated, it is recorded once: a caller cannot make the log grow request by request.
+    for (let i = 0; i < 3; i++) {
+      await expect(getTask(h.app, bob, task.id)).rejects.toMatchObject({ code: 'not_found' });
+    }
     const denied = (await recordsOf(task.id)).filter((r) => r.action === 'task.access_denied');
     expect(denied).toMatchObject([{ actorId: bob.kind === 'user' ? bob.userId : null, resourceType: 'task' }]);
     // A task that does not exist at all leaves no record: there is nothing to protect.

@@ -1,39 +1,54 @@
 import { AgentError } from '../agentapi/client.ts';
-import type { App } from '../app.ts';
+import { type App, agentTrust } from '../app.ts';
 import { listTasks, markAgentIdle, markAgentRunning, type Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
+import { warnBeforeAutoPause } from './events.ts';
 import { meteredPause } from './metered.ts';
 
-export type AutoPausePass = { checked: number; paused: string[] };
+export type AutoPausePass = {
+  checked: number;
+  paused: string[];
+  /** Tasks whose look or pause failed in a way the pass did not foresee; the pass went on past them. */
+  failed: Array<{ taskId: string; error: string }>;
+};
 
 /**
  * One look at every active task's agent. An agent seen `running` resets its task's idle clock;
  * one seen `stable` or unreachable keeps it going (the clock lives in the database, so every
  * server process shares it). A task idle longer than its timeout is paused by the system with
  * reason `task_auto_pause`; when several processes try at once, the pause's lock lets one win.
+ * Within `autoPauseWarningSeconds` of its timeout, its owner is warned once (an event).
+ * A task whose look or pause fails is named in `failed`, and the pass goes on: one hostile or
+ * broken agent never holds up the others.
  */
 export async function autoPausePass(app: App, options: { concurrency?: number } = {}): Promise<AutoPausePass> {
   const paused: string[] = [];
+  const failed: AutoPausePass['failed'] = [];
   let checked = 0;
   let after: { createdAt: Date; id: string } | undefined;
   for (;;) {
     const { items, more } = await listTasks(app.db, { status: 'active', limit: 200, after });
     await forEachLimited(items, options.concurrency ?? defaults.autoPauseConcurrency, async (task) => {
       checked++;
-      if (await checkIdle(app, task)) paused.push(task.id);
+      // One task's failure is its own: the pass goes on to the others.
+      try {
+        if (await checkIdle(app, task)) paused.push(task.id);
+      } catch (error) {
+        failed.push({ taskId: task.id, error: error instanceof Error ? error.message : String(error) });
+      }
     });
     const last = items.at(-1);
     if (!more || !last) break;
     after = { createdAt: last.createdAt, id: last.id };
   }
-  return { checked, paused };
+  return { checked, paused, failed };
 }
 
 async function checkIdle(app: App, task: Task): Promise<boolean> {
   const seen = await app
-    .agent(task.agentUrl)
+    .agent(task.agentUrl, agentTrust(task))
     .status()
     .catch((error: unknown) => {
       if (error instanceof AgentError) return 'unreachable' as const;
@@ -45,7 +60,14 @@ async function checkIdle(app: App, task: Task): Promise<boolean> {
   }
   const idleSeconds = await markAgentIdle(app.db, task.id);
   const timeout = task.idleTimeoutSeconds ?? app.settings.defaultIdleTimeoutSeconds;
-  if (idleSeconds === undefined || idleSeconds < timeout) return false;
+  if (idleSeconds === undefined) return false;
+  if (idleSeconds < timeout) {
+    const warning = app.settings.autoPauseWarningSeconds;
+    if (warning > 0 && idleSeconds >= timeout - warning) {
+      await warnBeforeAutoPause(app, task, { idleSeconds, idleTimeoutSeconds: timeout });
+    }
+    return false;
+  }
   try {
     await meteredPause(app, systemActor, task.id, { reason: 'task_auto_pause' });
     return true;

@@ -2,6 +2,8 @@ import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
+import { generateApiKey, keyDigest } from '../auth/keys.ts';
+import { insertApiKey } from '../db/api-keys.ts';
 import { listTaskBuilds } from './builds.ts';
 import { acquireBuildJob, completeBuildJob, failStaleBuildJobs, heartbeatBuildJob } from './jobs.ts';
 import { purgeDeletedTasks } from './purge.ts';
@@ -19,7 +21,7 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
     expect(job).toMatchObject({ taskId: task.id, build: { jobStatus: 'running', transition: 'start' } });
     expect((await getTask(h.app, h.alice, task.id)).status).toBe('initializing');
     await heartbeatBuildJob(h.app, job!.build.id, 'p1');
-    const done = await completeBuildJob(h.app, job!.build.id, { provisionerId: 'p1' });
+    const done = await completeBuildJob(h.app, job!.build.id, { holder: 'p1' });
     expect(done).toMatchObject({ jobStatus: 'succeeded', error: null });
     expect(done.completedAt).toBeInstanceOf(Date);
     expect((await getTask(h.app, h.alice, task.id)).status).toBe('active');
@@ -39,12 +41,43 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
   it('refuses to complete or heartbeat a job that is not running, or is held by another provisioner', async () => {
     await newTask();
     const job = await acquireBuildJob(h.app, 'p1');
-    await expect(completeBuildJob(h.app, job!.build.id, { provisionerId: 'p2' })).rejects.toMatchObject({
+    await expect(completeBuildJob(h.app, job!.build.id, { holder: 'p2' })).rejects.toMatchObject({
       code: 'conflict',
     });
-    await completeBuildJob(h.app, job!.build.id, { provisionerId: 'p1' });
+    await completeBuildJob(h.app, job!.build.id, { holder: 'p1' });
     await expect(completeBuildJob(h.app, job!.build.id)).rejects.toMatchObject({ code: 'conflict' });
     await expect(heartbeatBuildJob(h.app, job!.build.id)).rejects.toMatchObject({ code: 'conflict' });
+  });
+
+  it('gives a job to the key that acquired it: another key cannot heartbeat or complete it, whatever it calls itself', async () => {
+    await h.settle();
+    const provisionerKey = async () => {
+      const { id, hash } = keyDigest(generateApiKey());
+      return (await insertApiKey(h.db, { id, userId: h.alice.userId, secretHash: hash, scope: 'provisioner' })).id;
+    };
+    const [p1, p2] = [await provisionerKey(), await provisionerKey()];
+    const { task } = await newTask();
+    const job = await acquireBuildJob(h.app, { keyId: p1, name: 'gpu-1' });
+    const row = () => h.db.selectFrom('workspace_builds').where('id', '=', job!.build.id).selectAll().execute();
+    const before = await row();
+    expect(before[0]).toMatchObject({ provisioner_id: 'gpu-1', provisioner_key_id: p1 });
+    for (const holder of [
+      { keyId: p2, name: 'gpu-1' },
+      { keyId: p2, name: p1 },
+      { keyId: null, name: 'gpu-1' },
+      'gpu-1',
+    ]) {
+      await expect(heartbeatBuildJob(h.app, job!.build.id, holder)).rejects.toMatchObject({ code: 'conflict' });
+      await expect(completeBuildJob(h.app, job!.build.id, { holder, error: 'stolen' })).rejects.toMatchObject({
+        code: 'conflict',
+        message: expect.stringContaining('held by this provisioner'),
+      });
+    }
+    expect(await row()).toEqual(before);
+    // The key is the identity: the name it gives is not asked.
+    await heartbeatBuildJob(h.app, job!.build.id, { keyId: p1, name: 'renamed' });
+    await completeBuildJob(h.app, job!.build.id, { holder: { keyId: p1, name: 'renamed' } });
+    expect((await getTask(h.app, h.alice, task.id)).status).toBe('active');
   });
 
   it('fails a job whose provisioner stopped sending heartbeats', async () => {
@@ -72,7 +105,7 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
     const job = await acquireBuildJob(h.app, 'externals', { drivers: ['external'] });
     expect(job).toMatchObject({ taskId: task.id, template: null, previousOutputs: null });
     expect(job!.task).toMatchObject({ id: task.id, prompt: '', parameters: {} });
-    await completeBuildJob(h.app, job!.build.id, { provisionerId: 'externals', outputs: { note: 'kept' } });
+    await completeBuildJob(h.app, job!.build.id, { holder: 'externals', outputs: { note: 'kept' } });
     const { items } = await listTaskBuilds(h.app, h.alice, task.id, {});
     expect(items[0]).toMatchObject({ jobStatus: 'succeeded', outputs: { note: 'kept' } });
   });
@@ -87,7 +120,7 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
     expect(job?.taskId).toBe(task.id);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(await acquireBuildJob(h.app, 'patient', { waitMs: 300 })).toBeNull();
-    await completeBuildJob(h.app, job!.build.id, { provisionerId: 'patient' });
+    await completeBuildJob(h.app, job!.build.id, { holder: 'patient' });
   });
 
   it('makes a successful start’s agentUrl the task’s, and refuses one that is not a URL', async () => {
@@ -95,9 +128,9 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
     const { task } = await newTask();
     const job = await acquireBuildJob(h.app, 'p');
     await expect(
-      completeBuildJob(h.app, job!.build.id, { provisionerId: 'p', outputs: { agentUrl: 'file:///etc' } }),
+      completeBuildJob(h.app, job!.build.id, { holder: 'p', outputs: { agentUrl: 'file:///etc' } }),
     ).rejects.toMatchObject({ code: 'bad_input' });
-    await completeBuildJob(h.app, job!.build.id, { provisionerId: 'p', outputs: { agentUrl: 'http://127.0.0.1:9/' } });
+    await completeBuildJob(h.app, job!.build.id, { holder: 'p', outputs: { agentUrl: 'http://127.0.0.1:9/' } });
     expect((await getTask(h.app, h.alice, task.id)).agentUrl).toBe('http://127.0.0.1:9/');
   });
 

@@ -2,6 +2,7 @@ import type { App } from '../app.ts';
 import { audit, changed } from '../audit/audit.ts';
 import type { Build } from '../db/builds.ts';
 import type { Db } from '../db/connection.ts';
+import { announceChange } from '../db/events.ts';
 import {
   acquireJob,
   completeJob,
@@ -10,6 +11,7 @@ import {
   heartbeatJob,
   type JobContext,
   type JobFilter,
+  type JobHolder,
   type JobRow,
 } from '../db/jobs.ts';
 import { findTasks, setAgentUrl, taskIdOfWorkspace } from '../db/tasks.ts';
@@ -18,12 +20,23 @@ import { type Actor, systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import { runningStatuses } from '../domain/lifecycle.ts';
 import { nextBuildEvent } from './build-events.ts';
+import { recordJobEnd } from './events.ts';
 
 /** A build job a provisioner holds, with the task it is for (null for a workspace without one). */
 export type BuildJob = { build: Build; taskId: string | null };
 
+/** A job's end as recorded: the job, and the last event it recorded (if any). */
+type RecordedEnd = BuildJob & { eventId?: string };
+
 /** A job with everything a driver needs: the task, the template version, the last start's outputs. */
 export type ProvisionerJob = BuildJob & JobContext;
+
+export type { JobHolder };
+
+/** A holder as the services take it: a name alone is a keyless one (the built-in provisioner, tests). */
+export type Holder = JobHolder | string;
+
+const holderOf = (holder: Holder): JobHolder => (typeof holder === 'string' ? { keyId: null, name: holder } : holder);
 
 export type AcquireOptions = JobFilter & {
   /** How long to wait for a matching job when none is pending (a long poll); 0 answers at once. */
@@ -37,16 +50,18 @@ export type AcquireOptions = JobFilter & {
  */
 export async function acquireBuildJob(
   app: App,
-  provisionerId: string,
+  holder: Holder,
   options: AcquireOptions = {},
 ): Promise<ProvisionerJob | null> {
   const deadline = Date.now() + (options.waitMs ?? 0);
   for (;;) {
-    const build = await acquireJob(app.db, provisionerId, options);
+    const build = await acquireJob(app.db, holderOf(holder), options);
     if (build) {
       const context = await findJobContext(app.db, build);
       const job = { build, taskId: context.task?.id ?? null, ...context };
       app.events.emit('build', { taskId: job.taskId, workspaceId: build.workspaceId, build });
+      // The task is now initializing: watchers in other processes hear of it.
+      await announceChange(app.db, { workspaceId: build.workspaceId, ...(job.taskId ? { taskId: job.taskId } : {}) });
       return job;
     }
     const left = deadline - Date.now();
@@ -72,48 +87,72 @@ export async function tasksThatShouldRun(app: App, taskIds: readonly string[]): 
   });
 }
 
-/** Records a provisioner's sign of life on a job it runs. */
-export async function heartbeatBuildJob(app: App, buildId: string, provisionerId?: string): Promise<void> {
-  if (!(await heartbeatJob(app.db, buildId, provisionerId))) throw notRunning(buildId);
+/**
+ * Records a provisioner's sign of life on a job it holds. Without `holder` (the system's own
+ * calls), any running job; with one, only a job that holder acquired: a provisioner cannot keep
+ * another's job alive.
+ */
+export async function heartbeatBuildJob(app: App, buildId: string, holder?: Holder): Promise<void> {
+  if (!(await heartbeatJob(app.db, buildId, holder === undefined ? undefined : holderOf(holder)))) {
+    throw notRunning(buildId);
+  }
 }
 
-/** Ends a running job: succeeded, or failed with the error text; audited with the change. */
+/**
+ * Ends a running job: succeeded, or failed with the error text; audited with the change. With
+ * `holder`, only a job that holder acquired.
+ */
 export async function completeBuildJob(
   app: App,
   buildId: string,
-  outcome: { error?: string; provisionerId?: string; actor?: Actor; outputs?: Record<string, unknown> } = {},
+  outcome: { error?: string; holder?: Holder; actor?: Actor; outputs?: Record<string, unknown> } = {},
 ): Promise<Build> {
   const agentUrl = outcome.outputs?.agentUrl;
   if (agentUrl !== undefined && (typeof agentUrl !== 'string' || !/^https?:\/\/[^\s]+$/.test(agentUrl))) {
     throw new HiatusError('bad_input', 'outputs.agentUrl must be an http(s) URL');
   }
-  const { build, taskId } = await app.db.transaction().execute(async (trx) => {
-    const job = await completeJob(trx, buildId, outcome);
+  const completed = await app.db.transaction().execute(async (trx) => {
+    const holder = outcome.holder === undefined ? undefined : holderOf(outcome.holder);
+    const job = await completeJob(trx, buildId, { ...outcome, holder });
     if (!job) throw notRunning(buildId);
-    const completed = await auditCompletion(trx, outcome.actor ?? systemActor, job);
     // The agent now answers where its start says: a task's agentUrl is its latest successful start's.
-    if (completed.taskId && typeof agentUrl === 'string' && job.build.transition === 'start' && !outcome.error) {
-      await setAgentUrl(trx, completed.taskId, agentUrl);
+    const taskId = await taskIdOfWorkspace(trx, job.build.workspaceId);
+    if (taskId && typeof agentUrl === 'string' && job.build.transition === 'start' && !outcome.error) {
+      await setAgentUrl(trx, taskId, agentUrl);
     }
-    return completed;
+    // Last: recording events takes the lock that orders them, held until commit.
+    return recordCompletion(trx, outcome.actor ?? systemActor, job, taskId);
   });
+  announce(app, completed);
+  return completed.build;
+}
+
+/** Tells this process's watchers and waiters about a job's end once committed. */
+function announce(app: App, { build, taskId, eventId }: RecordedEnd): void {
   app.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
-  return build;
+  if (eventId) app.events.emit('change', { eventId, workspaceId: build.workspaceId, ...(taskId ? { taskId } : {}) });
 }
 
 /** Fails running jobs whose provisioner has been silent longer than `staleAfterMs`; returns them. */
 export async function failStaleBuildJobs(app: App, staleAfterMs: number): Promise<Build[]> {
   const failed = await app.db.transaction().execute(async (trx) => {
-    const jobs: BuildJob[] = [];
-    for (const job of await failStaleJobs(trx, staleAfterMs)) jobs.push(await auditCompletion(trx, systemActor, job));
+    const jobs: RecordedEnd[] = [];
+    for (const job of await failStaleJobs(trx, staleAfterMs)) {
+      jobs.push(await recordCompletion(trx, systemActor, job, await taskIdOfWorkspace(trx, job.build.workspaceId)));
+    }
     return jobs;
   });
-  for (const { build, taskId } of failed) app.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
+  for (const { build, taskId, eventId } of failed) announce(app, { build, taskId, eventId });
   return failed.map((f) => f.build);
 }
 
-/** The audit record of a job's end, in its transaction; returns the job with its task. */
-async function auditCompletion(trx: Db, actor: Actor, { build, provisionerId }: JobRow): Promise<BuildJob> {
+/** The audit record and events of a job's end, in its transaction; returns the job with its task. */
+async function recordCompletion(
+  trx: Db,
+  actor: Actor,
+  { build, provisionerId, provisionerKeyId }: JobRow,
+  taskId: string | null,
+): Promise<RecordedEnd> {
   await audit(trx, actor, {
     action: build.jobStatus === 'failed' ? 'build.failed' : 'build.succeeded',
     resourceType: 'build',
@@ -125,12 +164,19 @@ async function auditCompletion(trx: Db, actor: Actor, { build, provisionerId }: 
       workspaceId: build.workspaceId,
       buildNumber: build.buildNumber,
       provisionerId,
+      provisionerKeyId,
       ...(build.error === null ? {} : { error: build.error }),
     },
   });
-  return { build, taskId: await taskIdOfWorkspace(trx, build.workspaceId) };
+  // Its events (paused, resumed, build failed), and a notice for watchers in other processes.
+  const events = await recordJobEnd(trx, build, taskId);
+  if (events.length === 0) await announceChange(trx, { workspaceId: build.workspaceId, ...(taskId ? { taskId } : {}) });
+  return { build, taskId, eventId: events.at(-1)?.id };
 }
 
 function notRunning(buildId: string): HiatusError {
-  return new HiatusError('conflict', `build ${buildId} is not a running job held by this provisioner`);
+  return new HiatusError(
+    'conflict',
+    `build ${buildId} is not a running job held by this provisioner (a job belongs to the key that acquired it)`,
+  );
 }

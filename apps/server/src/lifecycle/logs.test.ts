@@ -1,9 +1,11 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
 import { type LogEntry, readLogs } from './logs.ts';
 import { meteredPause } from './metered.ts';
+import { sendToTask } from './send.ts';
 import { getSnapshot, pushSnapshot } from './snapshots.ts';
 import { createTask } from './tasks.ts';
 
@@ -35,6 +37,47 @@ describe.each(testBackends())('logs and snapshots on %s', (backend) => {
     expect(pages.map((p) => p.entries.length)).toEqual([10, 10, 5]);
     expect(pages.every((p) => p.source === 'live' && p.snapshotAt === null)).toBe(true);
     expect(pages.flatMap((p) => p.entries)).toEqual(expectedEntries());
+  });
+
+  it('serves the pages of a live log from one fetch of the agent, shared by readers at once', async () => {
+    h.agent.say(25);
+    const task = await h.task();
+    // A ttl no loaded machine outlasts: the test is about the count, not the clock.
+    const app = h.otherApp({ liveHistoryTtlMs: 60_000 });
+    const fetchesBefore = h.agent.historyReads;
+    const read = (options: { cursor?: number; limit?: number }) => readLogs(app, h.alice, task.id, options);
+    const pages = [await read({ limit: 5 })];
+    while (pages.at(-1)?.nextCursor != null) pages.push(await read({ cursor: pages.at(-1)!.nextCursor!, limit: 5 }));
+    await Promise.all(Array.from({ length: 10 }, (_, i) => read({ cursor: i, limit: 5 })));
+    expect(pages.flatMap((p) => p.entries)).toEqual(expectedEntries());
+    expect(h.agent.historyReads - fetchesBefore).toBe(1);
+
+    // Readers arriving together on a cold cache share the one fetch in flight.
+    const cold = h.otherApp({ liveHistoryTtlMs: 60_000 });
+    await Promise.all(Array.from({ length: 10 }, () => readLogs(cold, h.alice, task.id, { limit: 5 })));
+    expect(h.agent.historyReads - fetchesBefore).toBe(2);
+
+    // A message sent through Hiatus shows at the next read, not a ttl later.
+    await sendToTask(app, h.alice, task.id, 'one more thing');
+    const after = await read({ cursor: 24 });
+    expect(after.entries.map((e) => e.content)).toEqual(['one more thing']);
+    expect(h.agent.historyReads - fetchesBefore).toBe(3);
+  });
+
+  it('fetches again once the history is older than the ttl, and for every page with a ttl of 0', async () => {
+    h.agent.say(4);
+    const task = await h.task();
+    const brief = h.otherApp({ liveHistoryTtlMs: 50 });
+    const uncached = h.otherApp({ liveHistoryTtlMs: 0 });
+    const fetchesBefore = h.agent.historyReads;
+    await readLogs(brief, h.alice, task.id);
+    await sleep(100);
+    h.agent.say(1);
+    expect((await readLogs(brief, h.alice, task.id)).entries).toHaveLength(5);
+    expect(h.agent.historyReads - fetchesBefore).toBe(2);
+    await readLogs(uncached, h.alice, task.id);
+    await readLogs(uncached, h.alice, task.id);
+    expect(h.agent.historyReads - fetchesBefore).toBe(4);
   });
 
   it('reads a paused task from its snapshot, page by page, saying when it was taken', async () => {

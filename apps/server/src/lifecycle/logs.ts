@@ -1,10 +1,10 @@
 import { AgentError } from '../agentapi/client.ts';
 import type { AgentMessage } from '../agentapi/schema.ts';
-import type { App } from '../app.ts';
+import { type App, agentTrust } from '../app.ts';
 import { findSnapshotMeta, snapshotMessageRange } from '../db/snapshots.ts';
 import type { Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
-import type { Actor } from '../domain/actor.ts';
+import { type Actor, initiatorId } from '../domain/actor.ts';
 import { assertKnownFormat, parseStoredMessages } from './snapshots.ts';
 import { getTask } from './tasks.ts';
 
@@ -38,7 +38,7 @@ export async function readLogs(
   let notice: string | null = null;
   if (task.status === 'active') {
     try {
-      return await liveLogs(app, task, options.cursor, limit);
+      return await liveLogs(app, actor, task, options.cursor, limit);
     } catch (error) {
       if (!(error instanceof AgentError)) throw error;
       notice = `the agent did not answer (${error.message}); showing the snapshot`;
@@ -47,8 +47,21 @@ export async function readLogs(
   return snapshotLogs(app, task, options.cursor, limit, notice);
 }
 
-async function liveLogs(app: App, task: Task, cursor: number | undefined, limit: number): Promise<LogPage> {
-  const { messages } = await app.agent(task.agentUrl).messages();
+/**
+ * A page of the agent's history, served from the history fetched within the last few seconds
+ * (`app.liveHistories`) when there is one: paging through a long log fetches it once, not once a
+ * page. A fetch is a heavy read: it waits for a place in `app.heavyReads`.
+ */
+async function liveLogs(
+  app: App,
+  actor: Actor,
+  task: Task,
+  cursor: number | undefined,
+  limit: number,
+): Promise<LogPage> {
+  const { messages } = await app.liveHistories.get(task.id, task.agentUrl, () =>
+    app.heavyReads.run(initiatorId(actor) ?? 'system', () => app.agent(task.agentUrl, agentTrust(task)).messages()),
+  );
   const after = cursor === undefined ? messages : messages.filter((m) => m.id > cursor);
   const page = after.slice(0, limit);
   return {

@@ -1,9 +1,10 @@
 import type { App } from '../app.ts';
 import type { Build } from '../db/builds.ts';
-import { insertPauseFailure, type PauseFailureCause } from '../db/pause-failures.ts';
+import type { PauseFailureCause } from '../db/pause-failures.ts';
 import type { Task } from '../db/tasks.ts';
 import type { Actor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
+import { recordPauseFailure } from './events.ts';
 import { Laps } from './laps.ts';
 import { type PauseOptions, type PauseResult, pauseTask } from './pause.ts';
 import { resumeTask } from './resume.ts';
@@ -11,7 +12,7 @@ import { resumeTask } from './resume.ts';
 // Measuring wraps the rules: the rules in pause.ts and resume.ts decide, these time them, announce
 // how they ended, and count failed pauses. Callers from the outside (the API, auto-pause, send) use these.
 
-/** `pauseTask`, timed and announced; a failed pause is counted by cause for telemetry. */
+/** `pauseTask`, timed and announced; a failed pause is counted by cause and announced as an event. */
 export async function meteredPause(
   app: App,
   actor: Actor,
@@ -38,7 +39,7 @@ export async function meteredPause(
     const cause = failureCause(error);
     app.events.emit('pause', { reason: options.reason, outcome: 'failed', cause, ...timings(), snapshotBytes: null });
     if (cause) {
-      await insertPauseFailure(app.db, { taskId, reason: options.reason, cause, detail: (error as Error).message })
+      await recordPauseFailure(app, { taskId, reason: options.reason, cause, message: (error as Error).message })
         // Telemetry must never turn a clear error into another one.
         .catch(() => undefined);
     }

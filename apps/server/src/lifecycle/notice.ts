@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../agentapi/client.ts';
-import type { App } from '../app.ts';
+import { type App, agentTrust } from '../app.ts';
 import type { Task } from '../db/tasks.ts';
 import { findTemplateById } from '../db/templates.ts';
 
@@ -17,7 +17,7 @@ export async function givePrePauseNotice(app: App, task: Task): Promise<boolean>
   const template = task.templateId ? await findTemplateById(app.db, task.templateId) : undefined;
   const notice = template?.prePauseNotice;
   if (!notice) return false;
-  const agent = app.agent(task.agentUrl);
+  const agent = app.agent(task.agentUrl, agentTrust(task));
   const deadline = Date.now() + notice.waitSeconds * 1000;
   const untilStable = async () => {
     while (Date.now() < deadline) {

@@ -1,5 +1,5 @@
 import { AgentError, type AgentHistory } from '../agentapi/client.ts';
-import type { App } from '../app.ts';
+import { type App, agentTrust } from '../app.ts';
 import type { Build } from '../db/builds.ts';
 import { type StoredSnapshot, upsertSnapshot } from '../db/snapshots.ts';
 import { findAgentActivity, type Task } from '../db/tasks.ts';
@@ -51,7 +51,7 @@ export async function pauseTask(
   let history: AgentHistory | undefined;
   let skipped = 'the caller asked to pause without a fresh snapshot';
   try {
-    history = await laps.time('fetch', () => app.agent(before.agentUrl).messages());
+    history = await laps.time('fetch', () => app.agent(before.agentUrl, agentTrust(before)).messages());
   } catch (error) {
     if (!(error instanceof AgentError)) throw error;
     const mayGoOn = options.reason === 'task_auto_pause' || options.withoutSnapshot === true;
@@ -78,7 +78,7 @@ export async function pauseTask(
             ? (activity.now.getTime() - activity.lastRunningAt.getTime()) / 1000
             : null,
         };
-        return { value: snapshot, diff };
+        return { value: snapshot, diff, snapshotBytes: stored ? stored.bytes : null };
       },
     }),
   );
@@ -90,7 +90,8 @@ export function agentFailure(error: AgentError): HiatusError {
   const code =
     error.failure === 'too_large'
       ? 'too_large'
-      : error.failure === 'unreachable'
+      : // An address the policy refuses: the agent cannot be asked, as if it were down.
+        error.failure === 'unreachable' || error.failure === 'not_allowed'
         ? 'agent_unreachable'
         : 'agent_bad_response';
   return new HiatusError(code, `the agent's history could not be taken: ${error.message}`, { cause: error });

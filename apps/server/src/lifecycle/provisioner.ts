@@ -36,7 +36,7 @@ export function startBuiltinProvisioner(app: App, options: BuiltinProvisionerOpt
   const drain = async () => {
     for (let job = await acquireBuildJob(app, id); job && !stopped; job = await acquireBuildJob(app, id)) {
       if (!job.template) {
-        await completeBuildJob(app, job.build.id, { provisionerId: id });
+        await completeBuildJob(app, job.build.id, { holder: id });
         continue;
       }
       const run = runDriverJob(app, id, job, options).finally(() => inFlight.delete(run));
@@ -95,10 +95,13 @@ async function runDriverJob(
       log: (msg, fields) => options.log.info({ ...fields, buildId: job.build.id }, msg),
     });
     if ('error' in outcome) options.log.warn({ buildId: job.build.id, error: outcome.error }, 'build failed');
-    await completeBuildJob(app, job.build.id, { provisionerId, ...outcome }).catch(async (error: unknown) => {
+    await completeBuildJob(app, job.build.id, { holder: provisionerId, ...outcome }).catch(async (error: unknown) => {
       // Outputs the server refuses (an agentUrl that is no URL) fail the build instead, as the daemon does.
       if (!(error instanceof HiatusError && error.code === 'bad_input')) throw error;
-      await completeBuildJob(app, job.build.id, { provisionerId, error: `the outputs were refused: ${error.message}` });
+      await completeBuildJob(app, job.build.id, {
+        holder: provisionerId,
+        error: `the outputs were refused: ${error.message}`,
+      });
     });
   } catch (error) {
     options.log.warn({ buildId: job.build.id, err: error }, 'could not report a build');

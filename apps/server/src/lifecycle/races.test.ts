@@ -87,7 +87,7 @@ describe.each(testBackends())('races on %s', (backend) => {
     const provision = async (app: App, id: string) => {
       for (let job = await acquireBuildJob(app, id); job; job = await acquireBuildJob(app, id)) {
         taken.push(job.build.id);
-        await completeBuildJob(app, job.build.id, { provisionerId: id });
+        await completeBuildJob(app, job.build.id, { holder: id });
       }
     };
     await Promise.all([provision(h.app, 'p1'), provision(two, 'p2'), provision(h.app, 'p3'), provision(two, 'p4')]);

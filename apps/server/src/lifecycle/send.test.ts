@@ -52,6 +52,32 @@ describe.each(testBackends())('send on %s', (backend) => {
     }
   });
 
+  it('lets concurrent sends with resumeIfPaused share one resume, and delivers every message', async () => {
+    const task = await h.task({ status: 'paused' });
+    const stop = h.provisioner(50);
+    try {
+      const messages = ['one', 'two', 'three', 'four', 'five'];
+      const results = await Promise.allSettled(
+        messages.map((m) => sendToTask(h.app, h.alice, task.id, m, { resumeIfPaused: true })),
+      );
+      expect(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'sent'))).toEqual(
+        messages.map(() => 'sent'),
+      );
+      const resumedBy = results.filter((r) => r.status === 'fulfilled' && r.value.resumed);
+      expect(resumedBy).toHaveLength(1);
+      expect([...h.agent.received].sort()).toEqual([...messages].sort());
+      const builds = await h.db
+        .selectFrom('workspace_builds')
+        .where('workspace_id', '=', task.workspaceId)
+        .where('reason', '=', 'task_resume')
+        .select('id')
+        .execute();
+      expect(builds).toHaveLength(1);
+    } finally {
+      await stop();
+    }
+  });
+
   it('gives up with a timeout when no provisioner starts the resumed task', async () => {
     const quick = createApp(h.db, { agentTimeoutMs: 300, resumeWaitMs: 300 });
     const task = await h.task({ status: 'paused' });

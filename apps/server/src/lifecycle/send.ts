@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../agentapi/client.ts';
-import type { App } from '../app.ts';
+import { type App, agentTrust } from '../app.ts';
 import { findTask, type Task } from '../db/tasks.ts';
 import type { Actor } from '../domain/actor.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
@@ -9,6 +9,7 @@ import { meteredResume } from './metered.ts';
 import { agentFailure } from './pause.ts';
 import { getTask } from './tasks.ts';
 
+/** `resumed`: this call queued the resume (concurrent sends share one, and only its caller's says so). */
 export type SendResult = { task: Task; resumed: boolean };
 
 /**
@@ -26,15 +27,16 @@ export async function sendToTask(
 ): Promise<SendResult> {
   let task = await getTask(app, actor, taskId);
   const rule = deriveState(task.deletedAt, task.latestBuild).send;
-  const resumed = rule === 'resume' && options.resumeIfPaused === true;
+  let resumed = false;
   if (rule !== 'deliver') {
     if (rule === 'refuse' || !options.resumeIfPaused) throw notActive(task);
-    if (resumed) await meteredResume(app, actor, taskId);
+    if (rule === 'resume') resumed = await resumeUnlessRaced(app, actor, taskId);
     task = await waitForStatus(app, taskId, 'active', app.settings.resumeWaitMs);
   }
 
-  const agent = app.agent(task.agentUrl);
-  const deadline = Date.now() + (resumed ? app.settings.resumeWaitMs : 0);
+  const agent = app.agent(task.agentUrl, agentTrust(task));
+  // The agent of a start this call waited for (its own resume's or a concurrent one's) may take a moment.
+  const deadline = Date.now() + (rule === 'deliver' ? 0 : app.settings.resumeWaitMs);
   for (;;) {
     try {
       const status = await agent.status();
@@ -44,6 +46,8 @@ export async function sendToTask(
       if (!(await agent.sendMessage(input))) {
         throw new HiatusError('agent_bad_response', `the agent of task ${taskId} did not take the message`);
       }
+      // The live log shows the message from the next read on, not a few seconds later.
+      app.liveHistories.forget(taskId, task.agentUrl);
       return { task: await getTask(app, actor, taskId), resumed };
     } catch (error) {
       if (!(error instanceof AgentError)) throw error;
@@ -51,6 +55,23 @@ export async function sendToTask(
       if (error.failure !== 'unreachable' || Date.now() >= deadline) throw agentFailure(error);
       await sleep(250);
     }
+  }
+}
+
+/**
+ * Resumes the task for a send; false when a concurrent call's resume got there first (its start is
+ * then under way or done, and this send waits for it like the winner's does). Any other refusal stands.
+ */
+async function resumeUnlessRaced(app: App, actor: Actor, taskId: string): Promise<boolean> {
+  try {
+    await meteredResume(app, actor, taskId);
+    return true;
+  } catch (error) {
+    if (!(error instanceof HiatusError && error.code === 'conflict')) throw error;
+    const now = await getTask(app, actor, taskId);
+    const rule = deriveState(now.deletedAt, now.latestBuild).send;
+    if (rule === 'wait' || rule === 'deliver') return false;
+    throw error;
   }
 }
 

@@ -71,7 +71,8 @@ export type PushResult = { stored: true; snapshot: StoredSnapshot } | { stored: 
 /**
  * Stores a snapshot pushed by the task's own workspace (the upstream's way, for agents the
  * service cannot reach). A push never replaces a snapshot taken later than it.
- * The caller has already checked that the pusher speaks for this task's workspace.
+ * The caller has already checked that the pusher speaks for this task's workspace. A push is held
+ * to what a pause takes from an agent: the same schema and bounds, the same size limit.
  */
 export async function pushSnapshot(
   app: App,
@@ -79,7 +80,19 @@ export async function pushSnapshot(
   input: { messages: AgentMessage[]; takenAt?: Date; actor?: Actor },
 ): Promise<PushResult> {
   const messages = conversationSchema.safeParse(input.messages);
-  if (!messages.success) throw new HiatusError('bad_input', messages.error.issues[0]?.message ?? 'bad messages');
+  if (!messages.success) {
+    const first = messages.error.issues[0];
+    const at = first?.path.length ? `messages.${first.path.join('.')}: ` : '';
+    throw new HiatusError('bad_input', `${at}${first?.message ?? 'bad messages'}`);
+  }
+  // The same limit as a pause's: a pushed history is measured as the JSON it is stored as.
+  const bytes = Buffer.byteLength(JSON.stringify(messages.data));
+  if (bytes > app.settings.maxSnapshotBytes) {
+    throw new HiatusError(
+      'too_large',
+      `the pushed history is ${bytes} bytes, over the limit of ${app.settings.maxSnapshotBytes} bytes`,
+    );
+  }
   const now = new Date();
   // A workspace's clock may run ahead: a push is never dated in the future.
   const takenAt = input.takenAt && input.takenAt < now ? input.takenAt : now;

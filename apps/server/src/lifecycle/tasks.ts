@@ -44,6 +44,10 @@ export async function createTask(app: App, actor: Actor, input: NewTask): Promis
       idleTimeoutSeconds: input.idleTimeoutSeconds ?? template.idleTimeoutSeconds,
     };
   } else {
+    // A user's agent must be where the operator allows (net/url-policy.ts): checked on the address
+    // its host resolves to now, and again at every connection. A host that does not resolve is refused.
+    const refusal = await app.agentUrlRefusal(input.agentUrl);
+    if (refusal) throw new HiatusError('bad_input', `agentUrl: ${refusal}`);
     row = { ...base, agentUrl: input.agentUrl, idleTimeoutSeconds: input.idleTimeoutSeconds ?? null };
   }
   const { taskId, build } = await commitTaskChange(app, actor, {

@@ -2,9 +2,11 @@ import type { App } from '../app.ts';
 import { audit, changed } from '../audit/audit.ts';
 import { type Build, insertNextBuild, lockWorkspace } from '../db/builds.ts';
 import type { Db } from '../db/connection.ts';
+import { insertEvents } from '../db/events.ts';
 import { findTask, insertTaskWithWorkspace, type NewTaskRow, type Task } from '../db/tasks.ts';
 import { type Actor, initiatorId } from '../domain/actor.ts';
 import { taskNotFound } from '../domain/errors.ts';
+import type { NewEvent } from '../domain/events.ts';
 import {
   assertAllowed,
   type BuildReason,
@@ -18,12 +20,15 @@ import { getTask } from './access.ts';
 /** A task as a change needs it: a `Task` will do. */
 export type TaskRef = { id: string; workspaceId: string };
 
-/** What an operation changes beside its build, in the same transaction, and what it adds to the audit diff. */
+/**
+ * What an operation changes beside its build, in the same transaction, what it adds to the audit
+ * diff, and (a pause) the size of the snapshot it stored, for the event.
+ */
 export type ChangeEffect<T> = (
   trx: Db,
   task: TaskRef,
   build: Build,
-) => Promise<{ value: T; diff?: Record<string, unknown> }>;
+) => Promise<{ value: T; diff?: Record<string, unknown>; snapshotBytes?: number | null }>;
 
 /** A lifecycle change: create a task, or apply an operation to one the actor may see. */
 export type TaskChange<T> = (
@@ -34,22 +39,24 @@ export type TaskChange<T> = (
 /**
  * The one place a lifecycle change is written. In one transaction: insert the task (create) or
  * lock its workspace and re-check that the operation is still allowed (a racing one may have
- * won), queue the build, apply the change's effect, and write the audit record. The build is
- * announced once committed.
+ * won), queue the build, apply the change's effect, write the audit record and the lifecycle
+ * event (the outbox). The build is announced in this process once committed.
  */
 export async function commitTaskChange<T = undefined>(
   app: App,
   actor: Actor,
   change: TaskChange<T>,
-): Promise<{ taskId: string; build: Build; value: T }> {
+): Promise<{ taskId: string; build: Build; value: T; eventId: string | undefined }> {
   const transition = operationTransition[change.operation];
   const committed = await app.db.transaction().execute(async (trx) => {
     let ref: TaskRef;
     let before: TaskStatus | null = null;
     let templateId: string | null;
+    let ownerId: string;
     if (change.operation === 'create') {
       ref = await insertTaskWithWorkspace(trx, change.task);
       templateId = change.task.templateId ?? null;
+      ownerId = change.task.ownerId;
     } else {
       ref = change.task;
       await lockWorkspace(trx, ref.workspaceId);
@@ -58,6 +65,7 @@ export async function commitTaskChange<T = undefined>(
       assertAllowed(change.operation, task);
       before = task.status;
       templateId = task.templateId;
+      ownerId = task.ownerId;
     }
     const build = await insertNextBuild(trx, {
       workspaceId: ref.workspaceId,
@@ -66,7 +74,9 @@ export async function commitTaskChange<T = undefined>(
       initiatorId: initiatorId(actor),
       templateId,
     });
-    const { value, diff } = change.effect ? await change.effect(trx, ref, build) : { value: undefined as T };
+    const { value, diff, snapshotBytes } = change.effect
+      ? await change.effect(trx, ref, build)
+      : { value: undefined as T, snapshotBytes: undefined };
     await audit(trx, actor, {
       action: `task.${change.operation}`,
       resourceType: 'task',
@@ -78,14 +88,54 @@ export async function commitTaskChange<T = undefined>(
         build: { id: build.id, number: build.buildNumber, transition },
       },
     });
-    return { taskId: ref.id, build, value };
+    const [event] = await insertEvents(trx, [
+      lifecycleEvent(change, { taskId: ref.id, ownerId, build, snapshotBytes: snapshotBytes ?? null }),
+    ]);
+    return { taskId: ref.id, build, value, eventId: event?.id };
   });
   app.events.emit('build', {
     taskId: committed.taskId,
     workspaceId: committed.build.workspaceId,
     build: committed.build,
   });
+  app.events.emit('change', {
+    eventId: committed.eventId,
+    taskId: committed.taskId,
+    workspaceId: committed.build.workspaceId,
+  });
   return committed;
+}
+
+/** The event a committed change announces: created, pausing, resuming or deleted. */
+function lifecycleEvent(
+  change: TaskChange<unknown>,
+  facts: { taskId: string; ownerId: string; build: Build; snapshotBytes: number | null },
+): NewEvent {
+  const { taskId, ownerId, build } = facts;
+  switch (change.operation) {
+    case 'create':
+      return {
+        type: 'task.created',
+        taskId,
+        ownerId,
+        payload: { name: change.task.name, templateId: change.task.templateId ?? null },
+      };
+    case 'pause':
+      return {
+        type: 'task.pausing',
+        taskId,
+        ownerId,
+        payload: {
+          reason: change.reason === 'task_auto_pause' ? 'task_auto_pause' : 'task_manual_pause',
+          buildId: build.id,
+          snapshotBytes: facts.snapshotBytes,
+        },
+      };
+    case 'resume':
+      return { type: 'task.resuming', taskId, ownerId, payload: { buildId: build.id } };
+    case 'delete':
+      return { type: 'task.deleted', taskId, ownerId, payload: { buildId: build.id } };
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { App } from '../app.ts';
 import { countTasksByStatus } from '../db/tasks.ts';
+import { deliveryBacklog } from '../db/webhooks.ts';
 import { taskStatuses } from '../domain/lifecycle.ts';
 
 /**
@@ -69,6 +70,31 @@ export function createMetrics(app: App): { registry: Registry; stop(): void } {
     },
   });
 
+  const deliveries = new Counter({
+    name: 'hiatus_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome (delivered, retrying, failed: given up)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const deliveryLatency = new Histogram({
+    name: 'hiatus_webhook_delivery_latency_seconds',
+    help: "Time from an event's commit to its successful delivery",
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'hiatus_webhook_oldest_undelivered_seconds',
+    help: 'Age of the oldest event still waiting for a delivery (0 when none)',
+    registers: [registry],
+    async collect() {
+      this.set((await deliveryBacklog(app.db)).oldestPendingSeconds);
+    },
+  });
+  const onDelivery: Parameters<typeof app.events.on<'delivery'>>[1] = (event) => {
+    deliveries.inc({ outcome: event.outcome });
+    if (event.outcome === 'delivered') deliveryLatency.observe(event.latencyMs / 1000);
+  };
+
   const onBuild = ({ build }: { build: { transition: string; reason: string; jobStatus: string } }) => {
     const outcome = build.jobStatus === 'pending' ? 'queued' : build.jobStatus;
     if (outcome !== 'running') builds.inc({ transition: build.transition, reason: build.reason, outcome });
@@ -86,12 +112,14 @@ export function createMetrics(app: App): { registry: Registry; stop(): void } {
   app.events.on('build', onBuild);
   app.events.on('pause', onPause);
   app.events.on('resume', onResume);
+  app.events.on('delivery', onDelivery);
   return {
     registry,
     stop() {
       app.events.off('build', onBuild);
       app.events.off('pause', onPause);
       app.events.off('resume', onResume);
+      app.events.off('delivery', onDelivery);
     },
   };
 }

@@ -17,7 +17,18 @@ export type RequestContext = {
   readonly authUnavailable?: boolean;
 };
 
-type Services = { app: App; log: Logger };
+/** The limits a request's calls wait on or are refused by (see limits/). */
+export type RequestLimits = {
+  /** Waits until `keyId` has fewer calls running than its cap; the turn is held until the release. */
+  takeTurn(keyId: string, signal?: AbortSignal): Promise<() => void>;
+  /**
+   * Waits for this request's place among the process's heavy reads (`app.heavyReads`), kept until
+   * its response is written; `owner` is whose share it counts against, `what` names the call.
+   */
+  holdHeavyRead(owner: string, what: string): Promise<void>;
+};
+
+type Services = { app: App; log: Logger; limits: RequestLimits };
 
 const servicesByContext = new WeakMap<object, Services>();
 

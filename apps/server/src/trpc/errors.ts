@@ -15,6 +15,9 @@ const codeFor: Record<HiatusErrorCode, TRPC_ERROR_CODE_KEY> = {
   forbidden: 'FORBIDDEN',
   timeout: 'TIMEOUT',
   bad_input: 'BAD_REQUEST',
+  unauthorized: 'UNAUTHORIZED',
+  rate_limited: 'TOO_MANY_REQUESTS',
+  busy: 'SERVICE_UNAVAILABLE',
 };
 
 /** Turns what the domain or the database threw into an API error; anything unknown stays a 500. */
@@ -31,6 +34,19 @@ export function toTRPCError(error: unknown): TRPCError {
     });
   }
   return new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: 'internal error', cause: error as Error });
+}
+
+/**
+ * A subscription's items, its failure mapped as a query's is. A subscription's generator runs after
+ * its procedure's middleware has returned, so what it throws would otherwise reach the caller as a
+ * 500 instead of NOT_FOUND, UNAUTHORIZED and the like.
+ */
+export async function* withApiErrors<T>(items: AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* items;
+  } catch (error) {
+    throw toTRPCError(error);
+  }
 }
 
 /** A connection problem (refused, dropped, server shutting down), not a fault of the request. */

@@ -2,7 +2,7 @@ import { initTRPC, TRPCError } from '@trpc/server';
 import superjson from 'superjson';
 import { ZodError } from 'zod';
 import type { ApiKeyScope } from '../domain/actor.ts';
-import { type RequestContext, servicesOf } from './context.ts';
+import { type RequestContext, type RequestLimits, servicesOf } from './context.ts';
 import { toTRPCError } from './errors.ts';
 
 const t = initTRPC.context<RequestContext>().create({
@@ -33,8 +33,8 @@ export const createCallerFactory = t.createCallerFactory;
  */
 const observed = t.procedure.use(async ({ ctx, path, type, next }) => {
   const started = performance.now();
-  const { app, log } = servicesOf(ctx);
-  const result = await next({ ctx: { app, log } });
+  const { app, log, limits } = servicesOf(ctx);
+  const result = await next({ ctx: { app, log, limits } });
   // tRPC wraps what a handler throws in an INTERNAL_SERVER_ERROR; anything else is already an API error.
   const error = result.ok
     ? null
@@ -58,8 +58,8 @@ const observed = t.procedure.use(async ({ ctx, path, type, next }) => {
 
 export const publicProcedure = observed;
 
-/** A procedure for any valid key; `ctx.principal` is not nullable inside. */
-export const authedProcedure = observed.use(({ ctx, next }) => {
+/** A valid key, not yet waiting its turn: `ctx.principal` is not nullable inside. */
+const authenticated = observed.use(({ ctx, next }) => {
   if (ctx.authUnavailable) {
     throw new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'the database is unavailable; try again shortly' });
   }
@@ -72,8 +72,28 @@ export const authedProcedure = observed.use(({ ctx, next }) => {
   return next({ ctx: { ...ctx, principal: ctx.principal, actor: ctx.principal.actor } });
 });
 
-function scoped(allowed: readonly ApiKeyScope[], what: string) {
-  return authedProcedure.use(({ ctx, next }) => {
+/**
+ * Runs a call in one of its key's turns: a key's calls run a few at a time, so a big batch waits
+ * its turns rather than taking every database connection while other keys' calls wait.
+ */
+async function inTurn<T>(
+  ctx: { principal: { keyId: string }; limits: RequestLimits },
+  signal: AbortSignal | undefined,
+  call: () => Promise<T>,
+): Promise<T> {
+  const release = await ctx.limits.takeTurn(ctx.principal.keyId, signal);
+  try {
+    return await call();
+  } finally {
+    release();
+  }
+}
+
+/** A procedure for any valid key, run in one of the key's turns; `ctx.principal` is not nullable inside. */
+export const authedProcedure = authenticated.use(({ ctx, signal, next }) => inTurn(ctx, signal, next));
+
+function scoped(allowed: readonly ApiKeyScope[], what: string, base: typeof authenticated = authedProcedure) {
+  return base.use(({ ctx, next }) => {
     if (!allowed.includes(ctx.principal.scope)) {
       throw new TRPCError({ code: 'FORBIDDEN', message: `a ${ctx.principal.scope} key cannot ${what}` });
     }
@@ -83,6 +103,18 @@ function scoped(allowed: readonly ApiKeyScope[], what: string) {
 
 /** Reading: full and read-only keys. */
 export const readProcedure = scoped(['full', 'read'], 'read tasks');
+/**
+ * Reading something whole (a snapshot): at most `heavyReadConcurrency` such requests run at once in
+ * the process, each keeping its place until its response is written, and one such call per request.
+ * The place is waited for before the key's turn, so a call waiting for one holds up none of the
+ * key's other calls (whose batch may be what the place's holder is waiting for).
+ */
+export const heavyReadProcedure = scoped(['full', 'read'], 'read tasks', authenticated)
+  .use(async ({ ctx, path, next }) => {
+    await ctx.limits.holdHeavyRead(ctx.actor.userId, path);
+    return next();
+  })
+  .use(({ ctx, signal, next }) => inTurn(ctx, signal, next));
 /** Changing things: full keys only. */
 export const writeProcedure = scoped(['full'], 'change anything');
 /** Pushing a snapshot: the task's own workspace key, or a full key of someone who may see the task. */

@@ -7,7 +7,7 @@ import { invariantViolations } from '../invariants.ts';
 import { type ServerProcess, startServerProcess } from '../server-process.ts';
 import { describeStorm, runDuels, runStorm, seedStormTasks, tearDownStorm, waitForJobsToSettle } from '../storm.ts';
 
-const adminToken = 'sigkill-admin-token-0123456789';
+const adminToken = 'sigkill-admin-token-0123456789abcdef';
 
 // A server process killed without warning in the middle of a pause storm, then started again.
 describe.runIf(postgresServerUrl())('a server killed with SIGKILL mid-storm', () => {

@@ -1,10 +1,32 @@
 import { z } from 'zod';
-import { createApiKey, createUser, revokeApiKey } from '../../auth/accounts.ts';
+import {
+  createApiKey,
+  createUser,
+  describePrincipal,
+  listApiKeysFor,
+  listUsersFor,
+  revokeApiKey,
+} from '../../auth/accounts.ts';
+import { defaults } from '../../defaults.ts';
 import { apiKeyScopes, userRoles } from '../../domain/actor.ts';
-import { id, text } from '../inputs.ts';
-import { adminProcedure, router, writeProcedure } from '../trpc.ts';
+import { id, pageLimit, text } from '../inputs.ts';
+import { adminProcedure, authedProcedure, readProcedure, router, writeProcedure } from '../trpc.ts';
+
+/** A page of a list: `cursor` is the previous page's `nextCursor`. */
+const page = {
+  limit: pageLimit(defaults.maxListPageSize, defaults.listPageSize),
+  cursor: id.optional(),
+};
+
+/** Who the presented key speaks for (any key): user id, name and role, and the key's id, name, scope, task and expiry. */
+export const meProcedure = authedProcedure.query(({ ctx }) => describePrincipal(ctx.app, ctx.principal));
 
 export const usersRouter = router({
+  /** Every user by name, page by page: admins only. */
+  list: adminProcedure
+    .input(z.object(page).default({ limit: defaults.listPageSize }))
+    .query(({ ctx, input }) => listUsersFor(ctx.app, ctx.actor, input)),
+
   create: adminProcedure
     .input(
       z.object({
@@ -29,6 +51,14 @@ const newApiKeyInput = z.object({
 });
 
 export const apiKeysRouter = router({
+  /**
+   * The caller's own keys (an admin may name another `userId`), newest first, revoked and expired
+   * ones included; never a secret or its hash.
+   */
+  list: readProcedure
+    .input(z.object({ userId: id.optional(), ...page }).default({ limit: defaults.listPageSize }))
+    .query(({ ctx, input }) => listApiKeysFor(ctx.app, ctx.actor, input)),
+
   /** Creates a key; the plain key is in the answer this once and never again. */
   create: writeProcedure
     .input(newApiKeyInput.default({}))

@@ -2,7 +2,13 @@ import { z } from 'zod';
 import { defaults } from '../../defaults.ts';
 import { buildReasons } from '../../domain/lifecycle.ts';
 import { listTaskBuilds } from '../../lifecycle/builds.ts';
-import { acquireBuildJob, completeBuildJob, heartbeatBuildJob, tasksThatShouldRun } from '../../lifecycle/jobs.ts';
+import {
+  acquireBuildJob,
+  completeBuildJob,
+  heartbeatBuildJob,
+  type JobHolder,
+  tasksThatShouldRun,
+} from '../../lifecycle/jobs.ts';
 import { id, pageLimit, text } from '../inputs.ts';
 import { provisionerProcedure, readProcedure, router } from '../trpc.ts';
 
@@ -20,11 +26,15 @@ export const buildsRouter = router({
     .query(({ ctx, input }) => listTaskBuilds(ctx.app, ctx.actor, input.taskId, input)),
 });
 
-/** For external provisioners: take a pending job, keep it alive, report how it ended. */
+/**
+ * For external provisioners: take a pending job, keep it alive, report how it ended. A provisioner
+ * is its key: a job belongs to the key that acquired it, and no other key may heartbeat or complete it.
+ */
 export const provisionerRouter = router({
   /**
    * Takes a pending job matching the provisioner's `drivers` (`external` for workspaces without a
    * template) and `templates`, with what its driver needs; waits up to `waitMs` for one (a long poll).
+   * `provisionerId` is a name to show for the job (the key's id when absent), not an identity.
    */
   acquire: provisionerProcedure
     .input(
@@ -37,21 +47,21 @@ export const provisionerRouter = router({
         })
         .default({}),
     )
-    .mutation(({ ctx, input }) => acquireBuildJob(ctx.app, input.provisionerId ?? ctx.principal.keyId, input)),
+    .mutation(({ ctx, input }) =>
+      acquireBuildJob(ctx.app, { keyId: ctx.principal.keyId, name: input.provisionerId ?? ctx.principal.keyId }, input),
+    ),
 
-  heartbeat: provisionerProcedure
-    .input(z.object({ buildId: id, provisionerId: text.min(1).max(128).optional() }))
-    .mutation(async ({ ctx, input }) => {
-      await heartbeatBuildJob(ctx.app, input.buildId, input.provisionerId ?? ctx.principal.keyId);
-      return { ok: true as const };
-    }),
+  /** Keeps a job this key acquired alive; CONFLICT when it is not running or not this key's. */
+  heartbeat: provisionerProcedure.input(z.object({ buildId: id })).mutation(async ({ ctx, input }) => {
+    await heartbeatBuildJob(ctx.app, input.buildId, keyHolder(ctx.principal.keyId));
+    return { ok: true as const };
+  }),
 
   complete: provisionerProcedure
     .input(
       z.object({
         buildId: id,
         error: text.min(1).max(10_000).optional(),
-        provisionerId: text.min(1).max(128).optional(),
         /** What the job produced; a start reports `agentUrl`, which becomes the task's. */
         outputs: z.record(z.string().max(128), z.unknown()).optional(),
       }),
@@ -59,7 +69,7 @@ export const provisionerRouter = router({
     .mutation(({ ctx, input }) =>
       completeBuildJob(ctx.app, input.buildId, {
         error: input.error,
-        provisionerId: input.provisionerId ?? ctx.principal.keyId,
+        holder: keyHolder(ctx.principal.keyId),
         actor: ctx.actor,
         outputs: input.outputs,
       }),
@@ -70,3 +80,8 @@ export const provisionerRouter = router({
     .input(z.object({ taskIds: z.array(id).max(1000) }))
     .query(async ({ ctx, input }) => ({ taskIds: await tasksThatShouldRun(ctx.app, input.taskIds) })),
 });
+
+/** The holder a key is when it heartbeats or completes: the key alone decides, the name is not asked. */
+function keyHolder(keyId: string): JobHolder {
+  return { keyId, name: keyId };
+}

@@ -4,7 +4,7 @@ import { agentMessageSchema } from '../../agentapi/schema.ts';
 import { getSnapshot, pushSnapshot } from '../../lifecycle/snapshots.ts';
 import { findLiveTask, getTask } from '../../lifecycle/tasks.ts';
 import { id } from '../inputs.ts';
-import { pushProcedure, readProcedure, router } from '../trpc.ts';
+import { heavyReadProcedure, pushProcedure, router } from '../trpc.ts';
 
 /**
  * A workspace key's task is checked before the body is read: a push for a task that is gone is
@@ -20,8 +20,8 @@ const workspacePush = pushProcedure.use(async ({ ctx, next }) => {
 });
 
 export const snapshotsRouter = router({
-  /** The stored snapshot of a task: its messages as the agent gave them. */
-  get: readProcedure
+  /** The stored snapshot of a task: its messages as the agent gave them. One per request (a heavy read). */
+  get: heavyReadProcedure
     .input(z.object({ taskId: id }))
     .query(({ ctx, input }) => getSnapshot(ctx.app, ctx.actor, input.taskId)),
 

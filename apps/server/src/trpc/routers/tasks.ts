@@ -6,6 +6,8 @@ import { meteredPause, meteredResume } from '../../lifecycle/metered.ts';
 import { sendToTask } from '../../lifecycle/send.ts';
 import { createTask, deleteTask, getTask, listTasksFor } from '../../lifecycle/tasks.ts';
 import { watchTask } from '../../lifecycle/watch.ts';
+import { agentUrlProblem, notAnHttpUrl } from '../../net/url-policy.ts';
+import { withApiErrors } from '../errors.ts';
 import { id, idleTimeoutSeconds, pageLimit, parameterValues, templateName, text } from '../inputs.ts';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
 
@@ -23,7 +25,14 @@ const newTaskInput = z.union(
   [
     z.strictObject({
       ...taskBasics,
-      agentUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).max(2048),
+      agentUrl: z
+        .url({ protocol: /^https?$/, error: notAnHttpUrl })
+        .max(2048)
+        .superRefine((url, ctx) => {
+          // Lowercase scheme, no credentials; where it points is checked by the service (the address policy).
+          const problem = agentUrlProblem(url);
+          if (problem && problem !== notAnHttpUrl) ctx.addIssue({ code: 'custom', message: problem });
+        }),
     }),
     z.strictObject({
       ...taskBasics,
@@ -91,10 +100,14 @@ export const tasksRouter = router({
     )
     .query(({ ctx, input }) => readLogs(ctx.app, ctx.actor, input.id, input)),
 
-  /** The task, then again on every status or build change (server-sent events). */
+  /**
+   * The task, then again on every status or build change (server-sent events). The stream ends
+   * with UNAUTHORIZED within seconds of its key being revoked or expiring.
+   */
   watch: readProcedure.input(z.object({ id })).subscription(async function* ({ ctx, input, signal }) {
-    for await (const task of watchTask(ctx.app, ctx.actor, input.id, signal ?? new AbortController().signal)) {
-      yield task;
-    }
+    const watching = watchTask(ctx.app, ctx.actor, input.id, signal ?? new AbortController().signal, {
+      keyId: ctx.principal.keyId,
+    });
+    for await (const task of withApiErrors(watching)) yield task;
   }),
 });

@@ -1,0 +1,60 @@
+import type { BuildReason, PauseReason, WorkspaceTransition } from './lifecycle.ts';
+
+/**
+ * Lifecycle events: what happened to a task, as the outbox stores it, watchers see it and webhooks
+ * carry it. Each type has its payload; the union below is what the SDK's `verifyWebhook` returns.
+ */
+export type EventPayloads = {
+  /** A task was created; its workspace's first start is queued. */
+  'task.created': { name: string; templateId: string | null };
+  /** A pause was committed: the snapshot is stored (or skipped) and the stop build is queued. */
+  'task.pausing': { reason: PauseReason; buildId: string; snapshotBytes: number | null };
+  /** The stop build succeeded: the workspace is down. */
+  'task.paused': { reason: PauseReason; buildId: string; snapshotBytes: number | null };
+  /** A pause was refused or failed before anything changed (the agent was down, answered garbage…). */
+  'task.pause_failed': { reason: PauseReason; cause: string; message: string };
+  /** A resume was committed: the start build is queued. */
+  'task.resuming': { buildId: string };
+  /** The resume's start build succeeded: the agent is back. */
+  'task.resumed': { buildId: string };
+  /** The task was deleted; its workspace's delete build is queued. */
+  'task.deleted': { buildId: string };
+  /** A build job failed (a start, stop or delete of the task's workspace). */
+  'build.failed': { buildId: string; transition: WorkspaceTransition; reason: BuildReason; error: string | null };
+  /** The task has been idle long enough that auto-pause will stop it at `pauseAt` unless it works. */
+  'task.auto_pause_warning': { idleSeconds: number; idleTimeoutSeconds: number; pauseAt: string };
+  /** Sent by `webhooks.test`; belongs to no task. */
+  'webhook.test': { webhookId: string };
+};
+
+export type EventType = keyof EventPayloads;
+
+export const eventTypes = Object.freeze([
+  'task.created',
+  'task.pausing',
+  'task.paused',
+  'task.pause_failed',
+  'task.resuming',
+  'task.resumed',
+  'task.deleted',
+  'build.failed',
+  'task.auto_pause_warning',
+  'webhook.test',
+] as const satisfies readonly EventType[]);
+
+/** An event to record: its type, the task and the task's owner, and the type's payload. */
+export type NewEvent = {
+  [T in EventType]: { type: T; taskId: string | null; ownerId: string; payload: EventPayloads[T] };
+}[EventType];
+
+/** A recorded event. `id` grows in commit order: a reader that saw id n has seen every earlier one. */
+export type HiatusEvent = {
+  [T in EventType]: {
+    id: string;
+    type: T;
+    taskId: string | null;
+    ownerId: string;
+    occurredAt: Date;
+    payload: EventPayloads[T];
+  };
+}[EventType];

@@ -1,0 +1,52 @@
+import { tracked } from '@trpc/server';
+import { z } from 'zod';
+import { defaults } from '../../defaults.ts';
+import { eventTypes } from '../../domain/events.ts';
+import { listEventsFor, watchEvents } from '../../lifecycle/events.ts';
+import { withApiErrors } from '../errors.ts';
+import { id, pageLimit } from '../inputs.ts';
+import { readProcedure, router } from '../trpc.ts';
+
+/** An event id, as given out (a positive integer in a string). */
+const eventId = z.string().regex(/^\d{1,19}$/, 'not an event id this service gave out');
+
+export const eventsRouter = router({
+  /** Lifecycle events of the tasks the key may see, oldest first after `after`; pass `nextCursor` back as `after`. */
+  list: readProcedure
+    .input(
+      z
+        .object({
+          taskId: id.optional(),
+          after: eventId.optional(),
+          types: z.array(z.enum(eventTypes)).max(eventTypes.length).optional(),
+          limit: pageLimit(defaults.maxEventPageSize, defaults.eventPageSize),
+        })
+        .default({ limit: defaults.eventPageSize }),
+    )
+    .query(({ ctx, input }) => listEventsFor(ctx.app, ctx.actor, input)),
+
+  /**
+   * Events as they commit, in any server process (server-sent events). From now, or after `after`;
+   * a reconnecting client resumes from the last event it saw (`lastEventId`), missing none. Ends
+   * with UNAUTHORIZED within seconds of its key being revoked or expiring.
+   */
+  watch: readProcedure
+    .input(
+      z
+        .object({
+          taskId: id.optional(),
+          after: eventId.optional(),
+          types: z.array(z.enum(eventTypes)).max(eventTypes.length).optional(),
+          /** Set by the client on a reconnect: the id of the last event it received. */
+          lastEventId: eventId.nullish(),
+        })
+        .default({}),
+    )
+    .subscription(async function* ({ ctx, input, signal }) {
+      const after = input.lastEventId ?? input.after;
+      const watching = watchEvents(ctx.app, ctx.actor, { ...input, after }, signal ?? new AbortController().signal, {
+        keyId: ctx.principal.keyId,
+      });
+      for await (const event of withApiErrors(watching)) yield tracked(event.id, event);
+    }),
+});

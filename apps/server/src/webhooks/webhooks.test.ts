@@ -1,0 +1,213 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { verifyWebhook, WebhookVerificationError } from '../../../../packages/client/src/webhooks.ts';
+import { testBackends } from '../../test/databases.ts';
+import { useHarness } from '../../test/harness.ts';
+import { WebhookReceiver } from '../../test/webhook-receiver.ts';
+import type { UserActor } from '../domain/actor.ts';
+import { meteredPause, meteredResume } from '../lifecycle/metered.ts';
+import { createLogger } from '../logger.ts';
+import type { StopLoop } from '../loops.ts';
+import { type DeliveryOptions, nextAttemptAt, startWebhookDelivery } from './delivery.ts';
+import {
+  createWebhook,
+  listWebhooksFor,
+  redeliver,
+  removeWebhook,
+  testWebhook,
+  webhookDeliveries,
+} from './endpoints.ts';
+
+/** Polls `done` until it holds; fails after `ms`. */
+async function until(done: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`not done within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** Retries within a test's patience. */
+const quick: DeliveryOptions = {
+  concurrency: 8,
+  timeoutMs: 2_000,
+  retryBaseMs: 50,
+  retryMaxMs: 200,
+  retryForMs: 60_000,
+  pollMs: 50,
+};
+
+describe.each(testBackends())('webhooks on %s', (backend) => {
+  const h = useHarness(backend);
+  const receiver = new WebhookReceiver();
+  const workers: StopLoop[] = [];
+  const deliver = (options: Partial<DeliveryOptions> = {}, app = h.app) => {
+    workers.push(startWebhookDelivery(app, { ...quick, ...options, log: createLogger('silent') }));
+  };
+
+  beforeAll(async () => {
+    await receiver.start();
+  });
+  afterAll(() => receiver.stop());
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((stop) => stop()));
+    receiver.received = [];
+    receiver.answers = [];
+    receiver.status = 200;
+    receiver.hang = false;
+  });
+
+  /** A fresh member with an endpoint of their own on the receiver. */
+  const subscriber = async (eventTypes?: Parameters<typeof createWebhook>[2]['eventTypes']) => {
+    const owner = (await h.member()) as UserActor;
+    const webhook = await createWebhook(h.app, owner, { url: receiver.url, eventTypes });
+    return { owner, webhook };
+  };
+  const forTask = (taskId: string) => receiver.delivered().filter((e) => e.taskId === taskId);
+
+  it('delivers exactly the events of each change, signed so that verifyWebhook accepts them', async () => {
+    const { owner, webhook } = await subscriber();
+    expect(webhook.secret).toMatch(/^whsec_/);
+    expect(await listWebhooksFor(h.app, owner)).toEqual([expect.not.objectContaining({ secret: expect.anything() })]);
+    deliver();
+    const task = await h.task({ owner, status: 'paused' });
+    await meteredResume(h.app, owner, task.id);
+    await h.settle();
+    await receiver.until(() => forTask(task.id).length >= 5);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(forTask(task.id).map((e) => e.type)).toEqual([
+      'task.created',
+      'task.pausing',
+      'task.paused',
+      'task.resuming',
+      'task.resumed',
+    ]);
+    for (const request of receiver.received) {
+      const event = verifyWebhook(request.rawBody, request.headers, webhook.secret);
+      expect(event.taskId).toBe(task.id);
+      expect(request.headers['hiatus-event-id']).toBe(event.id);
+    }
+    const first = receiver.received[0]!;
+    expect(() => verifyWebhook(first.rawBody, first.headers, 'whsec_wrong')).toThrow(WebhookVerificationError);
+    expect(() => verifyWebhook(`${first.rawBody} `, first.headers, webhook.secret)).toThrow(/does not match/);
+    expect(() => verifyWebhook(first.rawBody, first.headers, webhook.secret, { now: Date.now() + 3_600_000 })).toThrow(
+      /replay/,
+    );
+  });
+
+  it('retries a failing endpoint with backoff and records each attempt; redelivers on request', async () => {
+    const { owner, webhook } = await subscriber(['task.created']);
+    receiver.answers = [500, 500, 500];
+    deliver();
+    const task = await h.task({ owner, status: 'pending' });
+    await receiver.until(() => forTask(task.id).length === 1);
+    expect(receiver.received.map((r) => r.status)).toEqual([500, 500, 500, 200]);
+    const deliveries = () => webhookDeliveries(h.app, owner, webhook.id, { limit: 10 });
+    // The worker records the answer just after the receiver gave it.
+    await until(async () => (await deliveries()).items[0]?.status === 'delivered');
+    const { items } = await deliveries();
+    expect(items).toHaveLength(1);
+    expect(items[0]).toMatchObject({ status: 'delivered', eventType: 'task.created', taskId: task.id });
+    expect(items[0]!.attempts.map((a) => a.statusCode)).toEqual([500, 500, 500, 200]);
+    expect(items[0]!.attempts.every((a) => a.durationMs >= 0)).toBe(true);
+
+    await redeliver(h.app, owner, webhook.id, items[0]!.id);
+    await receiver.until(() => forTask(task.id).length === 2);
+    expect(new Set(forTask(task.id).map((e) => e.id)).size).toBe(1);
+  });
+
+  it('gives up after the retry window and marks the endpoint failing; a success clears the mark', async () => {
+    const { owner, webhook } = await subscriber(['task.created']);
+    receiver.status = 503;
+    deliver({ retryForMs: 300 });
+    await h.task({ owner, status: 'pending' });
+    const failed = async () => (await webhookDeliveries(h.app, owner, webhook.id, { limit: 10 })).items[0]?.status;
+    await until(async () => (await failed()) === 'failed');
+    expect((await listWebhooksFor(h.app, owner))[0]?.failingSince).toBeInstanceOf(Date);
+
+    receiver.status = 200;
+    await testWebhook(h.app, owner, webhook.id);
+    await receiver.until(() => receiver.delivered().some((e) => e.type === 'webhook.test'));
+    await until(async () => (await listWebhooksFor(h.app, owner))[0]?.failingSince === null);
+  });
+
+  it('keeps each task in order for an endpoint while an earlier event is retried', async () => {
+    const { owner } = await subscriber();
+    receiver.answers = [500, 500];
+    deliver();
+    const task = await h.task({ owner, status: 'paused' });
+    await receiver.until(() => forTask(task.id).length >= 3);
+    expect(forTask(task.id).map((e) => e.type)).toEqual(['task.created', 'task.pausing', 'task.paused']);
+  });
+
+  it('sends a member their own tasks only, and an admin every task', async () => {
+    const a = await subscriber();
+    const b = await subscriber();
+    const admin = (await h.member('admin')) as UserActor;
+    const adminHook = await createWebhook(h.app, admin, { url: receiver.url, eventTypes: ['task.created'] });
+    deliver();
+    const taskOfA = await h.task({ owner: a.owner, status: 'pending' });
+    await receiver.until(() => forTask(taskOfA.id).length >= 2);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const signedWith = (secret: string) =>
+      receiver.received.filter((r) => {
+        try {
+          verifyWebhook(r.rawBody, r.headers, secret);
+          return true;
+        } catch {
+          return false;
+        }
+      }).length;
+    expect(signedWith(a.webhook.secret)).toBe(1);
+    expect(signedWith(adminHook.secret)).toBe(1);
+    expect(signedWith(b.webhook.secret)).toBe(0);
+    // Later tests count deliveries: the admin's endpoint would get theirs too.
+    await removeWebhook(h.app, admin, adminHook.id);
+  });
+
+  it('shares deliveries between processes: each event goes out once per endpoint', async () => {
+    const { owner } = await subscriber(['task.created']);
+    deliver({ concurrency: 2 });
+    deliver({ concurrency: 2 }, h.otherApp());
+    const tasks = await Promise.all(Array.from({ length: 20 }, () => h.task({ owner, status: 'pending' })));
+    await receiver.until(() => receiver.delivered().length >= 20);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const ids = receiver.delivered().map((e) => e.id);
+    expect(ids).toHaveLength(20);
+    expect(new Set(ids).size).toBe(20);
+    expect(new Set(receiver.delivered().map((e) => e.taskId))).toEqual(new Set(tasks.map((t) => t.id)));
+  });
+
+  it('refuses an endpoint on a cloud metadata address', async () => {
+    const owner = (await h.member()) as UserActor;
+    await expect(createWebhook(h.app, owner, { url: 'http://169.254.169.254/latest' })).rejects.toMatchObject({
+      code: 'bad_input',
+      message: expect.stringContaining('metadata'),
+    });
+  });
+
+  it('backs off exponentially with jitter and stops after the retry window', () => {
+    const created = new Date(0);
+    const options = { retryBaseMs: 1_000, retryMaxMs: 8_000, retryForMs: 60_000 };
+    const delays = [1, 2, 3, 4, 5, 6].map((attempt) => nextAttemptAt({ attempt, createdAt: created }, options, 0)!);
+    delays.forEach((at, i) => {
+      const ceiling = Math.min(8_000, 1_000 * 2 ** i);
+      expect(at.getTime()).toBeGreaterThanOrEqual(ceiling / 2);
+      expect(at.getTime()).toBeLessThanOrEqual(ceiling);
+    });
+    expect(nextAttemptAt({ attempt: 9, createdAt: created }, options, 59_000)).toBeNull();
+  });
+
+  it('does not deliver a member pausing their task to another member, even with a metered pause', async () => {
+    const a = await subscriber(['task.pausing']);
+    const b = await subscriber(['task.pausing']);
+    deliver();
+    const task = await h.task({ owner: a.owner });
+    await meteredPause(h.app, a.owner, task.id, { reason: 'task_manual_pause' });
+    await receiver.until(() => forTask(task.id).length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(receiver.received.filter((r) => r.rawBody.includes(task.id))).toHaveLength(1);
+    expect(() =>
+      verifyWebhook(receiver.received[0]!.rawBody, receiver.received[0]!.headers, b.webhook.secret),
+    ).toThrow();
+  });
+});
