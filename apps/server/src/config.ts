@@ -88,6 +88,7 @@ const envSchema = z.object({
   HIATUS_EVENT_RETENTION_DAYS: nonNegativeInt.default(defaults.eventRetentionDays),
   HIATUS_AUTO_PAUSE_WARNING_SECONDS: nonNegativeInt.default(defaults.autoPauseWarningSeconds),
   HIATUS_ALLOWED_WEBHOOK_NETWORKS: allowList.optional(),
+  HIATUS_WEBHOOK_DELIVERY: flag.default(true),
   HIATUS_WEBHOOK_TIMEOUT_MS: positiveInt.default(defaults.webhookTimeoutMs),
   HIATUS_WEBHOOK_CONCURRENCY: positiveInt.max(256).default(defaults.webhookConcurrency),
   HIATUS_WEBHOOK_RETRY_BASE_MS: positiveInt.default(defaults.webhookRetryBaseMs),
@@ -122,8 +123,8 @@ export type Config = {
   auditRetentionDays: number;
   /** Events older than this are removed (unless a delivery still waits); 0 keeps them forever. */
   eventRetentionDays: number;
-  /** How webhook deliveries are sent and retried. */
-  webhooks: DeliveryOptions;
+  /** How webhook deliveries are sent and retried; `enabled` false leaves them to other processes. */
+  webhooks: DeliveryOptions & { enabled: boolean };
   /** Soft-deleted tasks older than this are removed for good (with their builds); 0 keeps them. */
   purgeDeletedAfterDays: number;
   /** Create the `demo` template on start when there is none. */
@@ -196,6 +197,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditRetentionDays: e.HIATUS_AUDIT_RETENTION_DAYS,
     eventRetentionDays: e.HIATUS_EVENT_RETENTION_DAYS,
     webhooks: {
+      enabled: e.HIATUS_WEBHOOK_DELIVERY,
       concurrency: e.HIATUS_WEBHOOK_CONCURRENCY,
       timeoutMs: e.HIATUS_WEBHOOK_TIMEOUT_MS,
       retryBaseMs: e.HIATUS_WEBHOOK_RETRY_BASE_MS,

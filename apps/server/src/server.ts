@@ -163,10 +163,12 @@ function backgroundLoops(app: App, config: Config): Loop[] {
       },
     });
   }
-  loops.push({
-    name: 'webhook delivery',
-    start: (log) => startWebhookDelivery(app, { ...config.webhooks, log }),
-  });
+  if (config.webhooks.enabled) {
+    loops.push({
+      name: 'webhook delivery',
+      start: (log) => startWebhookDelivery(app, { ...config.webhooks, log }),
+    });
+  }
   if (config.eventRetentionDays > 0) {
     loops.push(
       periodic(

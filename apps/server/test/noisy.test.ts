@@ -18,8 +18,8 @@ const adminToken = 'noisy-suite-admin-token-0123456789abcdef';
  * in all, quiet and flooded each, taken in `rounds` alternating stretches.
  */
 const victimEveryMs = 20;
-const samples = 300;
-const rounds = 10;
+const samples = 400;
+const rounds = 20;
 const settlingCalls = 2;
 /**
  * The flood: loops sending batches and loops reading the big snapshot, each a request every

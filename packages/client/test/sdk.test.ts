@@ -143,5 +143,12 @@ describe.runIf(postgresServerUrl())('@hiatus/client, packed and installed outsid
     expect(seen.deleted).toBe('deleted');
     expect(seen.snapshotAfterDelete).toBe('NOT_FOUND');
     expect(seen.revokedKey).toBe('UNAUTHORIZED');
+    // The task's lifecycle events, first to last (the consumer pauses twice and resumes once).
+    expect(seen.eventTypes.at(0)).toBe('task.created');
+    expect(seen.eventTypes.at(-1)).toBe('task.deleted');
+    expect(seen.eventTypes.filter((type: string) => type === 'task.pausing')).toHaveLength(2);
+    expect(seen.eventTypes).toContain('task.resuming');
+    expect(seen.createdName).toBe('fix-ci');
+    expect(seen.forged).toBe('refused');
   });
 });
