@@ -7,6 +7,7 @@ import type { UserActor } from '../domain/actor.ts';
 import { meteredPause, meteredResume } from '../lifecycle/metered.ts';
 import { createLogger } from '../logger.ts';
 import type { StopLoop } from '../loops.ts';
+import { createMetrics } from '../telemetry/metrics.ts';
 import { type DeliveryOptions, nextAttemptAt, startWebhookDelivery } from './delivery.ts';
 import {
   createWebhook,
@@ -209,5 +210,32 @@ describe.each(testBackends())('webhooks on %s', (backend) => {
     expect(() =>
       verifyWebhook(receiver.received[0]!.rawBody, receiver.received[0]!.headers, b.webhook.secret),
     ).toThrow();
+  });
+
+  it('counts deliveries by outcome, their latency, and the age of the oldest undelivered event', async () => {
+    const metrics = createMetrics(h.app);
+    try {
+      const { owner, webhook } = await subscriber(['task.created']);
+      receiver.answers = [500];
+      // Nobody delivers yet: the event waits, and the gauge says since when.
+      await h.task({ owner, status: 'pending' });
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      expect(await metrics.registry.metrics()).toMatch(/^hiatus_webhook_oldest_undelivered_seconds (\d+\.?\d*)$/m);
+      const age = Number(
+        /^hiatus_webhook_oldest_undelivered_seconds (\S+)$/m.exec(await metrics.registry.metrics())![1],
+      );
+      expect(age).toBeGreaterThanOrEqual(1);
+      deliver();
+      await until(
+        async () => (await webhookDeliveries(h.app, owner, webhook.id, { limit: 1 })).items[0]?.status === 'delivered',
+      );
+      const text = await metrics.registry.metrics();
+      expect(text).toMatch(/hiatus_webhook_deliveries_total\{outcome="retrying"\} 1/);
+      expect(text).toMatch(/hiatus_webhook_deliveries_total\{outcome="delivered"\} 1/);
+      expect(text).toMatch(/hiatus_webhook_delivery_latency_seconds_count 1/);
+      expect(text).toMatch(/^hiatus_webhook_oldest_undelivered_seconds 0$/m);
+    } finally {
+      metrics.stop();
+    }
   });
 });
