@@ -73,6 +73,9 @@ async function main() {
     HIATUS_ADMIN_TOKEN: token,
     HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
     HIATUS_BUILTIN_PROVISIONER: 'false',
+    // The bench measures the server, not one key's share of it.
+    HIATUS_RATE_LIMIT_PER_SECOND: '0',
+    HIATUS_MAX_CONCURRENT_CALLS_PER_KEY: '1000',
   };
   const endpoint = await receiver();
   const agent = await new FakeAgent().start();

@@ -351,6 +351,13 @@ async function logsFromSnapshot(server: ServerProcess, client: HiatusClient, tas
   };
 }
 
+/** The bench measures the server, not one key's share of it: the per-key limits are off. */
+const withoutKeyLimits = {
+  HIATUS_RATE_LIMIT_PER_SECOND: '0',
+  HIATUS_MAX_CONCURRENT_CALLS_PER_KEY: '1000',
+  HIATUS_HEAVY_READ_MS_PER_SECOND: '0',
+};
+
 async function main() {
   const provisionerDir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-bench-provisioner-'));
   await withDatabase(async (url) => {
@@ -361,6 +368,7 @@ async function main() {
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
       HIATUS_PROVISIONER_POLL_MS: '50',
       HIATUS_PROVISIONER_DIR: provisionerDir,
+      ...withoutKeyLimits,
     });
     const client = createHiatusClient({ url: server.url, token });
     const agent = await (await new FakeAgent().start()).say(10);
@@ -428,6 +436,7 @@ async function main() {
     HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
     // Not the repository's own directory: a provisioner's start stops the agents it finds there.
     HIATUS_PROVISIONER_DIR: provisionerDir,
+    ...withoutKeyLimits,
   });
   const agent = await (await new FakeAgent().start()).say(10);
   try {

@@ -53,6 +53,32 @@ describe('loadConfig', () => {
     }
   });
 
+  it('reads the per-key limits, turns the rate limit off with 0, and keeps a full batch within the burst', () => {
+    expect(loadConfig({}).limits).toEqual({
+      maxBatchSize: 100,
+      ratePerSecond: 100,
+      rateBurst: 400,
+      maxOpenWatchesPerKey: 50,
+      maxConcurrentCallsPerKey: 4,
+    });
+    const tight = loadConfig({
+      HIATUS_RATE_LIMIT_PER_SECOND: '0.5',
+      HIATUS_RATE_LIMIT_BURST: '10',
+      HIATUS_MAX_BATCH_SIZE: '10',
+    });
+    expect(tight.limits).toMatchObject({ ratePerSecond: 0.5, rateBurst: 10, maxBatchSize: 10 });
+    expect(loadConfig({ HIATUS_RATE_LIMIT_PER_SECOND: '0', HIATUS_RATE_LIMIT_BURST: '1' }).limits.ratePerSecond).toBe(
+      0,
+    );
+    const attempt = () => loadConfig({ HIATUS_RATE_LIMIT_BURST: '50' });
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow(/HIATUS_RATE_LIMIT_BURST: must be at least HIATUS_MAX_BATCH_SIZE \(100\)/);
+    expect(loadConfig({ HIATUS_LIVE_LOG_CACHE_MS: '0', HIATUS_HEAVY_READ_CONCURRENCY: '1' }).settings).toMatchObject({
+      liveHistoryTtlMs: 0,
+      heavyReadConcurrency: 1,
+    });
+  });
+
   it('stops the server at start with a message naming the bad value', async () => {
     const main = path.join(repoRoot, 'apps/server/src/main.ts');
     const tsx = path.join(repoRoot, 'node_modules/.bin/tsx');

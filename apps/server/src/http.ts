@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { TRPCError } from '@trpc/server';
+import { type TRPCError, transformTRPCResponse } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import type { TRPCRequestInfo } from '@trpc/server/http';
+import { getHTTPStatusCodeFromError, type TRPCRequestInfo } from '@trpc/server/http';
+import { TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
 import type { Registry } from 'prom-client';
 import type { App } from './app.ts';
 import { bearerToken, keyDigest, secretsMatch } from './auth/keys.ts';
@@ -32,13 +33,22 @@ export type HttpDeps = {
 };
 
 /** The API's per-key limits as this process counts them. */
-type KeyLimits = { rate: RateLimiter | null; watches: PerKeySlots; turns: PerKeyTurns };
+type KeyLimits = {
+  maxBatchSize: number;
+  rate: RateLimiter | null;
+  /** Requests whose calls were counted against their key's rate before tRPC read them. */
+  counted: WeakSet<http.IncomingMessage>;
+  watches: PerKeySlots;
+  turns: PerKeyTurns;
+};
 
 /** The HTTP front: health probes and the tRPC API under /trpc. */
 export function createHttpServer(deps: HttpDeps): http.Server {
   const { ratePerSecond, rateBurst, maxOpenWatchesPerKey, maxBatchSize, maxConcurrentCallsPerKey } = deps.limits;
   const limits: KeyLimits = {
+    maxBatchSize,
     rate: ratePerSecond > 0 ? new RateLimiter({ perSecond: ratePerSecond, burst: rateBurst }) : null,
+    counted: new WeakSet(),
     watches: new PerKeySlots(maxOpenWatchesPerKey, 'watch streams'),
     turns: new PerKeyTurns(maxConcurrentCallsPerKey),
   };
@@ -46,7 +56,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     router: appRouter,
     basePath: '/trpc/',
     maxBodySize: deps.maxBodyBytes,
-    // A larger batch is refused whole (BAD_REQUEST) before any of its calls is looked at.
+    // Refused with a clearer message before tRPC (refusalBeforeApi); this is tRPC's own backstop.
     maxBatchSize,
     createContext: ({ req, res, info }) => requestContext(deps, limits, req, res, info),
     responseMeta: ({ errors }) => retryAfter(errors),
@@ -67,18 +77,91 @@ export function createHttpServer(deps: HttpDeps): http.Server {
       }
       return void sendMetrics(deps.metrics, res);
     }
-    if (url.pathname.startsWith('/trpc/')) return void trpc(req, res);
+    if (url.pathname.startsWith('/trpc/')) {
+      const refusal = refusalBeforeApi(limits, req, url);
+      if (refusal) return sendApiError(res, refusal, requestIdOf(req, res));
+      return void trpc(req, res);
+    }
     sendJson(res, 404, { error: 'not found', path: url.pathname });
   });
 }
 
 const requestIdPattern = /^[\w.:-]{1,128}$/;
 
+/** The request's id: the caller's `x-request-id` if it is sane, else a new one; echoed back in the response. */
+function requestIdOf(req: http.IncomingMessage, res: http.ServerResponse): string {
+  const given = req.headers['x-request-id'];
+  const requestId = typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
+  res.setHeader('x-request-id', requestId);
+  return requestId;
+}
+
+/**
+ * What a tRPC request is refused for before tRPC reads it, if anything: a batch over the cap, or
+ * a key over its rate (every call of a batch counts). The bucket is found from the key itself,
+ * whose id is derived from the whole secret (so no one else can drain it): a key over its rate
+ * costs no database work, and its refused batch one small answer rather than an error per call.
+ * An event stream is counted when tRPC has opened it, so that its refusal arrives as its event.
+ */
+function refusalBeforeApi(limits: KeyLimits, req: http.IncomingMessage, url: URL): HiatusError | null {
+  const calls = callsIn(url);
+  if (calls > limits.maxBatchSize) {
+    return new HiatusError(
+      'bad_input',
+      `a batch may hold at most ${limits.maxBatchSize} calls and this one has ${calls}: send them in smaller batches (httpBatchLink's maxItems)`,
+    );
+  }
+  const token = bearerToken(req.headers.authorization);
+  if (!limits.rate || token === null || req.headers.accept?.includes('text/event-stream')) return null;
+  try {
+    limits.rate.take(keyDigest(token).id, calls);
+  } catch (error) {
+    if (error instanceof HiatusError) return error;
+    throw error;
+  }
+  limits.counted.add(req);
+  return null;
+}
+
+/** How many calls a tRPC request carries, counted as tRPC counts them (in the decoded path). */
+function callsIn(url: URL): number {
+  if (url.searchParams.get('batch') !== '1') return 1;
+  try {
+    return decodeURIComponent(url.pathname).split(',').length;
+  } catch {
+    return 1; // tRPC refuses the bad encoding itself
+  }
+}
+
+/**
+ * Answers a whole request with one API error, as tRPC answers a request that fails before its
+ * calls (its client gives the error to every call of the batch), with `Retry-After` when the
+ * error says when to come back.
+ */
+function sendApiError(res: http.ServerResponse, cause: HiatusError, requestId: string): void {
+  const error = toTRPCError(cause);
+  const httpStatus = getHTTPStatusCodeFromError(error);
+  const config = appRouter._def._config;
+  const shape = config.errorFormatter({
+    error,
+    type: 'unknown',
+    path: undefined,
+    input: undefined,
+    ctx: { requestId, principal: null, authError: null },
+    shape: {
+      message: error.message,
+      code: TRPC_ERROR_CODES_BY_KEY[error.code],
+      data: { code: error.code, httpStatus },
+    },
+  });
+  if (cause.retryAfterMs) res.setHeader('retry-after', String(Math.ceil(cause.retryAfterMs / 1000)));
+  sendJson(res, httpStatus, transformTRPCResponse(config, { error: shape }));
+}
+
 /**
  * Who is asking, once per request: the request id (the caller's `x-request-id` if it is sane,
  * else a new one, echoed back in the response) and the API key, checked before any body is read.
- * The key's limits are applied here too: its rate (every call of a batch counts) before the key
- * is even looked up, so a key over its rate costs no database work, and its open watch streams.
+ * The key's open watch streams are limited here, and an event stream's call counted against its rate.
  */
 async function requestContext(
   deps: HttpDeps,
@@ -87,9 +170,7 @@ async function requestContext(
   res: http.ServerResponse,
   info: TRPCRequestInfo,
 ): Promise<RequestContext> {
-  const given = req.headers['x-request-id'];
-  const requestId = typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
-  res.setHeader('x-request-id', requestId);
+  const requestId = requestIdOf(req, res);
   const origin: RequestOrigin = {
     requestId,
     ipAddress: req.socket.remoteAddress?.replace(/^::ffff:/, ''),
@@ -112,8 +193,8 @@ async function requestContext(
     });
   }
   if (token === null) return createRequestContext(services, { requestId, principal: null, authError: null });
-  // The bucket is the key's own: its id is derived from the whole secret, so no one else can drain it.
-  withApiError(() => limits.rate?.take(keyDigest(token).id, info.calls.length));
+  // An event stream's call, not counted before tRPC opened it (see refusalBeforeApi).
+  if (!limits.counted.has(req)) withApiError(() => limits.rate?.take(keyDigest(token).id, info.calls.length));
   const checked = await authenticate(deps.db, token, origin).catch((error: unknown) => {
     deps.log.warn({ requestId, err: error }, 'could not check an API key');
     return null;

@@ -30,7 +30,7 @@ const settlingCalls = 2;
  */
 const batchLoops = 2;
 const heavyLoops = 2;
-const floodPauseMs = 20;
+const floodPauseMs = 50;
 const watchStreams = 200;
 /** The flooder's snapshot: about 30 MB, as in the report. */
 const snapshotMessages = 300;
@@ -177,7 +177,7 @@ describe.runIf(postgresServerUrl())('one key flooding the server, another key us
       while (!(shareSpent && refusedInARow.every((n) => n >= 3)) && Date.now() < deadline) await sleep(50);
     });
     const snapshotsReadInBurst = snapshotsRead;
-    await sleep(1_000); // the burst's garbage collected
+    await sleep(2_000); // the burst's garbage collected, here and in the flooder
     // Quiet and flooded stretches alternate, so both see the same machine (other test files run beside this one).
     for (let round = 0; round < rounds; round++) {
       await measure(quiet);
