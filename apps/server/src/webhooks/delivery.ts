@@ -119,7 +119,8 @@ async function attempt(app: App, delivery: ClaimedDelivery, options: DeliveryOpt
     outcome = { statusCode: null, durationMs: performance.now() - started, error: (error as Error).message };
   }
   const retryAt = outcome.error === null ? null : nextAttemptAt(delivery, options);
-  await recordAttempt(app.db, delivery, outcome, retryAt);
+  // The attempt and what follows from it, together.
+  await app.db.transaction().execute((trx) => recordAttempt(trx, delivery, outcome, retryAt));
   app.events.emit('delivery', {
     outcome: outcome.error === null ? 'delivered' : retryAt ? 'retrying' : 'failed',
     durationMs: outcome.durationMs,
