@@ -37,6 +37,9 @@ export const defaults = Object.freeze({
   defaultIdleTimeoutSeconds: 30 * 60,
   /** How long `send` with `resumeIfPaused` waits for the task to become active. */
   resumeWaitMs: 60_000,
+  /** How long `tasks.pause` and `tasks.resume` with `wait` wait for their build by default, and at most. */
+  transitionWaitMs: 30_000,
+  maxTransitionWaitMs: 120_000,
   builtinProvisioner: true,
   provisionerPollMs: 1_000,
   provisionerStaleMs: 60_000,

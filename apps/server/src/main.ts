@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
-import { startServer } from './server.ts';
+import { type RunningServer, startServer } from './server.ts';
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -12,20 +12,28 @@ try {
 }
 
 const log = createLogger(config.logLevel);
+// Ctrl-C (SIGINT) and SIGTERM stop the server gracefully, and a clean stop exits 0, quietly. A
+// signal during start-up waits for the start to finish (a migration is never cut short), then stops.
+let server: RunningServer | undefined;
+let stopRequested = false;
+const stop = (running: RunningServer) =>
+  running.stop().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      log.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    },
+  );
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    log.info({ signal }, 'shutting down');
+    stopRequested = true;
+    if (server) void stop(server);
+  });
+}
 try {
-  const server = await startServer(config, log);
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      log.info({ signal }, 'shutting down');
-      server.stop().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          log.error({ err: error }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    });
-  }
+  server = await startServer(config, log);
+  if (stopRequested) void stop(server);
 } catch (error) {
   log.fatal({ err: error }, 'could not start');
   process.exit(1);

@@ -3,9 +3,11 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { type App, createApp } from './app.ts';
 import { removeOldAuditRecords } from './audit/audit.ts';
+import { adminKeyBox } from './auth/admin-key.ts';
 import { type BootstrapResult, bootstrapAdmin } from './auth/bootstrap.ts';
 import { type Config, repoRoot } from './config.ts';
 import { type DatabaseHandle, openDatabase } from './db/connection.ts';
+import { ensureDatabaseExists } from './db/create-database.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
 import { listenForChanges } from './db/notifications.ts';
 import { defaults } from './defaults.ts';
@@ -31,13 +33,20 @@ export type RunningServer = {
 
 /** Opens the database, applies migrations if asked, and starts listening. */
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  if (config.database.kind === 'postgres') {
+    const created = await ensureDatabaseExists(config.database.url);
+    if (created) log.info({ database: created }, `created the database "${created}": it did not exist`);
+  }
   const database = openDatabase(config.database);
-  log.info({ backend: database.description.backend, location: database.description.location }, 'database');
+  const { backend, location } = database.description;
+  log.info({ backend, location }, `opening the database: ${backend} at ${location}`);
   let schemaCurrent = false;
   try {
     if (config.migrateOnStart) {
-      const applied = (await migrateToLatest(database.db)).map((r) => r.migrationName);
-      log.info({ applied }, applied.length ? 'migrations applied' : 'schema is current');
+      const applied = await migrateToLatest(database.db, ({ name, done, total }) =>
+        log.info({ migration: name, done, total }, `migrating ${done} of ${total}: ${name}`),
+      );
+      log.info({ applied: applied.length }, applied.length ? 'migrations applied' : 'schema is current');
     }
     const pending = await pendingMigrations(database.db);
     schemaCurrent = pending.length === 0;
@@ -198,7 +207,10 @@ async function announceAdmin(result: BootstrapResult, log: Logger): Promise<void
       'no user existed: created the admin "admin"; its API key is printed once on stderr',
     );
     process.stderr.write(
-      `\nHiatus created the first admin. Its API key, shown this once:\n\n  ${result.key}\n\nUse it as "Authorization: Bearer <key>". Set HIATUS_ADMIN_TOKEN to choose the key yourself.\n\n`,
+      adminKeyBox(result.key, {
+        title: 'Hiatus created the first admin, "admin". Its API key, shown this once:',
+        notes: ['Set HIATUS_ADMIN_TOKEN to choose the admin key yourself.'],
+      }),
     );
   }
 }

@@ -75,6 +75,8 @@ describe.runIf(postgresServerUrl())('@hiatus/client, packed and installed outsid
     const installed = path.join(project, 'node_modules/@hiatus/client');
     const manifest = JSON.parse(await readFile(path.join(installed, 'package.json'), 'utf8'));
     expect(Object.keys(manifest.dependencies ?? {})).not.toContain('@hiatus/server');
+    expect(manifest).toMatchObject({ sideEffects: false, publishConfig: { access: 'public', provenance: true } });
+    expect((await readdir(installed)).sort()).toEqual(['CHANGELOG.md', 'README.md', 'dist', 'package.json']);
     const files = await readdir(path.join(installed, 'dist'));
     expect(files.sort()).toEqual(['index.d.mts', 'index.mjs']);
     for (const file of files) {
@@ -112,6 +114,8 @@ describe.runIf(postgresServerUrl())('@hiatus/client, packed and installed outsid
     const seen = JSON.parse(stdout.trim().split('\n').at(-1)!);
     expect(seen.seen).toContain('paused');
     expect(seen.firstPause).toEqual({ taken: true, status: 'pausing' });
+    expect(seen.resumeWaited).toEqual({ status: 'active', settled: true });
+    expect(seen.updatedIdle).toBe(null);
     expect(seen.pages.map(([id]: [number]) => id)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(seen.pages[7]).toEqual([7, 'input']);
     expect(seen.snapshots).toEqual({ first: 8, second: 9, format: 'agentapi' });
@@ -135,6 +139,7 @@ describe.runIf(postgresServerUrl())('@hiatus/client, packed and installed outsid
       'task.create',
       'task.pause',
       'task.resume',
+      'task.update',
       'task.pause',
       // Bob's get and pause of alice's task: a refusal is recorded once a minute per user and task.
       'task.access_denied',

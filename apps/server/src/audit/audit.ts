@@ -16,6 +16,7 @@ import type { BuildReason } from '../domain/lifecycle.ts';
 /** The audited actions. */
 export type AuditAction =
   | 'task.create'
+  | 'task.update'
   | 'task.pause'
   | 'task.resume'
   | 'task.delete'

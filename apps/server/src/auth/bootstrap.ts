@@ -62,7 +62,8 @@ export async function bootstrapAdmin(db: Db, adminToken: string | undefined): Pr
   });
 }
 
-async function ensureAdminUser(trx: Db): Promise<string> {
+/** The user named "admin", created (as an admin) when missing; a member of that name is refused. */
+export async function ensureAdminUser(trx: Db): Promise<string> {
   const existing = await findUserByName(trx, 'admin');
   if (existing) {
     // Never promote a member behind the operator's back.

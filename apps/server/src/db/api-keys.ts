@@ -190,3 +190,16 @@ export async function revokeOtherKeysNamed(
     .execute();
   return rows.map(toApiKeyInfo);
 }
+
+/** Revokes every live key of `userId` except `keepId`, and returns them: `pnpm admin:key --revoke-others`. */
+export async function revokeOtherKeysOf(trx: Db, userId: string, keepId: string): Promise<ApiKeyInfo[]> {
+  const rows = await trx
+    .updateTable('api_keys')
+    .set({ revoked_at: sql`NOW()` })
+    .where('user_id', '=', userId)
+    .where('id', '!=', keepId)
+    .where('revoked_at', 'is', null)
+    .returningAll()
+    .execute();
+  return rows.map(toApiKeyInfo);
+}

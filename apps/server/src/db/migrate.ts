@@ -35,20 +35,33 @@ export class MigrationError extends Error {
   override name = 'MigrationError';
 }
 
+/** What `migrateToLatest` reports as it goes: each migration once applied, `done` of `total`. */
+export type MigrationProgress = (step: { name: string; done: number; total: number }) => void;
+
 /**
- * Brings the schema to the latest migration. Kysely holds a PostgreSQL advisory lock for the
- * whole run, so servers starting together apply each migration once; the others wait, then find
- * nothing left to do.
+ * Brings the schema to the latest migration, one migration at a time so `onApplied` can tell
+ * progress. Kysely holds a PostgreSQL advisory lock for each step, so servers starting together
+ * apply each migration once; the others wait, then find it applied and go on to the next.
  */
-export async function migrateToLatest(db: AnyDb): Promise<MigrationResult[]> {
-  const { error, results = [] } = await migrator(db).migrateToLatest();
-  if (error) {
-    const failed = results.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new MigrationError(`migration ${failed} failed: ${String((error as Error).message ?? error)}`, {
-      cause: error,
-    });
+export async function migrateToLatest(db: AnyDb, onApplied?: MigrationProgress): Promise<MigrationResult[]> {
+  const m = migrator(db);
+  const total = (await m.getMigrations()).filter((x) => x.executedAt === undefined).length;
+  const applied: MigrationResult[] = [];
+  for (;;) {
+    const { error, results = [] } = await m.migrateUp();
+    if (error) {
+      const failed = results.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+      throw new MigrationError(`migration ${failed} failed: ${String((error as Error).message ?? error)}`, {
+        cause: error,
+      });
+    }
+    const done = results.filter((r) => r.status === 'Success');
+    if (done.length === 0) return applied;
+    for (const result of done) {
+      applied.push(result);
+      onApplied?.({ name: result.migrationName, done: applied.length, total: Math.max(total, applied.length) });
+    }
   }
-  return results;
 }
 
 /** The names of migrations not yet applied; empty when the schema is current. */

@@ -198,6 +198,36 @@ export async function setAgentUrl(trx: Db, taskId: string, agentUrl: string): Pr
   await trx.updateTable('tasks').set({ agent_url: agentUrl }).where('id', '=', taskId).execute();
 }
 
+/** The settings a caller may change on a live task. */
+export type TaskSettings = { agentUrl?: string; idleTimeoutSeconds?: number | null };
+
+/** A live task's settings, its row locked until the transaction ends; undefined once deleted (or never there). */
+export async function lockLiveTaskSettings(
+  trx: Db,
+  taskId: string,
+): Promise<{ agentUrl: string | null; idleTimeoutSeconds: number | null } | undefined> {
+  const row = await trx
+    .selectFrom('tasks')
+    .where('id', '=', taskId)
+    .where('deleted_at', 'is', null)
+    .select(['agent_url', 'idle_timeout_seconds'])
+    .forUpdate()
+    .executeTakeFirst();
+  return row && { agentUrl: row.agent_url, idleTimeoutSeconds: row.idle_timeout_seconds };
+}
+
+/** Sets the given settings of a task (an undefined one stays; a null idle timeout clears it). */
+export async function updateTaskSettings(trx: Db, taskId: string, settings: TaskSettings): Promise<void> {
+  await trx
+    .updateTable('tasks')
+    .set({
+      ...(settings.agentUrl !== undefined ? { agent_url: settings.agentUrl } : {}),
+      ...(settings.idleTimeoutSeconds !== undefined ? { idle_timeout_seconds: settings.idleTimeoutSeconds } : {}),
+    })
+    .where('id', '=', taskId)
+    .execute();
+}
+
 /** The unique index that keeps a user's live task names distinct. */
 export const liveTaskNameConstraint = 'tasks_owner_name_live_idx';
 

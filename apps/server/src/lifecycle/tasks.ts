@@ -1,7 +1,17 @@
 import type { App } from '../app.ts';
+import { audit, changed } from '../audit/audit.ts';
 import type { Build } from '../db/builds.ts';
 import { deleteSnapshot } from '../db/snapshots.ts';
-import { listTasks, liveTaskNameConstraint, type NewTaskRow, softDeleteTask, type Task } from '../db/tasks.ts';
+import {
+  listTasks,
+  liveTaskNameConstraint,
+  lockLiveTaskSettings,
+  type NewTaskRow,
+  softDeleteTask,
+  type Task,
+  type TaskSettings,
+  updateTaskSettings,
+} from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { type Actor, seesAllTasks } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
@@ -105,6 +115,52 @@ function decodeTaskCursor(cursor: string): { createdAt: Date; id: string } {
   } catch {
     throw new HiatusError('bad_input', 'the cursor is not one this service gave out');
   }
+}
+
+/**
+ * Changes a live task's settings: where its agent answers (`agentUrl`, checked against the address
+ * policy like at create; only for a task without a template, whose driver sets it) and its idle
+ * timeout (`null`: the template's or the service's default). Only whoever sees the task may (its
+ * owner, an admin); a deleted task is refused. The change and its audit record (`task.update`,
+ * each changed field from and to) commit together; a call that changes nothing writes nothing.
+ *
+ * @example await updateTask(app, actor, taskId, { idleTimeoutSeconds: null });
+ */
+export async function updateTask(app: App, actor: Actor, taskId: string, settings: TaskSettings): Promise<Task> {
+  const before = await getTask(app, actor, taskId);
+  if (before.status === 'deleted') throw deletedTask(taskId);
+  if (settings.agentUrl !== undefined) {
+    if (before.templateId) {
+      throw new HiatusError(
+        'bad_input',
+        `agentUrl: task ${taskId} runs a template's workspace, whose driver gives its agent's URL; it cannot be set`,
+      );
+    }
+    const refusal = await app.agentUrlRefusal(settings.agentUrl);
+    if (refusal) throw new HiatusError('bad_input', `agentUrl: ${refusal}`);
+  }
+  const previous = await app.db.transaction().execute(async (trx) => {
+    const current = await lockLiveTaskSettings(trx, taskId);
+    if (!current) throw deletedTask(taskId);
+    const diff: Record<string, unknown> = {};
+    if (settings.agentUrl !== undefined && settings.agentUrl !== current.agentUrl) {
+      diff.agentUrl = changed(current.agentUrl, settings.agentUrl);
+    }
+    if (settings.idleTimeoutSeconds !== undefined && settings.idleTimeoutSeconds !== current.idleTimeoutSeconds) {
+      diff.idleTimeoutSeconds = changed(current.idleTimeoutSeconds, settings.idleTimeoutSeconds);
+    }
+    if (Object.keys(diff).length === 0) return current;
+    await updateTaskSettings(trx, taskId, settings);
+    await audit(trx, actor, { action: 'task.update', resourceType: 'task', resourceId: taskId, diff });
+    return current;
+  });
+  // The old agent's cached history is of no use any more.
+  if (settings.agentUrl !== undefined) app.liveHistories.forget(taskId, previous.agentUrl);
+  return getTask(app, actor, taskId);
+}
+
+function deletedTask(taskId: string): HiatusError {
+  return new HiatusError('conflict', `task ${taskId} is deleted: its settings cannot change`);
 }
 
 /**

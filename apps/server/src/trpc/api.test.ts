@@ -120,6 +120,34 @@ describe.each(testBackends())('the API over HTTP on %s', (backend) => {
     expect(await codeOf(alice.client.tasks.send.mutate({ id: task.id, input: 'hello' }))).toBe('CONFLICT');
   });
 
+  it('waits for a pause and a resume when asked, and changes a task with tasks.update', async () => {
+    const { task } = await alice.client.tasks.create.mutate({ name: 'waiting', prompt: '', agentUrl: agent.url });
+    await waitForStatus(alice.client, task.id, 'active');
+    const paused = await alice.client.tasks.pause.mutate({ id: task.id, wait: true, waitMs: 10_000 });
+    expect(paused).toMatchObject({ settled: true, task: { status: 'paused' }, build: { jobStatus: 'succeeded' } });
+    const resumed = await alice.client.tasks.resume.mutate({ id: task.id, wait: true, waitMs: 10_000 });
+    expect(resumed).toMatchObject({ settled: true, task: { status: 'active' } });
+    expect(await codeOf(alice.client.tasks.pause.mutate({ id: task.id, wait: true, waitMs: 120_001 }))).toBe(
+      'BAD_REQUEST',
+    );
+
+    const updated = await alice.client.tasks.update.mutate({ id: task.id, idleTimeoutSeconds: 120 });
+    expect(updated).toMatchObject({ id: task.id, idleTimeoutSeconds: 120, agentUrl: agent.url });
+    expect((await alice.client.tasks.update.mutate({ id: task.id, idleTimeoutSeconds: null })).idleTimeoutSeconds).toBe(
+      null,
+    );
+    expect(await codeOf(alice.client.tasks.update.mutate({ id: task.id }))).toBe('BAD_REQUEST');
+    expect(await codeOf(alice.client.tasks.update.mutate({ id: task.id, agentUrl: 'ftp://x' }))).toBe('BAD_REQUEST');
+    expect(await codeOf(alice.client.tasks.update.mutate({ id: task.id, agentUrl: 'http://10.1.2.3:1' }))).toBe(
+      'BAD_REQUEST',
+    );
+    const bob = await admin.users.create.mutate({ username: 'bob-update' });
+    const bobClient = apiClient(server.url, (await admin.apiKeys.create.mutate({ userId: bob.id })).key);
+    expect(await codeOf(bobClient.tasks.update.mutate({ id: task.id, idleTimeoutSeconds: 60 }))).toBe('NOT_FOUND');
+    await alice.client.tasks.delete.mutate({ id: task.id });
+    expect(await codeOf(alice.client.tasks.update.mutate({ id: task.id, idleTimeoutSeconds: 60 }))).toBe('CONFLICT');
+  });
+
   it('keeps read-only keys from writing and members out of admin procedures', async () => {
     const { key } = await alice.client.apiKeys.create.mutate({ scope: 'read' });
     const reader = apiClient(server.url, key);
