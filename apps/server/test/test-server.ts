@@ -1,4 +1,4 @@
-import { loadConfig } from '../src/config.ts';
+import { type Config, loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { type RunningServer, startServer } from '../src/server.ts';
 import { type BackendName, createTestDatabase, type TestDatabase } from './databases.ts';
@@ -17,12 +17,11 @@ export type TestServer = {
 };
 
 /**
- * A server in this process on a fresh database of `backend`, listening on a free port, with an
- * admin key and no auto-pause loop; `env` adds or overrides settings as the environment would.
+ * A test server's configuration: a free port, an admin key, no auto-pause loop, loopback agents
+ * and webhook endpoints allowed; `env` adds or overrides settings as the environment would.
  */
-export async function startTestServer(backend: BackendName, env: Record<string, string> = {}): Promise<TestServer> {
-  const database = await createTestDatabase(backend);
-  const config = loadConfig({
+export function testServerConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({
     PORT: '0',
     HIATUS_ADMIN_TOKEN: testAdminToken,
     HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
@@ -33,6 +32,12 @@ export async function startTestServer(backend: BackendName, env: Record<string, 
     HIATUS_ALLOWED_WEBHOOK_NETWORKS: loopbackAllowList,
     ...env,
   });
+}
+
+/** A server in this process on a fresh database of `backend`, configured by `testServerConfig(env)`. */
+export async function startTestServer(backend: BackendName, env: Record<string, string> = {}): Promise<TestServer> {
+  const database = await createTestDatabase(backend);
+  const config = testServerConfig(env);
   const server = await startServer({ ...config, database: database.config }, createLogger('silent'));
   return {
     server,

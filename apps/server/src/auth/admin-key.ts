@@ -1,9 +1,9 @@
-import { audit, changed } from '../audit/audit.ts';
-import { insertApiKey, revokeOtherKeysOf } from '../db/api-keys.ts';
+import { audit } from '../audit/audit.ts';
+import { insertApiKey, revokeOtherKeys } from '../db/api-keys.ts';
 import type { Db } from '../db/connection.ts';
 import { lockAdminBootstrap } from '../db/users.ts';
 import { systemActor } from '../domain/actor.ts';
-import { ensureAdminUser } from './bootstrap.ts';
+import { auditSystemRevocations, ensureAdminUser } from './bootstrap.ts';
 import { generateApiKey, keyDigest } from './keys.ts';
 
 export type MintedAdminKey = { userId: string; keyId: string; key: string; revoked: string[] };
@@ -26,15 +26,8 @@ export async function mintAdminKey(db: Db, options: { revokeOthers?: boolean } =
       resourceId: id,
       diff: { userId, name: created.name, scope: created.scope, taskId: null, expiresAt: null },
     });
-    const revoked = options.revokeOthers ? await revokeOtherKeysOf(trx, userId, id) : [];
-    for (const old of revoked) {
-      await audit(trx, systemActor, {
-        action: 'api_key.revoke',
-        resourceType: 'api_key',
-        resourceId: old.id,
-        diff: { revokedAt: changed(null, old.revokedAt), why: 'pnpm admin:key --revoke-others' },
-      });
-    }
+    const revoked = options.revokeOthers ? await revokeOtherKeys(trx, userId, id) : [];
+    await auditSystemRevocations(trx, revoked, 'pnpm admin:key --revoke-others');
     return { userId, keyId: id, key, revoked: revoked.map((k) => k.id) };
   });
 }

@@ -1,5 +1,5 @@
 import { audit, changed } from '../audit/audit.ts';
-import { findApiKey, insertApiKey, revokeOtherKeysNamed } from '../db/api-keys.ts';
+import { type ApiKeyInfo, findApiKey, insertApiKey, revokeOtherKeys } from '../db/api-keys.ts';
 import type { Db } from '../db/connection.ts';
 import { anyUserExists, findUserByName, insertUser, lockAdminBootstrap } from '../db/users.ts';
 import { systemActor } from '../domain/actor.ts';
@@ -36,15 +36,8 @@ export async function bootstrapAdmin(db: Db, adminToken: string | undefined): Pr
       const existing = await findApiKey(trx, id);
       const userId = existing?.userId ?? (await ensureAdminUser(trx));
       if (!existing) await insertApiKey(trx, { id, userId, name: adminTokenKeyName, secretHash: hash });
-      const retired = await revokeOtherKeysNamed(trx, userId, adminTokenKeyName, id);
-      for (const key of retired) {
-        await audit(trx, systemActor, {
-          action: 'api_key.revoke',
-          resourceType: 'api_key',
-          resourceId: key.id,
-          diff: { revokedAt: changed(null, key.revokedAt), why: 'HIATUS_ADMIN_TOKEN changed' },
-        });
-      }
+      const retired = await revokeOtherKeys(trx, userId, id, { name: adminTokenKeyName });
+      await auditSystemRevocations(trx, retired, 'HIATUS_ADMIN_TOKEN changed');
       return {
         kind: 'token',
         userId,
@@ -73,4 +66,16 @@ export async function ensureAdminUser(trx: Db): Promise<string> {
     return existing.id;
   }
   return (await insertUser(trx, { username: 'admin', role: 'admin' })).id;
+}
+
+/** The audit records of keys the system revoked (`why`, in words), in the revoking transaction. */
+export async function auditSystemRevocations(trx: Db, keys: readonly ApiKeyInfo[], why: string): Promise<void> {
+  for (const key of keys) {
+    await audit(trx, systemActor, {
+      action: 'api_key.revoke',
+      resourceType: 'api_key',
+      resourceId: key.id,
+      diff: { revokedAt: changed(null, key.revokedAt), why },
+    });
+  }
 }

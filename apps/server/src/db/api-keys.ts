@@ -170,36 +170,22 @@ export async function listApiKeys(
 }
 
 /**
- * Revokes `userId`'s live keys named `name` except `keepId`, and returns them: how the keys made
- * from earlier values of the admin token are retired.
+ * Revokes the live keys of `userId` except `keepId` (only those named `name`, when given), and
+ * returns them: a changed HIATUS_ADMIN_TOKEN retires its old key; `pnpm admin:key --revoke-others`
+ * all the admin's others.
  */
-export async function revokeOtherKeysNamed(
+export async function revokeOtherKeys(
   trx: Db,
   userId: string,
-  name: string,
   keepId: string,
+  options: { name?: string } = {},
 ): Promise<ApiKeyInfo[]> {
-  const rows = await trx
-    .updateTable('api_keys')
-    .set({ revoked_at: sql`NOW()` })
-    .where('user_id', '=', userId)
-    .where('name', '=', name)
-    .where('id', '!=', keepId)
-    .where('revoked_at', 'is', null)
-    .returningAll()
-    .execute();
-  return rows.map(toApiKeyInfo);
-}
-
-/** Revokes every live key of `userId` except `keepId`, and returns them: `pnpm admin:key --revoke-others`. */
-export async function revokeOtherKeysOf(trx: Db, userId: string, keepId: string): Promise<ApiKeyInfo[]> {
-  const rows = await trx
+  let query = trx
     .updateTable('api_keys')
     .set({ revoked_at: sql`NOW()` })
     .where('user_id', '=', userId)
     .where('id', '!=', keepId)
-    .where('revoked_at', 'is', null)
-    .returningAll()
-    .execute();
-  return rows.map(toApiKeyInfo);
+    .where('revoked_at', 'is', null);
+  if (options.name !== undefined) query = query.where('name', '=', options.name);
+  return (await query.returningAll().execute()).map(toApiKeyInfo);
 }

@@ -3,10 +3,7 @@ import { createHiatusClient, type Task } from '../../../../packages/client/src/i
 import { apiClient } from '../../test/api-client.ts';
 import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../../test/databases.ts';
 import { FakeAgent } from '../../test/fake-agent.ts';
-import { loopbackAllowList } from '../../test/networks.ts';
-import { testProvisionerDir } from '../../test/paths.ts';
-import { testAdminToken } from '../../test/test-server.ts';
-import { loadConfig } from '../config.ts';
+import { testAdminToken, testServerConfig } from '../../test/test-server.ts';
 import { createLogger } from '../logger.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
@@ -19,14 +16,7 @@ describe.runIf(postgresServerUrl())('watching across servers', () => {
 
   beforeAll(async () => {
     database = await createTestDatabase('postgres');
-    const config = loadConfig({
-      PORT: '0',
-      HIATUS_ADMIN_TOKEN: testAdminToken,
-      HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
-      HIATUS_PROVISIONER_DIR: testProvisionerDir,
-      HIATUS_ALLOWED_AGENT_NETWORKS: loopbackAllowList,
-      HIATUS_ALLOWED_WEBHOOK_NETWORKS: loopbackAllowList,
-    });
+    const config = testServerConfig();
     for (let i = 0; i < 2; i++) {
       servers.push(await startServer({ ...config, database: database.config }, createLogger('silent')));
     }
