@@ -1,9 +1,8 @@
-import { on } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { App } from '../app.ts';
 import { type AttemptOutcome, type ClaimedDelivery, claimDeliveries, recordAttempt } from '../db/webhooks.ts';
 import { defaults } from '../defaults.ts';
 import type { HiatusEvent } from '../domain/events.ts';
+import { ChangeWaiter } from '../lifecycle/changes.ts';
 import type { Logger } from '../logger.ts';
 import type { StopLoop } from '../loops.ts';
 import { signatureHeader, signPayload } from './signature.ts';
@@ -53,6 +52,9 @@ export function startWebhookDelivery(app: App, options: DeliveryOptions & { log:
   // A lease outlives the longest attempt (and its bookkeeping), so a live worker never loses a
   // delivery to another; a dead worker's deliveries are taken again once it runs out.
   const leaseMs = options.timeoutMs * 2 + 5_000;
+  // Woken by new events (here or announced by another process), listening for the loop's whole
+  // life: an event committed while a pass runs still wakes the next wait.
+  const waiter = new ChangeWaiter(app, (notice) => notice.eventId !== undefined);
   const loop = (async () => {
     while (!stop.signal.aborted) {
       try {
@@ -65,31 +67,13 @@ export function startWebhookDelivery(app: App, options: DeliveryOptions & { log:
         if (stop.signal.aborted) break;
         options.log.warn({ err: error }, 'webhook delivery pass failed');
       }
-      await nextWake(app, options.pollMs, stop.signal);
+      await waiter.wait(options.pollMs, stop.signal);
     }
-  })();
+  })().finally(() => waiter.close());
   return async () => {
     stop.abort();
     await loop;
   };
-}
-
-/** Waits for a committed change, `pollMs`, or the stop, whichever comes first. */
-async function nextWake(app: App, pollMs: number, signal: AbortSignal): Promise<void> {
-  const wake = new AbortController();
-  const onAbort = () => wake.abort();
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    await Promise.race([
-      sleep(pollMs, undefined, { signal: wake.signal }),
-      (async () => {
-        for await (const _ of on(app.events, 'change', { signal: wake.signal })) return;
-      })(),
-    ]).catch(() => undefined);
-  } finally {
-    wake.abort();
-    signal.removeEventListener('abort', onAbort);
-  }
 }
 
 async function attempt(app: App, delivery: ClaimedDelivery, options: DeliveryOptions): Promise<void> {
