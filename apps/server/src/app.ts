@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { AgentClient } from './agentapi/client.ts';
+import type { KeyBook } from './auth/principals.ts';
+import { KeyUses, VerifiedKeys } from './auth/verified-keys.ts';
 import type { Build } from './db/builds.ts';
 import type { Db } from './db/connection.ts';
 import type { ChangeNotice } from './db/events.ts';
@@ -36,6 +38,8 @@ export type AppSettings = {
   autoPauseWarningSeconds: number;
   /** Networks and host names a webhook endpoint may be at beyond public addresses (HIATUS_ALLOWED_WEBHOOK_NETWORKS). */
   allowedWebhookNetworks: readonly string[];
+  /** How long a verified API key serves this process's requests without a query (HIATUS_KEY_CACHE_MS); 0: never. */
+  keyCacheMs: number;
 };
 
 /** A build was inserted or its job changed state, in this process. */
@@ -104,6 +108,11 @@ export type App = {
   checkWebhookUrl(url: string): Promise<string>;
   /** POSTs a delivery to an endpoint, held to the same policy at the connection; answers its status. */
   postWebhook(url: string, post: WebhookPost): Promise<number>;
+  /**
+   * API keys this process verified recently, and their uses to record. A revocation announced as
+   * a change (here or, through notifications, in another process) evicts the key at once.
+   */
+  keys: KeyBook;
 };
 
 /** A task's agent URL is trusted when Hiatus's own driver reported it: the task has a template. */
@@ -126,6 +135,7 @@ export function createApp(db: Db, settings: Partial<AppSettings> = {}): App {
     liveHistoryMaxBytes: settings.liveHistoryMaxBytes ?? defaults.liveHistoryMaxBytes,
     autoPauseWarningSeconds: settings.autoPauseWarningSeconds ?? defaults.autoPauseWarningSeconds,
     allowedWebhookNetworks: settings.allowedWebhookNetworks ?? defaults.allowedWebhookNetworks,
+    keyCacheMs: settings.keyCacheMs ?? defaults.keyCacheMs,
   };
   const agentAddresses = new AgentAddressPolicy(parseAllowance(merged.allowedAgentNetworks), {
     resolveTimeoutMs: merged.agentTimeoutMs,
@@ -140,6 +150,13 @@ export function createApp(db: Db, settings: Partial<AppSettings> = {}): App {
   const webhookEndpoints = createAgentDispatcher(webhookAddresses, { connectTimeoutMs });
   const events = new AppEvents();
   events.setMaxListeners(0);
+  const keys: KeyBook = {
+    verified: new VerifiedKeys({ ttlMs: merged.keyCacheMs, max: defaults.keyCacheMax, followingAtStart: true }),
+    uses: new KeyUses(defaults.keyLastUsedResolutionMs),
+  };
+  events.on('change', (notice) => {
+    if (notice.revokedKeyIds) keys.verified.forget(notice.revokedKeyIds);
+  });
   return {
     db,
     settings: merged,
@@ -164,6 +181,7 @@ export function createApp(db: Db, settings: Partial<AppSettings> = {}): App {
       return url;
     },
     postWebhook: (url, post) => postWebhook(webhookEndpoints, url, post),
+    keys,
     agent: (baseUrl, options = {}) =>
       new AgentClient(baseUrl, {
         timeoutMs: merged.agentTimeoutMs,

@@ -54,6 +54,12 @@ export const defaults = Object.freeze({
   watchKeyCheckMs: 2_000,
   /** A key's last use is recorded at most this often: requests in between write nothing. */
   keyLastUsedResolutionMs: 60_000,
+  /** Key uses noted in a process are written this often, in one statement. */
+  keyUseFlushMs: 1_000,
+  /** A verified key serves later requests of this process without a query for this long (revocations evict it at once). */
+  keyCacheMs: 10_000,
+  /** Verified keys kept per process, at most. */
+  keyCacheMax: 10_000,
   /** The same refused attempt (actor, action, resource) is audited at most once within this. */
   refusalAuditWindowMs: 60_000,
   /** Networks and hosts a webhook endpoint may be at beyond public addresses (HIATUS_ALLOWED_WEBHOOK_NETWORKS). */

@@ -195,7 +195,7 @@ async function requestContext(
   if (token === null) return createRequestContext(services, { requestId, principal: null, authError: null });
   // An event stream's call, not counted before tRPC opened it (see refusalBeforeApi).
   if (!limits.counted.has(req)) withApiError(() => limits.rate?.take(keyDigest(token).id, info.calls.length));
-  const checked = await authenticate(deps.db, token, origin).catch((error: unknown) => {
+  const checked = await authenticate(deps.db, token, origin, deps.app.keys).catch((error: unknown) => {
     deps.log.warn({ requestId, err: error }, 'could not check an API key');
     return null;
   });

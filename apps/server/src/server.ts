@@ -5,6 +5,7 @@ import { type App, createApp } from './app.ts';
 import { removeOldAuditRecords } from './audit/audit.ts';
 import { adminKeyBox } from './auth/admin-key.ts';
 import { type BootstrapResult, bootstrapAdmin } from './auth/bootstrap.ts';
+import { writeKeyUses } from './auth/principals.ts';
 import { type Config, repoRoot } from './config.ts';
 import { type DatabaseHandle, openDatabase } from './db/connection.ts';
 import { ensureDatabaseExists } from './db/create-database.ts';
@@ -19,7 +20,7 @@ import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import { purgeDeletedTasks } from './lifecycle/purge.ts';
 import { ensureTemplate, type TemplateDefinition } from './lifecycle/templates.ts';
 import type { Logger } from './logger.ts';
-import { type Loop, periodic, startLoops } from './loops.ts';
+import { type Loop, periodic, startLoops, startPeriodic } from './loops.ts';
 import { createMetrics } from './telemetry/metrics.ts';
 import { startWebhookDelivery } from './webhooks/delivery.ts';
 
@@ -159,19 +160,37 @@ function backgroundLoops(app: App, config: Config): Loop[] {
   }
   if (config.database.kind === 'postgres') {
     const { url } = config.database;
-    // What other processes commit wakes this one's watchers and delivery worker at once.
+    // What other processes commit wakes this one's watchers and delivery worker at once, and
+    // evicts the keys they revoke: verified keys are served only while notifications are followed.
+    app.keys.verified.suspend();
     loops.push({
       name: 'change notifications',
       start: (log) => {
         const listener = listenForChanges(
           url,
           (notice) => app.events.emit('change', notice),
-          (error) => log.warn({ err: error }, 'lost the notification connection; connecting again'),
+          (error) => {
+            app.keys.verified.suspend();
+            log.warn({ err: error }, 'lost the notification connection; connecting again');
+          },
+          () => app.keys.verified.restart(),
         );
         return () => listener.stop();
       },
     });
   }
+  loops.push({
+    name: 'key uses',
+    start: (log) => {
+      const write = () => writeKeyUses(app.db, app.keys.uses).then(() => undefined);
+      const stop = startPeriodic('key uses', write, { intervalMs: defaults.keyUseFlushMs, log });
+      // The uses noted since the last pass are written on the way out.
+      return () =>
+        stop()
+          .then(write)
+          .catch((error: unknown) => log.warn({ err: error }, 'could not record the last key uses'));
+    },
+  });
   if (config.webhooks.enabled) {
     loops.push({
       name: 'webhook delivery',

@@ -169,7 +169,7 @@ export async function createApiKey(
 /** Revokes a key: its owner or an admin may. Revoking twice is a conflict. */
 export async function revokeApiKey(app: App, actor: Actor, keyId: string): Promise<ApiKeyInfo> {
   if (actor.kind !== 'user') throw new HiatusError('forbidden', 'keys belong to users');
-  return app.db.transaction().execute(async (trx) => {
+  const revoked = await app.db.transaction().execute(async (trx) => {
     const key = await findApiKey(trx, keyId, { forUpdate: true });
     // Another member's key does not exist for them, as their tasks do not.
     if (!key || (key.userId !== actor.userId && actor.role !== 'admin')) {
@@ -185,4 +185,7 @@ export async function revokeApiKey(app: App, actor: Actor, keyId: string): Promi
     });
     return revoked;
   });
+  // Other processes hear of it through the notification the revocation sent; this one now.
+  app.events.emit('change', { revokedKeyIds: [revoked.id] });
+  return revoked;
 }

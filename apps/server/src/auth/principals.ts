@@ -1,9 +1,9 @@
-import { findKeyForAuth, isApiKeyUsable, touchApiKey } from '../db/api-keys.ts';
+import { findKeyForAuth, isApiKeyUsable, touchApiKeys } from '../db/api-keys.ts';
 import type { Db } from '../db/connection.ts';
-import { defaults } from '../defaults.ts';
 import type { ApiKeyScope, RequestOrigin, UserActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import { hashesMatch, keyDigest } from './keys.ts';
+import type { KeyUses, VerifiedKey, VerifiedKeys } from './verified-keys.ts';
 
 /** Who a request speaks for, and what its key lets it do. */
 export type Principal = {
@@ -16,29 +16,45 @@ export type Principal = {
 
 export type Authentication = { ok: true; principal: Principal } | { ok: false; reason: string };
 
+/** Where a process keeps the keys it verified, and the uses it records in the background. */
+export type KeyBook = { verified: VerifiedKeys; uses: KeyUses };
+
 /**
  * Finds the key a request presents: unknown, revoked and expired keys are refused alike from the
- * outside (the reason is for logs). The hash is compared in constant time. A request writes
- * nothing: the key's last use is recorded only when the one on record is older than
- * `defaults.keyLastUsedResolutionMs`.
+ * outside (the reason is for logs). The hash is compared in constant time. With a `book`, a key
+ * verified recently costs no query (a revocation evicts it everywhere at once: see VerifiedKeys),
+ * and its use is noted for the next background write instead of written beside the request.
  */
-export async function authenticate(db: Db, key: string, origin?: RequestOrigin): Promise<Authentication> {
+export async function authenticate(
+  db: Db,
+  key: string,
+  origin?: RequestOrigin,
+  book?: KeyBook,
+): Promise<Authentication> {
   const { id, hash } = keyDigest(key);
-  const resolutionMs = defaults.keyLastUsedResolutionMs;
-  const row = await findKeyForAuth(db, id, resolutionMs);
-  if (!row || !hashesMatch(row.secretHash, hash)) return { ok: false, reason: 'unknown key' };
-  if (row.revoked) return { ok: false, reason: 'revoked key' };
-  if (row.expired) return { ok: false, reason: 'expired key' };
-  // Cheap bookkeeping, never in the request's way.
-  if (!row.recentlyUsed) void touchApiKey(db, row.id, resolutionMs).catch(() => undefined);
+  let verified = book?.verified.get(id);
+  if (!verified) {
+    const mark = book?.verified.mark() ?? 0;
+    const row = await findKeyForAuth(db, id);
+    if (!row || !hashesMatch(row.secretHash, hash)) return { ok: false, reason: 'unknown key' };
+    if (row.revoked) return { ok: false, reason: 'revoked key' };
+    if (row.expired) return { ok: false, reason: 'expired key' };
+    const { secretHash, expiresAt, scope, taskId, userId, role } = row;
+    verified = { id, secretHash, expiresAt: expiresAt?.getTime() ?? null, scope, taskId, userId, role };
+    book?.verified.remember(verified, mark);
+  } else if (!hashesMatch(verified.secretHash, hash)) {
+    return { ok: false, reason: 'unknown key' };
+  }
+  book?.uses.note(verified.id);
+  return { ok: true, principal: principalOf(verified, origin) };
+}
+
+function principalOf(key: VerifiedKey, origin: RequestOrigin | undefined): Principal {
   return {
-    ok: true,
-    principal: {
-      actor: { kind: 'user', userId: row.userId, role: row.role, origin },
-      keyId: row.id,
-      scope: row.scope,
-      taskId: row.taskId,
-    },
+    actor: { kind: 'user', userId: key.userId, role: key.role, origin },
+    keyId: key.id,
+    scope: key.scope,
+    taskId: key.taskId,
   };
 }
 
@@ -50,4 +66,11 @@ export async function assertKeyStillValid(db: Db, keyId: string): Promise<void> 
   if (!(await isApiKeyUsable(db, keyId))) {
     throw new HiatusError('unauthorized', 'the API key was revoked or has expired: this stream has ended');
   }
+}
+
+/** Writes the key uses noted since the last call, in one statement (a background loop calls it). */
+export async function writeKeyUses(db: Db, uses: KeyUses): Promise<number> {
+  const ids = uses.take();
+  await touchApiKeys(db, ids, uses.resolutionMs);
+  return ids.length;
 }

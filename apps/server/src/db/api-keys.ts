@@ -1,6 +1,7 @@
 import { type Selectable, sql } from 'kysely';
 import type { ApiKeyScope, UserRole } from '../domain/actor.ts';
 import type { Db } from './connection.ts';
+import { announceChange } from './events.ts';
 import type { ApiKeys } from './schema.ts';
 
 export type ApiKeyInfo = {
@@ -74,7 +75,17 @@ export async function revokeApiKeyRow(trx: Db, id: string): Promise<ApiKeyInfo> 
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();
+  await announceRevokedKeys(trx, [row.id]);
   return toApiKeyInfo(row);
+}
+
+/**
+ * Tells every process, when (and only if) the transaction commits, that these keys were revoked:
+ * they drop them from their verified keys at once. A notification carries at most 8,000 bytes,
+ * so many ids go in several.
+ */
+async function announceRevokedKeys(trx: Db, ids: readonly string[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += 100) await announceChange(trx, { revokedKeyIds: ids.slice(i, i + 100) });
 }
 
 /** What authentication needs of a key: its hash, state, scope and its user's role. */
@@ -83,26 +94,29 @@ export type KeyForAuth = {
   secretHash: Buffer;
   revoked: boolean;
   expired: boolean;
-  /** Its last use is recorded and recent (within `lastUsedWithinMs` of the lookup): nothing to write. */
-  recentlyUsed: boolean;
+  expiresAt: Date | null;
   scope: ApiKeyScope;
   taskId: string | null;
   userId: string;
   role: UserRole;
 };
 
-export async function findKeyForAuth(db: Db, id: string, lastUsedWithinMs: number): Promise<KeyForAuth | undefined> {
+export async function findKeyForAuth(db: Db, id: string): Promise<KeyForAuth | undefined> {
   const row = await db
     .selectFrom('api_keys as k')
     .innerJoin('users as u', 'u.id', 'k.user_id')
     .where('k.id', '=', id)
-    .select(['k.id', 'k.secret_hash', 'k.revoked_at', 'k.scope', 'k.task_id', 'u.id as user_id', 'u.role'])
+    .select([
+      'k.id',
+      'k.secret_hash',
+      'k.revoked_at',
+      'k.expires_at',
+      'k.scope',
+      'k.task_id',
+      'u.id as user_id',
+      'u.role',
+    ])
     .select(sql<boolean>`k.expires_at IS NOT NULL AND k.expires_at <= NOW()`.as('expired'))
-    .select(
-      sql<boolean>`COALESCE(k.last_used_at > NOW() - make_interval(secs => ${lastUsedWithinMs / 1000}), FALSE)`.as(
-        'recently_used',
-      ),
-    )
     .executeTakeFirst();
   return (
     row && {
@@ -110,7 +124,7 @@ export async function findKeyForAuth(db: Db, id: string, lastUsedWithinMs: numbe
       secretHash: row.secret_hash,
       revoked: row.revoked_at !== null,
       expired: row.expired,
-      recentlyUsed: row.recently_used,
+      expiresAt: row.expires_at,
       scope: row.scope,
       taskId: row.task_id,
       userId: row.user_id,
@@ -120,14 +134,15 @@ export async function findKeyForAuth(db: Db, id: string, lastUsedWithinMs: numbe
 }
 
 /**
- * Records that a key was used, at most once per `resolutionMs`: the filter makes calls in between
- * write no row (two requests racing past the caller's own check update it once).
+ * Records that these keys were used, each at most once per `resolutionMs`: the filter makes
+ * calls in between write no row (processes flushing the same key at once update it once).
  */
-export async function touchApiKey(db: Db, id: string, resolutionMs: number): Promise<void> {
+export async function touchApiKeys(db: Db, ids: readonly string[], resolutionMs: number): Promise<void> {
+  if (ids.length === 0) return;
   await db
     .updateTable('api_keys')
     .set({ last_used_at: sql`NOW()` })
-    .where('id', '=', id)
+    .where('id', 'in', ids)
     .where((eb) =>
       eb.or([
         eb('last_used_at', 'is', null),
@@ -187,5 +202,10 @@ export async function revokeOtherKeys(
     .where('id', '!=', keepId)
     .where('revoked_at', 'is', null);
   if (options.name !== undefined) query = query.where('name', '=', options.name);
-  return (await query.returningAll().execute()).map(toApiKeyInfo);
+  const revoked = await query.returningAll().execute();
+  await announceRevokedKeys(
+    trx,
+    revoked.map((row) => row.id),
+  );
+  return revoked.map(toApiKeyInfo);
 }

@@ -56,7 +56,13 @@ export async function lockEvents(trx: Db): Promise<void> {
  * A change listeners should look at: events up to `eventId`, of `taskId` when they all belong to
  * one task; or builds of `workspaceId`. An empty notice means anything may have changed.
  */
-export type ChangeNotice = { eventId?: string; taskId?: string; workspaceId?: string };
+export type ChangeNotice = {
+  eventId?: string;
+  taskId?: string;
+  workspaceId?: string;
+  /** Keys just revoked: every process stops accepting them at once (a notice about keys only). */
+  revokedKeyIds?: string[];
+};
 
 /** NOTIFY the change, delivered to every listening process when (and only if) the transaction commits. */
 export async function announceChange(trx: Db, notice: ChangeNotice): Promise<void> {

@@ -6,12 +6,13 @@ export type ChangeListener = { stop(): Promise<void> };
 /**
  * LISTENs for changes other processes commit (db/events.ts NOTIFYs them), on a connection of its
  * own: a pooled connection cannot hold a LISTEN. A lost connection is made again; after a reconnect
- * `onNotice({})` tells waiters to look, since notices sent meanwhile are gone.
+ * `onListening()`, then `onNotice({})` tells waiters to look, since notices sent meanwhile are gone.
  */
 export function listenForChanges(
   url: string,
   onNotice: (notice: ChangeNotice) => void,
   onError: (error: Error) => void,
+  onListening: () => void = () => undefined,
 ): ChangeListener {
   let client: pg.Client | undefined;
   let stopped = false;
@@ -40,6 +41,7 @@ export function listenForChanges(
       await next.connect();
       await next.query(`LISTEN ${changesChannel}`);
       retryMs = 250;
+      onListening();
       onNotice({});
     } catch (error) {
       retry(error as Error);
@@ -63,6 +65,9 @@ function parseNotice(payload: string | undefined): ChangeNotice {
       ...(typeof parsed.eventId === 'string' ? { eventId: parsed.eventId } : {}),
       ...(typeof parsed.taskId === 'string' ? { taskId: parsed.taskId } : {}),
       ...(typeof parsed.workspaceId === 'string' ? { workspaceId: parsed.workspaceId } : {}),
+      ...(Array.isArray(parsed.revokedKeyIds)
+        ? { revokedKeyIds: parsed.revokedKeyIds.filter((id): id is string => typeof id === 'string') }
+        : {}),
     };
   } catch {
     return {};

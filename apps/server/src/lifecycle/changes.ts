@@ -13,6 +13,7 @@ export class ChangeWaiter {
     if (this.matches({ workspaceId: event.build.workspaceId })) this.signal();
   };
   private readonly onChange = (notice: ChangeNotice) => {
+    if (notice.revokedKeyIds) return; // about keys only: nothing a watcher follows
     const anything = notice.eventId === undefined && notice.taskId === undefined && notice.workspaceId === undefined;
     if (anything || this.matches(notice)) this.signal();
   };
