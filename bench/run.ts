@@ -3,7 +3,7 @@
 // default, on this machine. Prints tables; writes results/latest.json.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,9 +15,9 @@ import { findTaskQuery } from '../apps/server/src/db/tasks.ts';
 import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
+import { logPages } from './log-pages.ts';
+import { quantile, seedTask, table, waitFor, withDatabase } from './support.ts';
 
-const serverUrl =
-  process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 /** Pause + resume rounds of a process-driver task, each followed by one bare start of the same agent. */
 const resumeRounds = Number(process.env.BENCH_RESUME_ROUNDS ?? 30);
@@ -45,8 +45,6 @@ function machine() {
   };
 }
 
-const quantile = (sorted: number[], q: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
 const ms = (n: number) => Math.round(n * 100) / 100;
 
 /** Runs `call` from `concurrency` loops for `seconds`; throughput and latency percentiles. */
@@ -71,50 +69,10 @@ async function load(concurrency: number, call: () => Promise<unknown>) {
   };
 }
 
-async function withDatabase<T>(run: (url: string) => Promise<T>): Promise<T> {
-  const name = `hiatus_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  try {
-    return await run(url.toString());
-  } finally {
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
-  }
-}
-
-async function seedTask(client: HiatusClient, agentUrl: string, name: string) {
-  const { task } = await client.tasks.create.mutate({ name, prompt: 'bench', agentUrl });
-  await waitFor(client, task.id, 'active');
-  return task;
-}
-
-async function waitFor(client: HiatusClient, id: string, status: string) {
-  for (;;) {
-    if ((await client.tasks.get.query({ id })).status === status) return;
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
 async function metricSum(server: ServerProcess, name: string): Promise<number> {
   const text = await (await fetch(`${server.url}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
   return line ? Number(line.split(' ').at(-1)) : 0;
-}
-
-async function rssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const field = (key: string) =>
-    Number(/(\d+) kB/.exec(status.split('\n').find((l) => l.startsWith(key)) ?? '')?.[1] ?? 0);
-  return { rss: field('VmRSS:'), hwm: field('VmHWM:') };
-}
-
-function table(title: string, rows: Array<Record<string, unknown>>) {
-  console.log(`\n${title}`);
-  console.table(rows);
 }
 
 async function getVersusRaw(url: string, server: ServerProcess, client: HiatusClient, taskId: string) {
@@ -312,45 +270,6 @@ async function resumeToActive(client: HiatusClient, rounds: number) {
   };
 }
 
-async function logsFromSnapshot(server: ServerProcess, client: HiatusClient, taskId: string, limit: number) {
-  await client.tasks.pause.mutate({ id: taskId });
-  await waitFor(client, taskId, 'paused');
-  const baseline = await rssKiB(server.pid);
-  let peak = baseline.rss;
-  const sampler = setInterval(() => {
-    rssKiB(server.pid).then(
-      (m) => {
-        peak = Math.max(peak, m.rss);
-      },
-      () => undefined,
-    );
-  }, 5);
-  const started = performance.now();
-  let pages = 0;
-  let entries = 0;
-  let contentBytes = 0;
-  let cursor: number | undefined;
-  do {
-    const page = await client.tasks.logs.query({ id: taskId, cursor, limit });
-    pages++;
-    entries += page.entries.length;
-    for (const e of page.entries) contentBytes += e.content.length;
-    cursor = page.nextCursor ?? undefined;
-  } while (cursor !== undefined);
-  const elapsed = (performance.now() - started) / 1000;
-  clearInterval(sampler);
-  return {
-    'page size': limit,
-    pages,
-    entries,
-    'pages/s': Math.round(pages / elapsed),
-    'MiB/s of content': Math.round((contentBytes / 2 ** 20 / elapsed) * 10) / 10,
-    'server RSS before MiB': Math.round(baseline.rss / 1024),
-    'server RSS peak during MiB': Math.round(peak / 1024),
-    'peak growth MiB': Math.round(((peak - baseline.rss) / 1024) * 10) / 10,
-  };
-}
-
 /** The bench measures the server, not one key's share of it: the per-key limits are off. */
 const withoutKeyLimits = {
   HIATUS_RATE_LIMIT_PER_SECOND: '0',
@@ -410,17 +329,13 @@ async function main() {
         ],
       );
 
-      const big = roundTrips[1]!.taskId;
-      await client.tasks.resume.mutate({ id: big }).catch(() => undefined);
-      await waitFor(client, big, 'active');
-      const logs = [];
-      for (const limit of [100, 1000]) {
-        logs.push(await logsFromSnapshot(server, client, big, limit));
-        await client.tasks.resume.mutate({ id: big });
-        await waitFor(client, big, 'active');
-      }
+      const logs = await logPages(server, client);
       results.logs = logs;
-      table('tasks.logs from a 10 MiB snapshot, page by page', logs);
+      table(
+        `tasks.logs of a paused task, page by page (${logs.pageSize} messages a page): the largest snapshot allowed against 1 MiB`,
+        logs.rows,
+      );
+      console.log(`pages/s at ${logs.rows[1]!.snapshot} ÷ pages/s at 1 MiB: ${logs.ratio}`);
     } finally {
       await Promise.all([agent, ...agents].map((a) => a.stop()));
       await server.stop();

@@ -147,6 +147,16 @@ export interface TaskSnapshots {
   task_id: string;
 }
 
+export interface TaskSnapshotPages {
+  /**
+   * Position (from 0) in the snapshot's messages of this page's first message
+   */
+  first_position: number;
+  message_count: number;
+  messages: Json;
+  task_id: string;
+}
+
 export interface TaskSnapshotStats {
   byte_size: Int8;
   /**
@@ -283,6 +293,7 @@ export interface DB {
   audit_logs: AuditLogs;
   task_events: TaskEvents;
   task_pause_failures: TaskPauseFailures;
+  task_snapshot_pages: TaskSnapshotPages;
   task_snapshot_stats: TaskSnapshotStats;
   task_snapshots: TaskSnapshots;
   tasks: Tasks;

@@ -32,8 +32,9 @@ export async function upsertSnapshot(
     onlyIfNotOlderThanStored?: boolean;
   },
 ): Promise<StoredSnapshot | null> {
-  const envelope: SnapshotEnvelope = { format: 'agentapi', data: { messages: input.messages } };
-  const json = JSON.stringify(envelope);
+  // Each message serialized once: for the envelope and for its page.
+  const parts = input.messages.map((message) => JSON.stringify(message));
+  const json = `{"format":"agentapi","data":{"messages":[${parts.join(',')}]}}`; // JSON.stringify of a SnapshotEnvelope
   const takenAt = input.takenAt ? sql`${input.takenAt}::timestamptz` : sql`NOW()`;
   const guard = input.onlyIfNotOlderThanStored
     ? sql`WHERE task_snapshots.log_snapshot_created_at <= excluded.log_snapshot_created_at`
@@ -58,6 +59,7 @@ export async function upsertSnapshot(
     .values({ task_id: input.taskId, ...stats })
     .onConflict((oc) => oc.column('task_id').doUpdateSet(stats))
     .execute();
+  await writeSnapshotPages(trx, input.taskId, parts);
   return { createdAt: row.created_at, messageCount: stats.message_count, bytes: stats.byte_size };
 }
 
@@ -99,13 +101,55 @@ export async function findSnapshotMeta(db: Db, taskId: string): Promise<Snapshot
   };
 }
 
-/** Messages at positions `from` to `to` (inclusive) of a snapshot, read by PostgreSQL without sending the rest. */
+/** A stored page holds messages up to about this many bytes (one larger message alone). */
+const pageBytes = 64 * 1024;
+/** Rows per INSERT of pages: a 32 MiB snapshot is some 500 pages. */
+const pagesPerStatement = 200;
+
+/**
+ * Replaces a snapshot's pages (its messages, serialized, cut into pages of about `pageBytes`):
+ * what makes a log page's cost independent of the snapshot's size.
+ */
+async function writeSnapshotPages(trx: Db, taskId: string, parts: readonly string[]): Promise<void> {
+  await trx.deleteFrom('task_snapshot_pages').where('task_id', '=', taskId).execute();
+  const pages: Array<{ task_id: string; first_position: number; message_count: number; messages: string }> = [];
+  let first = 0;
+  let bytes = 0;
+  for (let i = 0; i < parts.length; i++) {
+    bytes += parts[i]!.length;
+    const last = i === parts.length - 1;
+    if (bytes >= pageBytes || last) {
+      pages.push({
+        task_id: taskId,
+        first_position: first,
+        message_count: i - first + 1,
+        messages: `[${parts.slice(first, i + 1).join(',')}]`,
+      });
+      first = i + 1;
+      bytes = 0;
+    }
+  }
+  for (let i = 0; i < pages.length; i += pagesPerStatement) {
+    await trx
+      .insertInto('task_snapshot_pages')
+      .values(pages.slice(i, i + pagesPerStatement))
+      .execute();
+  }
+}
+
+/**
+ * Messages at positions `from` to `to` (inclusive) of a snapshot: from the one or few stored
+ * pages that hold them (the page holding `from`, and the following ones up to `to`).
+ */
 export async function snapshotMessageRange(db: Db, taskId: string, from: number, to: number): Promise<unknown[]> {
-  const result = await sql<{ page: unknown[] | null }>`
-    SELECT jsonb_path_query_array(log_snapshot, '$.data.messages[$from to $to]',
-                                  jsonb_build_object('from', ${from}::int, 'to', ${to}::int)) AS page
-    FROM task_snapshots WHERE task_id = ${taskId}`.execute(db);
-  return result.rows[0]?.page ?? [];
+  const result = await sql<{ first_position: number; messages: unknown[] }>`
+    SELECT first_position, messages FROM task_snapshot_pages
+    WHERE task_id = ${taskId} AND first_position <= ${to}
+      AND first_position >= (SELECT max(first_position) FROM task_snapshot_pages
+                             WHERE task_id = ${taskId} AND first_position <= ${from})
+    ORDER BY first_position`.execute(db);
+  const start = result.rows[0]?.first_position ?? from;
+  return result.rows.flatMap((row) => row.messages).slice(from - start, to - start + 1);
 }
 
 /** The whole stored document, for a caller who asked for all of it. */

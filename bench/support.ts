@@ -1,0 +1,53 @@
+// What the bench scripts share: a scratch database, a seeded task, waiting for a status, a
+// process's memory, percentiles and printed tables.
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import pg from 'pg';
+import type { HiatusClient } from '../packages/client/src/index.ts';
+
+export const serverUrl =
+  process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export const quantile = (sorted: number[], q: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+
+/** Runs `run` with the URL of a new database on the bench's PostgreSQL, dropped afterwards. */
+export async function withDatabase<T>(run: (url: string) => Promise<T>): Promise<T> {
+  const name = `hiatus_bench_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  try {
+    return await run(url.toString());
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+export async function seedTask(client: HiatusClient, agentUrl: string, name: string): Promise<{ id: string }> {
+  const { task } = await client.tasks.create.mutate({ name, prompt: 'bench', agentUrl });
+  await waitFor(client, task.id, 'active');
+  return task;
+}
+
+export async function waitFor(client: HiatusClient, id: string, status: string): Promise<void> {
+  for (;;) {
+    if ((await client.tasks.get.query({ id })).status === status) return;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+export async function rssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const field = (key: string) =>
+    Number(/(\d+) kB/.exec(status.split('\n').find((l) => l.startsWith(key)) ?? '')?.[1] ?? 0);
+  return { rss: field('VmRSS:'), hwm: field('VmHWM:') };
+}
+
+export function table(title: string, rows: Array<Record<string, unknown>>): void {
+  console.log(`\n${title}`);
+  console.table(rows);
+}
