@@ -1,4 +1,7 @@
 import { defineConfig } from 'vitest/config';
+import { findPgbouncer } from './apps/server/test/pgbouncer-setup.ts';
+
+const pgbouncerSuites = ['apps/server/src/trpc/api.test.ts', 'apps/server/test/race.test.ts'];
 
 export default defineConfig({
   test: {
@@ -14,6 +17,16 @@ export default defineConfig({
           name: 'main',
           include: ['apps/**/*.test.ts', 'packages/**/*.test.ts'],
           exclude: ['**/*.fault.test.ts', '**/node_modules/**'],
+        },
+      },
+      // The API and race suites again, through PgBouncer in transaction mode (started by the
+      // project's setup; with no pgbouncer installed there is nothing to run, a failure under CI=true).
+      {
+        extends: true,
+        test: {
+          name: 'pgbouncer',
+          include: findPgbouncer() || process.env.CI === 'true' ? pgbouncerSuites : [],
+          globalSetup: ['apps/server/test/pgbouncer-setup.ts'],
         },
       },
       // Fault tests restart PostgreSQL or kill servers: they run alone, one file at a time, after the rest.

@@ -47,6 +47,12 @@ const envSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
     .optional(),
+  // A direct connection to PostgreSQL when DATABASE_URL goes through a transaction-mode pooler
+  // (PgBouncer): for what needs a session of its own (LISTEN, creating the database, migrations).
+  DATABASE_DIRECT_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
   DATABASE_POOL_SIZE: positiveInt.max(1000).default(defaults.poolSize),
   HIATUS_DATA_DIR: z
     .string()
@@ -161,7 +167,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: e.PORT,
     host: e.HOST,
-    database: databaseConfigFrom(e.DATABASE_URL, e.DATABASE_POOL_SIZE, e.HIATUS_DATA_DIR),
+    database: databaseConfigFrom(e.DATABASE_URL, e.DATABASE_DIRECT_URL, e.DATABASE_POOL_SIZE, e.HIATUS_DATA_DIR),
     logLevel: e.LOG_LEVEL,
     migrateOnStart: e.HIATUS_MIGRATE_ON_START,
     shutdownTimeoutMs: e.HIATUS_SHUTDOWN_TIMEOUT_MS,
@@ -214,8 +220,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
-function databaseConfigFrom(url: string | undefined, poolSize: number, dataDir: string): DatabaseConfig {
-  return url ? { kind: 'postgres', url, poolSize } : { kind: 'pglite', dataDir: path.resolve(dataDir) };
+function databaseConfigFrom(
+  url: string | undefined,
+  directUrl: string | undefined,
+  poolSize: number,
+  dataDir: string,
+): DatabaseConfig {
+  if (!url) {
+    if (directUrl) throw new ConfigError('DATABASE_DIRECT_URL is set without DATABASE_URL: set both, or neither');
+    return { kind: 'pglite', dataDir: path.resolve(dataDir) };
+  }
+  return { kind: 'postgres', url, poolSize, ...(directUrl ? { directUrl } : {}) };
 }
 
 /** The database part of the configuration alone, for tools such as kysely-ctl. */

@@ -7,7 +7,7 @@ import { adminKeyBox } from './auth/admin-key.ts';
 import { type BootstrapResult, bootstrapAdmin } from './auth/bootstrap.ts';
 import { writeKeyUses } from './auth/principals.ts';
 import { type Config, repoRoot } from './config.ts';
-import { type DatabaseHandle, openDatabase } from './db/connection.ts';
+import { type DatabaseHandle, openDatabase, sessionDatabase } from './db/connection.ts';
 import { ensureDatabaseExists } from './db/create-database.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
 import { listenForChanges } from './db/notifications.ts';
@@ -34,8 +34,9 @@ export type RunningServer = {
 
 /** Opens the database, applies migrations if asked, and starts listening. */
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  if (config.database.kind === 'postgres') {
-    const created = await ensureDatabaseExists(config.database.url);
+  const session = sessionDatabase(config.database);
+  if (session.kind === 'postgres') {
+    const created = await ensureDatabaseExists(session.url);
     if (created) log.info({ database: created }, `created the database "${created}": it did not exist`);
   }
   const database = openDatabase(config.database);
@@ -44,9 +45,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   let schemaCurrent = false;
   try {
     if (config.migrateOnStart) {
-      const applied = await migrateToLatest(database.db, ({ name, done, total }) =>
+      // Through PgBouncer, migrations take a direct connection of their own.
+      const migrating = session === config.database ? null : openDatabase(session);
+      const applied = await migrateToLatest((migrating ?? database).db, ({ name, done, total }) =>
         log.info({ migration: name, done, total }, `migrating ${done} of ${total}: ${name}`),
-      );
+      ).finally(() => migrating?.close());
       log.info({ applied: applied.length }, applied.length ? 'migrations applied' : 'schema is current');
     }
     const pending = await pendingMigrations(database.db);
@@ -158,8 +161,9 @@ function backgroundLoops(app: App, config: Config): Loop[] {
       ),
     );
   }
-  if (config.database.kind === 'postgres') {
-    const { url } = config.database;
+  const session = sessionDatabase(config.database);
+  if (session.kind === 'postgres') {
+    const { url } = session;
     // What other processes commit wakes this one's watchers and delivery worker at once, and
     // evicts the keys they revoke: verified keys are served only while notifications are followed.
     app.keys.verified.suspend();

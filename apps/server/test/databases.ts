@@ -9,6 +9,11 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** The PostgreSQL server tests create their databases on, or null when only PGlite runs. */
     postgresUrl: string | null;
+    /**
+     * PgBouncer in transaction mode in front of that server (the `pgbouncer` project): PostgreSQL
+     * databases are then reached through it, and only PostgreSQL is tested.
+     */
+    pgbouncerUrl?: string | null;
   }
 }
 
@@ -25,6 +30,7 @@ export type TestDatabase = {
 
 /** The backends this run tests on: PostgreSQL when the global setup found it, and always PGlite. */
 export function testBackends(): BackendName[] {
+  if (inject('pgbouncerUrl')) return ['postgres'];
   return inject('postgresUrl') ? ['postgres', 'pglite'] : ['pglite'];
 }
 
@@ -52,7 +58,10 @@ export async function createTestDatabase(backend: BackendName): Promise<TestData
   await withAdmin(serverUrl, (c) => c.query(`CREATE DATABASE ${name}`));
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
-  const config: DatabaseConfig = { kind: 'postgres', url: url.toString(), poolSize: 10 };
+  const bouncer = inject('pgbouncerUrl');
+  const config: DatabaseConfig = bouncer
+    ? { kind: 'postgres', url: databaseAt(bouncer, name), directUrl: url.toString(), poolSize: 10 }
+    : { kind: 'postgres', url: url.toString(), poolSize: 10 };
   return {
     backend,
     config,
@@ -74,6 +83,19 @@ export async function createMigratedDatabase(backend: BackendName): Promise<Test
   const db = database.open();
   await migrateToLatest(db);
   return { ...database, db };
+}
+
+/** DATABASE_URL (and DATABASE_DIRECT_URL, through PgBouncer) for a server process on `database`. */
+export function databaseEnv(database: TestDatabase): Record<string, string> {
+  const { config } = database;
+  if (config.kind !== 'postgres') throw new Error('a server process needs a PostgreSQL test database');
+  return { DATABASE_URL: config.url, ...(config.directUrl ? { DATABASE_DIRECT_URL: config.directUrl } : {}) };
+}
+
+function databaseAt(serverUrl: string, name: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
 }
 
 async function withAdmin<T>(url: string, run: (client: pg.Client) => Promise<T>): Promise<T> {

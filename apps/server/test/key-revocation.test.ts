@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, codeOf } from './api-client.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from './databases.ts';
+import { createTestDatabase, databaseEnv, postgresServerUrl, type TestDatabase } from './databases.ts';
 import { type ServerProcess, startServerProcess } from './server-process.ts';
 import { startTestServer, type TestServer } from './test-server.ts';
 
@@ -26,9 +26,8 @@ describe.runIf(postgresServerUrl())('a revoked key, across server processes on P
 
   beforeAll(async () => {
     database = await createTestDatabase('postgres');
-    if (database.config.kind !== 'postgres') throw new Error('unreachable');
     const env = {
-      DATABASE_URL: database.config.url,
+      ...databaseEnv(database),
       HIATUS_ADMIN_TOKEN: adminToken,
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
     };

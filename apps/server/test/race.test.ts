@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/connection.ts';
 import { apiClient } from './api-client.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from './databases.ts';
+import { createTestDatabase, databaseEnv, postgresServerUrl, type TestDatabase } from './databases.ts';
 import { FakeAgent } from './fake-agent.ts';
 import { invariantViolations } from './invariants.ts';
 import { type ServerProcess, startServerProcess } from './server-process.ts';
@@ -26,9 +26,8 @@ describe.runIf(postgresServerUrl())('race suite: three server processes, one dat
 
   beforeAll(async () => {
     database = await createTestDatabase('postgres');
-    if (database.config.kind !== 'postgres') throw new Error('unreachable');
     const env = {
-      DATABASE_URL: database.config.url,
+      ...databaseEnv(database),
       DATABASE_POOL_SIZE: '8',
       HIATUS_ADMIN_TOKEN: adminToken,
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '250',

@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { adminKeyBox, mintAdminKey } from '../auth/admin-key.ts';
 import { ConfigError, loadConfig } from '../config.ts';
-import { openDatabase } from '../db/connection.ts';
+import { openDatabase, sessionDatabase } from '../db/connection.ts';
 import { ensureDatabaseExists } from '../db/create-database.ts';
 import { migrateToLatest } from '../db/migrate.ts';
 
@@ -30,11 +30,13 @@ try {
   process.exit(2);
 }
 
-if (config.database.kind === 'postgres') {
-  const created = await ensureDatabaseExists(config.database.url);
+// A one-off tool: a direct connection when DATABASE_URL goes through PgBouncer.
+const session = sessionDatabase(config.database);
+if (session.kind === 'postgres') {
+  const created = await ensureDatabaseExists(session.url);
   if (created) process.stderr.write(`hiatus: created the database "${created}": it did not exist\n`);
 }
-const database = openDatabase(config.database);
+const database = openDatabase(session);
 try {
   const applied = await migrateToLatest(database.db);
   if (applied.length) process.stderr.write(`hiatus: applied ${applied.length} migrations\n`);

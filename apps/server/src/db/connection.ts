@@ -5,8 +5,23 @@ import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import type { DB as Database } from './schema.ts';
 
-/** Where the data lives: a PostgreSQL server, or the embedded PGlite in a folder (`memory://` for tests). */
-export type DatabaseConfig = { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
+/**
+ * Where the data lives: a PostgreSQL server, or the embedded PGlite in a folder (`memory://` for
+ * tests). `directUrl`: the server itself when `url` goes through a transaction-mode pooler.
+ */
+export type DatabaseConfig =
+  | { kind: 'postgres'; url: string; poolSize: number; directUrl?: string }
+  | { kind: 'pglite'; dataDir: string };
+
+/**
+ * The configuration for connections that keep their session (LISTEN, creating the database,
+ * migrations, one-off tools): PostgreSQL itself (`directUrl`) when `url` goes through PgBouncer
+ * in transaction mode, else the same.
+ */
+export function sessionDatabase(config: DatabaseConfig): DatabaseConfig {
+  if (config.kind !== 'postgres' || !config.directUrl) return config;
+  return { kind: 'postgres', url: config.directUrl, poolSize: Math.min(config.poolSize, 2) };
+}
 
 /** The database, or a transaction on it: a Transaction is a Kysely, so data functions serve both. */
 export type Db = Kysely<Database>;

@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Kysely, Migration, MigrationProvider, MigrationResult } from 'kysely';
-import { Migrator } from 'kysely';
+import { Migrator, sql } from 'kysely';
 /** `migrations/` at the repository root. */
 export const migrationFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations');
 
@@ -40,10 +40,26 @@ export type MigrationProgress = (step: { name: string; done: number; total: numb
 
 /**
  * Brings the schema to the latest migration, one migration at a time so `onApplied` can tell
- * progress. Kysely holds a PostgreSQL advisory lock for each step, so servers starting together
- * apply each migration once; the others wait, then find it applied and go on to the next.
+ * progress. Servers starting together apply each migration once: one migrates, the others wait
+ * for it, then find the schema current. Needs a connection that keeps its session (through
+ * PgBouncer: DATABASE_DIRECT_URL).
  */
 export async function migrateToLatest(db: AnyDb, onApplied?: MigrationProgress): Promise<MigrationResult[]> {
+  // Kysely 0.28's own lock is released inside each migration's transaction, before its commit: a
+  // server taking it then still reads the schema as it was and runs the same migration again (seen
+  // through PgBouncer, whose round trips widen that window). Held on one connection across every
+  // step and its commit, this lock closes it.
+  return db.connection().execute(async (conn) => {
+    await sql`SELECT pg_advisory_lock(hashtext('hiatus.migrations'))`.execute(conn);
+    try {
+      return await migrateSteps(conn, onApplied);
+    } finally {
+      await sql`SELECT pg_advisory_unlock(hashtext('hiatus.migrations'))`.execute(conn);
+    }
+  });
+}
+
+async function migrateSteps(db: AnyDb, onApplied?: MigrationProgress): Promise<MigrationResult[]> {
   const m = migrator(db);
   const total = (await m.getMigrations()).filter((x) => x.executedAt === undefined).length;
   const applied: MigrationResult[] = [];

@@ -132,6 +132,16 @@ export interface Tasks {
   workspace_id: string;
 }
 
+export interface TaskSnapshotPages {
+  /**
+   * Position (from 0) in the snapshot's messages of this page's first message
+   */
+  first_position: number;
+  message_count: number;
+  messages: Json;
+  task_id: string;
+}
+
 export interface TaskSnapshots {
   /**
    * The conversation in a versioned envelope: {"format": "agentapi", "data": {"messages": [...]}}
@@ -144,16 +154,6 @@ export interface TaskSnapshots {
   /**
    * The task the snapshot belongs to; one snapshot per task, removed with the task
    */
-  task_id: string;
-}
-
-export interface TaskSnapshotPages {
-  /**
-   * Position (from 0) in the snapshot's messages of this page's first message
-   */
-  first_position: number;
-  message_count: number;
-  messages: Json;
   task_id: string;
 }
 

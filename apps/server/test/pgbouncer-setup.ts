@@ -1,0 +1,120 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { chownSync, existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+// The declaration of what this setup provides lives beside its readers.
+import type {} from './databases.ts';
+import { defaultTestDatabaseUrl } from './global-setup.ts';
+
+/** Debian's PgBouncer, or one on PATH; null when it is not installed. */
+export function findPgbouncer(): string | null {
+  if (existsSync('/usr/sbin/pgbouncer')) return '/usr/sbin/pgbouncer';
+  try {
+    return execFileSync('sh', ['-c', 'command -v pgbouncer'], { encoding: 'utf8' }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * The `pgbouncer` project's setup: PgBouncer in transaction pooling mode in front of the test
+ * PostgreSQL, started here and stopped after the run. The API and race suites then run with their
+ * databases reached through it (DATABASE_URL) and a direct URL for what needs a session (LISTEN,
+ * creating and dropping databases). Without PgBouncer the project has no files to run (see
+ * vitest.config.ts); under CI=true that is a failure.
+ */
+export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+  const binary = findPgbouncer();
+  if (!binary) {
+    if (process.env.CI === 'true') throw new Error('pgbouncer is not installed (CI=true: .ci/run installs it)');
+    process.stdout.write('\n*** pgbouncer is not installed: the API and race suites did not run through it.\n\n');
+    return undefined;
+  }
+  const direct = new URL(process.env.TEST_DATABASE_URL || defaultTestDatabaseUrl);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-pgbouncer-'));
+  const port = await freePort();
+  const user = decodeURIComponent(direct.username || 'postgres');
+  await writeFile(path.join(dir, 'users.txt'), `"${user}" ""\n`);
+  await writeFile(
+    path.join(dir, 'pgbouncer.ini'),
+    [
+      '[databases]',
+      `* = host=${direct.hostname} port=${direct.port || 5432}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = trust',
+      `auth_file = ${path.join(dir, 'users.txt')}`,
+      'pool_mode = transaction',
+      'max_client_conn = 2000',
+      'default_pool_size = 80',
+      'ignore_startup_parameters = extra_float_digits,options',
+      `logfile = ${path.join(dir, 'pgbouncer.log')}`,
+      '',
+    ].join('\n'),
+  );
+  // PgBouncer refuses to run as root: it drops to the postgres user, who must read its files.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    const { uid, gid } = lookupUser('postgres');
+    for (const file of ['', 'users.txt', 'pgbouncer.ini']) chownSync(path.join(dir, file), uid, gid);
+  }
+  const child: ChildProcess = spawn(binary, [...(asRoot ? ['-u', 'postgres'] : []), path.join(dir, 'pgbouncer.ini')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const url = new URL(direct);
+  url.host = `127.0.0.1:${port}`;
+  await waitUntilAnswering(
+    url.toString(),
+    child,
+    async () => `${stderr}${await readFile(path.join(dir, 'pgbouncer.log'), 'utf8').catch(() => '')}`,
+  );
+  project.provide('pgbouncerUrl', url.toString());
+  return async () => {
+    child.kill('SIGTERM');
+    await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)));
+    await rm(dir, { recursive: true, force: true });
+  };
+}
+
+/** A system user's uid and gid (`id`). */
+function lookupUser(name: string): { uid: number; gid: number } {
+  const id = (flag: string) => Number(execFileSync('id', [flag, name], { encoding: 'utf8' }).trim());
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+async function waitUntilAnswering(url: string, child: ChildProcess, log: () => Promise<string>): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`pgbouncer exited with ${child.exitCode}: ${await log()}`);
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return;
+    } catch (error) {
+      if (Date.now() > deadline)
+        throw new Error(`pgbouncer did not answer at ${url}: ${(error as Error).message}; ${await log()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+}
