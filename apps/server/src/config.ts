@@ -88,6 +88,10 @@ const envSchema = z.object({
     .min(1)
     .default(path.join(repoRoot, '.hiatus', 'provisioner')),
   HIATUS_PURGE_DELETED_AFTER_DAYS: nonNegativeInt.default(defaults.purgeDeletedAfterDays),
+  HIATUS_SCHEDULE_INTERVAL_MS: nonNegativeInt.default(defaults.scheduleIntervalMs),
+  HIATUS_SCHEDULE_PAUSE_WARNING_SECONDS: nonNegativeInt.default(defaults.schedulePauseWarningSeconds),
+  HIATUS_PAUSED_RETENTION_DAYS: nonNegativeInt.max(36_500).default(defaults.pausedRetentionDays),
+  HIATUS_RETENTION_WARNING_SECONDS: nonNegativeInt.default(defaults.retentionWarningSeconds),
   HIATUS_DEMO_TEMPLATE: flag.default(true),
   HIATUS_ADMIN_TOKEN: operatorSecret.optional(),
   HIATUS_METRICS_TOKEN: operatorSecret.optional(),
@@ -134,6 +138,10 @@ export type Config = {
   webhooks: DeliveryOptions & { enabled: boolean };
   /** Soft-deleted tasks older than this are removed for good (with their builds); 0 keeps them. */
   purgeDeletedAfterDays: number;
+  /** Schedules: how often they are applied (0: never) and how long before a schedule's pause the owner is warned. */
+  schedules: { intervalMs: number; warningSeconds: number };
+  /** Retention of paused tasks: days (0: kept, unless a template says otherwise) and the warning before a delete. */
+  pausedRetention: { defaultDays: number; warningSeconds: number };
   /** Create the `demo` template on start when there is none. */
   demoTemplate: boolean;
   /** An admin holding this key exists after start; the keys of its earlier values are revoked. */
@@ -217,6 +225,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsToken: e.HIATUS_METRICS_TOKEN,
     demoTemplate: e.HIATUS_DEMO_TEMPLATE,
     purgeDeletedAfterDays: e.HIATUS_PURGE_DELETED_AFTER_DAYS,
+    schedules: { intervalMs: e.HIATUS_SCHEDULE_INTERVAL_MS, warningSeconds: e.HIATUS_SCHEDULE_PAUSE_WARNING_SECONDS },
+    pausedRetention: {
+      defaultDays: e.HIATUS_PAUSED_RETENTION_DAYS,
+      warningSeconds: e.HIATUS_RETENTION_WARNING_SECONDS,
+    },
   };
 }
 

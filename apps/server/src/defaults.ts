@@ -37,6 +37,19 @@ export const defaults = Object.freeze({
   defaultIdleTimeoutSeconds: 30 * 60,
   /** How long `send` with `resumeIfPaused` waits for the task to become active. */
   resumeWaitMs: 60_000,
+  /** `tasks.keepAlive` without `forSeconds` holds off auto-pause this long; no keep-alive may be longer than the maximum. */
+  keepAliveSeconds: 3_600,
+  maxKeepAliveSeconds: 24 * 3_600,
+  /** Inbox delivery: how often a process looks when nothing wakes it, tasks per pass, and tasks delivered at once. */
+  inboxPollMs: 1_000,
+  inboxTasksPerPass: 100,
+  inboxConcurrency: 8,
+  /** Passes of the inbox loop start at least this far apart, however many changes wake it. */
+  inboxMinGapMs: 50,
+  /** Messages one task's inbox holds at most: one more is refused until some are delivered or cancelled. */
+  maxQueuedMessagesPerTask: 1_000,
+  /** A message being delivered is held past the agent's two answers (status, POST) by this margin. */
+  inboxLeaseMarginMs: 30_000,
   /** How long `tasks.pause` and `tasks.resume` with `wait` wait for their build by default, and at most. */
   transitionWaitMs: 30_000,
   maxTransitionWaitMs: 120_000,
@@ -48,6 +61,11 @@ export const defaults = Object.freeze({
   /** Audit records older than this are removed; 0 keeps them. */
   auditRetentionDays: 365,
   auditRetentionBatchSize: 5_000,
+  /** How often this month's and next month's audit partitions are made sure of (at start, then daily). */
+  auditPartitionIntervalMs: 86_400_000,
+  /** Partition maintenance waits this long at most for a lock (writes queue behind the wait), and tries this many times. */
+  partitionLockTimeoutMs: 500,
+  partitionLockAttempts: 5,
   /** How often the housekeeping loops (purge, audit retention) run. */
   housekeepingIntervalMs: 3_600_000,
   /** How often an open watch checks that its key is still valid: a revoked or expired key's stream ends within this. */
@@ -77,6 +95,21 @@ export const defaults = Object.freeze({
   eventRetentionDays: 30,
   /** How long before an idle task's auto-pause its owner is warned (task.auto_pause_warning); 0: no warning. */
   autoPauseWarningSeconds: 300,
+  /** How often schedules are applied (pauses at a window's end, resumes at its start); 0 turns schedules off. */
+  scheduleIntervalMs: 60_000,
+  /** How long before a schedule pauses an active task its owner is warned (task.schedule_pause_warning); 0: no warning. */
+  schedulePauseWarningSeconds: 300,
+  /** Tasks a schedule or retention pass reads at a time, and changes (pauses, resumes, deletes) at once. */
+  schedulePageSize: 200,
+  policyConcurrency: 8,
+  /** Claims of policy occasions (a schedule's boundary, a warning) are kept this long after they were due. */
+  policyOccasionKeepMs: 14 * 86_400_000,
+  /** Tasks paused longer than this are deleted, unless their template says otherwise; 0 keeps them. */
+  pausedRetentionDays: 0,
+  /** How long before the retention of paused tasks deletes one its owner is warned (task.retention_warning); 0: no warning. */
+  retentionWarningSeconds: 86_400,
+  /** How often the retention of paused tasks looks for tasks to warn about and delete. */
+  retentionIntervalMs: 600_000,
   /** Event pages: the default and the largest size. */
   eventPageSize: 100,
   maxEventPageSize: 1_000,

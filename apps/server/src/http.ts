@@ -9,6 +9,7 @@ import type { App } from './app.ts';
 import { bearerToken, keyDigest, secretsMatch } from './auth/keys.ts';
 import { authenticate } from './auth/principals.ts';
 import type { Config } from './config.ts';
+import { createConsoleFiles, isConsolePath } from './console-files.ts';
 import { type Db, pingDatabase } from './db/connection.ts';
 import { pendingMigrations } from './db/migrate.ts';
 import type { RequestOrigin } from './domain/actor.ts';
@@ -16,6 +17,8 @@ import { HiatusError } from './domain/errors.ts';
 import { PerKeySlots, PerKeyTurns, requestPlace } from './limits/concurrency.ts';
 import { RateLimiter } from './limits/rate.ts';
 import type { Logger } from './logger.ts';
+import { createOpenApiHandler, createRestHandler } from './rest/handler.ts';
+import { restBasePath } from './rest/openapi.ts';
 import { createRequestContext, type RequestContext } from './trpc/context.ts';
 import { toTRPCError } from './trpc/errors.ts';
 import { appRouter } from './trpc/router.ts';
@@ -42,7 +45,10 @@ type KeyLimits = {
   turns: PerKeyTurns;
 };
 
-/** The HTTP front: health probes and the tRPC API under /trpc. */
+/**
+ * The HTTP front: health probes, the tRPC API under /trpc (also as REST paths under /api/v1, described
+ * at /openapi.json) and the web console at /.
+ */
 export function createHttpServer(deps: HttpDeps): http.Server {
   const { ratePerSecond, rateBurst, maxOpenWatchesPerKey, maxBatchSize, maxConcurrentCallsPerKey } = deps.limits;
   const limits: KeyLimits = {
@@ -52,6 +58,8 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     watches: new PerKeySlots(maxOpenWatchesPerKey, 'watch streams'),
     turns: new PerKeyTurns(maxConcurrentCallsPerKey),
   };
+  // The web console (apps/console, built by `pnpm install`) at every path the server does not answer itself.
+  const consoleFiles = createConsoleFiles();
   const trpc = createHTTPHandler({
     router: appRouter,
     basePath: '/trpc/',
@@ -60,10 +68,20 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     maxBatchSize,
     createContext: ({ req, res, info }) => requestContext(deps, limits, req, res, info),
     responseMeta: ({ errors }) => retryAfter(errors),
-    onError: ({ error, path }) => {
-      if (error.code === 'INTERNAL_SERVER_ERROR') deps.log.error({ err: error, path }, 'procedure failed');
-    },
+    onError: ({ error, path }) => logFailure(error, path),
   });
+  // The same procedures as REST paths: the same refusals, context (key check) and error logging.
+  const rest = createRestHandler({
+    maxBodyBytes: deps.maxBodyBytes,
+    requestIdOf,
+    refusal: (req, url) => refusalBeforeApi(limits, req, url),
+    createContext: ({ req, res, info }) => requestContext(deps, limits, req, res, info),
+    onError: logFailure,
+  });
+  const openApi = createOpenApiHandler({ requestIdOf, onError: (error) => logFailure(error, 'openapi.json') });
+  function logFailure(error: TRPCError, path: string | undefined): void {
+    if (error.code === 'INTERNAL_SERVER_ERROR') deps.log.error({ err: error, path }, 'procedure failed');
+  }
 
   return http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -82,6 +100,9 @@ export function createHttpServer(deps: HttpDeps): http.Server {
       if (refusal) return sendApiError(res, refusal, requestIdOf(req, res));
       return void trpc(req, res);
     }
+    if (url.pathname === '/openapi.json') return openApi(req, res);
+    if (url.pathname === restBasePath || url.pathname.startsWith(`${restBasePath}/`)) return void rest(req, res, url);
+    if (isConsolePath(url.pathname)) return void consoleFiles(req, res, url.pathname);
     sendJson(res, 404, { error: 'not found', path: url.pathname });
   });
 }

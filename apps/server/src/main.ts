@@ -1,3 +1,4 @@
+import { sourceNewerThanBuild } from './build-freshness.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { type RunningServer, startServer } from './server.ts';
@@ -12,6 +13,13 @@ try {
 }
 
 const log = createLogger(config.logLevel);
+const changed = await sourceNewerThanBuild(import.meta.url);
+if (changed) {
+  log.warn(
+    { changed },
+    `${changed} changed after this server was built: \`pnpm install\` builds it again (\`pnpm dev\` runs the sources)`,
+  );
+}
 // Ctrl-C (SIGINT) and SIGTERM stop the server gracefully, and a clean stop exits 0, quietly. A
 // signal during start-up waits for the start to finish (a migration is never cut short), then stops.
 let server: RunningServer | undefined;

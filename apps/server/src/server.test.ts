@@ -51,8 +51,8 @@ describe.each(testBackends())('server on %s', (backend) => {
     expect(text).toMatch(/^hiatus_process_resident_memory_bytes \d+/m);
   });
 
-  it('answers an unknown path with a JSON 404', async () => {
-    const missing = await fetch(`${server.url}/nope`);
+  it('answers an unknown API path with a JSON 404 (any other path belongs to the web console)', async () => {
+    const missing = await fetch(`${server.url}/api/nope`);
     expect(missing.status).toBe(404);
     expect(await missing.json()).toMatchObject({ error: 'not found' });
   });

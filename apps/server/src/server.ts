@@ -2,7 +2,7 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { type App, createApp } from './app.ts';
-import { removeOldAuditRecords } from './audit/audit.ts';
+import { prepareAuditPartitions, removeOldAuditRecords } from './audit/audit.ts';
 import { adminKeyBox } from './auth/admin-key.ts';
 import { type BootstrapResult, bootstrapAdmin } from './auth/bootstrap.ts';
 import { writeKeyUses } from './auth/principals.ts';
@@ -15,9 +15,12 @@ import { defaults } from './defaults.ts';
 import { createHttpServer } from './http.ts';
 import { autoPausePass } from './lifecycle/auto-pause.ts';
 import { removeOldEvents } from './lifecycle/events.ts';
+import { startInboxDelivery } from './lifecycle/inbox.ts';
 import { failStaleBuildJobs } from './lifecycle/jobs.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import { purgeDeletedTasks } from './lifecycle/purge.ts';
+import { retentionPass } from './lifecycle/retention.ts';
+import { schedulePass } from './lifecycle/schedules.ts';
 import { ensureTemplate, type TemplateDefinition } from './lifecycle/templates.ts';
 import type { Logger } from './logger.ts';
 import { type Loop, periodic, startLoops, startPeriodic } from './loops.ts';
@@ -119,6 +122,12 @@ function backgroundLoops(app: App, config: Config): Loop[] {
         log.warn({ builds: failed.map((b) => b.id) }, 'failed build jobs whose provisioner went silent');
     }),
   ];
+  // Every process delivers queued messages; the inbox lock and leases let one deliver each.
+  loops.push({
+    name: 'inbox delivery',
+    start: (log) =>
+      startInboxDelivery(app, { pollMs: defaults.inboxPollMs, concurrency: defaults.inboxConcurrency, log }),
+  });
   if (config.provisioner.builtin) {
     loops.push({
       name: 'built-in provisioner',
@@ -134,6 +143,31 @@ function backgroundLoops(app: App, config: Config): Loop[] {
       }),
     );
   }
+  if (config.schedules.intervalMs > 0) {
+    loops.push(
+      periodic('schedules', config.schedules.intervalMs, async (log) => {
+        const { checked, paused, resumed, failed } = await schedulePass(app, {
+          warningSeconds: config.schedules.warningSeconds,
+        });
+        if (paused.length || resumed.length)
+          log.info({ checked, paused, resumed }, 'schedules paused and resumed tasks');
+        if (failed.length) log.warn({ checked, failed }, 'could not apply the schedule of some tasks');
+      }),
+    );
+  }
+  // Templates may set a retention of their own, so this runs even when the default keeps tasks.
+  loops.push(
+    periodic(
+      'retention of paused tasks',
+      defaults.retentionIntervalMs,
+      async (log) => {
+        const { deleted, failed } = await retentionPass(app, config.pausedRetention);
+        if (deleted.length) log.info({ deleted }, 'deleted tasks paused longer than their retention');
+        if (failed.length) log.warn({ failed }, 'could not delete some tasks past their retention');
+      },
+      { immediately: true },
+    ),
+  );
   if (config.purgeDeletedAfterDays > 0) {
     const olderThanMs = config.purgeDeletedAfterDays * 86_400_000;
     loops.push(
@@ -148,14 +182,31 @@ function backgroundLoops(app: App, config: Config): Loop[] {
       ),
     );
   }
+  // The audit log is partitioned by month: next month's partition exists before the month starts.
+  loops.push(
+    periodic(
+      'audit partitions',
+      defaults.auditPartitionIntervalMs,
+      async (log) => {
+        const created = await prepareAuditPartitions(app);
+        if (created.length) log.info({ created }, 'created audit log partitions');
+      },
+      { immediately: true },
+    ),
+  );
   if (config.auditRetentionDays > 0) {
     loops.push(
       periodic(
         'audit retention',
         defaults.housekeepingIntervalMs,
         async (log) => {
-          const removed = await removeOldAuditRecords(app, config.auditRetentionDays, defaults.auditRetentionBatchSize);
-          if (removed) log.info({ removed }, 'audit retention removed old records');
+          const { droppedPartitions, deleted } = await removeOldAuditRecords(
+            app,
+            config.auditRetentionDays,
+            defaults.auditRetentionBatchSize,
+          );
+          if (droppedPartitions.length || deleted)
+            log.info({ droppedPartitions, deleted }, 'audit retention removed old records');
         },
         { immediately: true },
       ),

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authenticate } from '../src/auth/principals.ts';
 import { repoRoot } from '../src/config.ts';
 import { type DatabaseConfig, openDatabase } from '../src/db/connection.ts';
@@ -11,6 +11,10 @@ import { migrationFolder, pendingMigrations } from '../src/db/migrate.ts';
 import { postgresServerUrl } from './databases.ts';
 import { testProvisionerDir } from './paths.ts';
 import { startServerProcess } from './server-process.ts';
+
+const rootPackage = JSON.parse(await readFile(path.join(repoRoot, 'package.json'), 'utf8')) as {
+  scripts: Record<string, string>;
+};
 
 // The first hour, as a new user lives it: start lines, the admin key box, `pnpm admin:key`,
 // Ctrl-C, and a PostgreSQL database that nobody created beforehand.
@@ -117,11 +121,19 @@ describe('pnpm admin:key', () => {
 });
 
 describe('the server process', () => {
+  // What `pnpm start` runs (after its `exec`): the built server, built here from the current sources.
+  const [startCommand, ...startArgs] = (rootPackage.scripts.start as string).replace(/^exec /, '').split(' ');
+  beforeAll(async () => {
+    const built = await run('pnpm', ['--silent', '--filter', '@hiatus/server', 'build'], {});
+    expect(built.code, built.stderr).toBe(0);
+  }, 120_000);
+
   it.skipIf(!serverUrl)(
     'tells each start phase, prints the first admin key in a box, and exits 0 quietly on SIGINT',
     async () => {
       const { name, url } = missingDatabase();
-      const child = spawn(process.execPath, ['--import', 'tsx', 'apps/server/src/main.ts'], {
+      expect(startCommand).toBe('node');
+      const child = spawn(process.execPath, startArgs, {
         cwd: repoRoot,
         env: {
           ...process.env,

@@ -43,6 +43,10 @@ export type LogPage = RouterOutputs['tasks']['logs'];
 export type LogEntry = LogPage['entries'][number];
 export type Snapshot = RouterOutputs['snapshots']['get'];
 export type PauseResult = RouterOutputs['tasks']['pause'];
+/** A send's answer: `queued: false` (the agent took it now) or `queued: true` with the inbox's `messageId`. */
+export type SendResult = RouterOutputs['tasks']['send'];
+/** A message waiting in a task's inbox, as `tasks.logs` lists it under `pending`. */
+export type PendingMessage = LogPage['pending'][number];
 export type AuditRecord = RouterOutputs['audit']['list']['items'][number];
 
 export type HiatusClient = TRPCClient<AppRouter>;

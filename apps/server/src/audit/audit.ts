@@ -1,14 +1,24 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { App } from '../app.ts';
 import {
   type AuditEntry,
   type AuditFilter,
   type AuditRecord,
+  auditLogPartitions,
   deleteAuditLogsBefore,
   insertAuditLog,
   insertAuditLogUnlessRepeated,
   listAuditLogs,
 } from '../db/audit.ts';
 import type { Db } from '../db/connection.ts';
+import {
+  createMonthPartition,
+  dropPartition,
+  isLockTimeout,
+  listPartitions,
+  monthStart,
+  partitionName,
+} from '../db/partitions.ts';
 import { defaults } from '../defaults.ts';
 import type { Actor } from '../domain/actor.ts';
 import type { BuildReason } from '../domain/lifecycle.ts';
@@ -20,6 +30,8 @@ export type AuditAction =
   | 'task.pause'
   | 'task.resume'
   | 'task.delete'
+  | 'task.keep_alive'
+  | 'task.cancel_message'
   | 'task.access_denied'
   | 'build.succeeded'
   | 'build.failed'
@@ -82,9 +94,58 @@ export async function listAudit(
 }
 
 /**
- * Removes audit records older than `maxAgeDays`, in small batches so retention never holds long
- * locks. Several processes may run it at once: a row deleted by one is skipped by the other.
+ * Creates this month's and next month's audit partitions (UTC) when they are missing, so records
+ * land in their month's partition rather than the default one, and retention can drop them whole.
+ * Returns the partitions it created.
  */
-export function removeOldAuditRecords(app: App, maxAgeDays: number, batchSize: number): Promise<number> {
-  return deleteAuditLogsBefore(app.db, new Date(Date.now() - maxAgeDays * 86_400_000), batchSize);
+export async function prepareAuditPartitions(app: App, now: Date = new Date()): Promise<string[]> {
+  const created: string[] = [];
+  for (const month of [monthStart(now), monthStart(now, 1)]) {
+    const made = await withLockRetries(() =>
+      createMonthPartition(app.db, auditLogPartitions, month, defaults.partitionLockTimeoutMs),
+    );
+    if (made) created.push(partitionName(auditLogPartitions, month));
+  }
+  return created;
+}
+
+/** What a retention run removed: whole partitions, and records deleted one batch at a time. */
+export type AuditRetentionResult = { droppedPartitions: string[]; deleted: number };
+
+/**
+ * Removes audit records older than `maxAgeDays`. A month entirely older than the cut-off goes
+ * whole (its partition detached and dropped, each lock waited for briefly); in the month that
+ * straddles the cut-off, and in the default partition, old records are deleted in small batches.
+ * No lock is held for long, so audited changes go on meanwhile. Several processes may run it at
+ * once: a partition is dropped once, and a row deleted by one is skipped by the other.
+ */
+export async function removeOldAuditRecords(
+  app: App,
+  maxAgeDays: number,
+  batchSize: number,
+  now: Date = new Date(),
+): Promise<AuditRetentionResult> {
+  const before = new Date(now.getTime() - maxAgeDays * 86_400_000);
+  const droppedPartitions: string[] = [];
+  for (const partition of await listPartitions(app.db, auditLogPartitions)) {
+    if (partition.to === null || partition.to > before) continue;
+    const dropped = await withLockRetries(() =>
+      dropPartition(app.db, auditLogPartitions, partition.name, defaults.partitionLockTimeoutMs),
+    );
+    if (dropped) droppedPartitions.push(partition.name);
+  }
+  const deleted = await deleteAuditLogsBefore(app.db, before, batchSize);
+  return { droppedPartitions, deleted };
+}
+
+/** Runs `attempt` again, a little later each time, while it gives up waiting for a lock. */
+async function withLockRetries<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!isLockTimeout(error) || tries >= defaults.partitionLockAttempts) throw error;
+      await sleep(tries * defaults.partitionLockTimeoutMs);
+    }
+  }
 }

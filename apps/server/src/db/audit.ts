@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './connection.ts';
+import type { MonthlyPartitionedTable } from './partitions.ts';
 import type { AuditActorKind, BuildReason } from './schema.ts';
 
 export type AuditEntry = {
@@ -116,16 +117,21 @@ export function auditLogQuery(db: Db, filter: AuditFilter) {
   return query.orderBy('id', 'desc').limit(filter.limit + 1);
 }
 
+/** audit_logs is partitioned by month of occurred_at (migration 0012); retention drops whole months. */
+export const auditLogPartitions: MonthlyPartitionedTable = Object.freeze({ table: 'audit_logs', key: 'occurred_at' });
+
 /**
  * Deletes records older than `before`, `batchSize` at a time, each batch its own short statement
- * so retention never holds long locks. Returns how many went.
+ * so retention never holds long locks. Returns how many went. Whole months are dropped first
+ * (dropPartition), so this reads only the month that straddles `before` and the default partition.
  */
 export async function deleteAuditLogsBefore(db: Db, before: Date, batchSize: number): Promise<number> {
   let total = 0;
   for (;;) {
+    // The primary key is (id, occurred_at): both name a row, and occurred_at prunes the partitions.
     const result = await sql`
-      DELETE FROM audit_logs WHERE id IN (
-        SELECT id FROM audit_logs WHERE occurred_at < ${before} ORDER BY occurred_at LIMIT ${batchSize}
+      DELETE FROM audit_logs WHERE occurred_at < ${before} AND (id, occurred_at) IN (
+        SELECT id, occurred_at FROM audit_logs WHERE occurred_at < ${before} ORDER BY occurred_at LIMIT ${batchSize}
       )`.execute(db);
     const deleted = Number(result.numAffectedRows ?? 0n);
     total += deleted;

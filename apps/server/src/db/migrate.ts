@@ -1,10 +1,19 @@
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Kysely, Migration, MigrationProvider, MigrationResult } from 'kysely';
 import { Migrator, sql } from 'kysely';
-/** `migrations/` at the repository root. */
-export const migrationFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations');
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/**
+ * `migrations/` at the repository root, beside the sources (src/db/); in the built server
+ * (dist/main.mjs, see tsdown.config.ts) their compiled copies in dist/migrations/.
+ */
+export const migrationFolder = existsSync(path.join(here, 'migrations'))
+  ? path.join(here, 'migrations')
+  : path.resolve(here, '../../../../migrations');
+const migrationFile = /^(\d{4}_.+)\.(ts|mjs)$/;
 
 /**
  * Reads `migrations/` like Kysely's FileMigrationProvider, but imports from this module so the
@@ -12,11 +21,11 @@ export const migrationFolder = path.resolve(path.dirname(fileURLToPath(import.me
  */
 const folderProvider: MigrationProvider = {
   async getMigrations() {
-    const files = (await readdir(migrationFolder)).filter((f) => /^\d{4}_.+\.ts$/.test(f)).sort();
+    const files = (await readdir(migrationFolder)).filter((f) => migrationFile.test(f)).sort();
     const entries = await Promise.all(
       files.map(async (file) => {
         const module = (await import(pathToFileURL(path.join(migrationFolder, file)).href)) as Migration;
-        return [file.replace(/\.ts$/, ''), module] as const;
+        return [file.replace(migrationFile, '$1'), module] as const;
       }),
     );
     return Object.fromEntries(entries);

@@ -95,12 +95,62 @@ export interface TaskEvents {
   type: string;
 }
 
+export interface TaskMessages {
+  /**
+   * Deliveries tried: the agent was asked to take the message this many times
+   */
+  attempts: Generated<number>;
+  cancelled_at: Timestamp | null;
+  content: string;
+  created_at: Generated<Timestamp>;
+  delivered_at: Timestamp | null;
+  id: Generated<string>;
+  /**
+   * Why the last attempt failed, in Hiatus's own words
+   */
+  last_error: string | null;
+  /**
+   * A server process is delivering the message until then; past it, another may try again
+   */
+  leased_until: Timestamp | null;
+  /**
+   * Delivery order: taken under the task's workspace lock, so it follows commit order per task
+   */
+  position: Generated<Int8>;
+  sender_id: string | null;
+  /**
+   * queued (waiting), delivered (the agent took it) or cancelled (it never goes)
+   */
+  status: Generated<string>;
+  task_id: string;
+}
+
 export interface TaskPauseFailures {
   cause: PauseFailureCause;
   detail: string;
   id: Generated<Int8>;
   occurred_at: Generated<Timestamp>;
   reason: BuildReason;
+  task_id: string;
+}
+
+export interface TaskPolicyOccasions {
+  /**
+   * The build the action queued (a schedule pause's stop: the task is paused by the schedule while it is the latest)
+   */
+  build_id: string | null;
+  /**
+   * When a server process claimed the occasion
+   */
+  claimed_at: Generated<Timestamp>;
+  /**
+   * The boundary of the schedule, or the retention delete's time, the occasion is for
+   */
+  due_at: Timestamp;
+  /**
+   * schedule_pause, schedule_resume, schedule_pause_warning or retention_warning
+   */
+  occasion: string;
   task_id: string;
 }
 
@@ -124,10 +174,18 @@ export interface Tasks {
    * Idle time after which the task is paused; NULL: the service default
    */
   idle_timeout_seconds: number | null;
+  /**
+   * Auto-pause leaves the task alone until then (tasks.keepAlive); NULL: no keep-alive
+   */
+  keep_alive_until: Timestamp | null;
   name: string;
   owner_id: string;
   parameters: Generated<Json>;
   prompt: string;
+  /**
+   * The task's own schedule, in place of its template's; NULL: its template's (or none)
+   */
+  schedule: Json | null;
   template_id: string | null;
   workspace_id: string;
 }
@@ -182,9 +240,17 @@ export interface Templates {
    */
   parameters: Generated<Json>;
   /**
+   * Its tasks paused longer than this are deleted; 0: never; NULL: the service default
+   */
+  paused_retention_days: number | null;
+  /**
    * Sent to the agent before a pause's snapshot: {"message", "waitSeconds"}
    */
   pre_pause_notice: Json | null;
+  /**
+   * When its tasks may run: {"timeZone", "windows": [{"days", "start", "end"}]}; NULL: always
+   */
+  schedule: Json | null;
   settings: Generated<Json>;
   version: number;
 }
@@ -292,7 +358,9 @@ export interface DB {
   api_keys: ApiKeys;
   audit_logs: AuditLogs;
   task_events: TaskEvents;
+  task_messages: TaskMessages;
   task_pause_failures: TaskPauseFailures;
+  task_policy_occasions: TaskPolicyOccasions;
   task_snapshot_pages: TaskSnapshotPages;
   task_snapshot_stats: TaskSnapshotStats;
   task_snapshots: TaskSnapshots;

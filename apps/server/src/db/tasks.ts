@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { deriveStatus, type TaskStatus } from '../domain/lifecycle.ts';
+import type { Schedule } from '../domain/schedules.ts';
 import { type Build, toBuild } from './builds.ts';
 import type { Db } from './connection.ts';
 import { taskStatusSql } from './status-sql.ts';
@@ -16,6 +17,10 @@ export type Task = {
   templateId: string | null;
   parameters: Record<string, string>;
   idleTimeoutSeconds: number | null;
+  /** Auto-pause leaves the task alone until then (`tasks.keepAlive`); null: no keep-alive. */
+  keepAliveUntil: Date | null;
+  /** The task's own schedule, in place of its template's; null: its template's (or none). */
+  schedule: Schedule | null;
   createdAt: Date;
   deletedAt: Date | null;
   status: TaskStatus;
@@ -93,6 +98,8 @@ function toTask(row: TaskJoinRow): Task {
     templateId: row.template_id,
     parameters: row.parameters as Record<string, string>,
     idleTimeoutSeconds: row.idle_timeout_seconds,
+    keepAliveUntil: row.keep_alive_until,
+    schedule: row.schedule as Schedule | null,
     createdAt: row.created_at,
     deletedAt: row.deleted_at,
     status: deriveStatus(row.deleted_at, latestBuild),
@@ -164,6 +171,7 @@ export type NewTaskRow = {
   templateId?: string | null;
   parameters?: Record<string, string>;
   idleTimeoutSeconds: number | null;
+  schedule?: Schedule | null;
 };
 
 /** Inserts a task with its workspace (no build yet: the caller queues the first one in the same transaction). */
@@ -187,6 +195,7 @@ export async function insertTaskWithWorkspace(
       template_id: input.templateId ?? null,
       parameters: JSON.stringify(input.parameters ?? {}),
       idle_timeout_seconds: input.idleTimeoutSeconds,
+      schedule: input.schedule ? JSON.stringify(input.schedule) : null,
     })
     .returning('id')
     .executeTakeFirstOrThrow();
@@ -199,21 +208,27 @@ export async function setAgentUrl(trx: Db, taskId: string, agentUrl: string): Pr
 }
 
 /** The settings a caller may change on a live task. */
-export type TaskSettings = { agentUrl?: string; idleTimeoutSeconds?: number | null };
+export type TaskSettings = { agentUrl?: string; idleTimeoutSeconds?: number | null; schedule?: Schedule | null };
 
 /** A live task's settings, its row locked until the transaction ends; undefined once deleted (or never there). */
 export async function lockLiveTaskSettings(
   trx: Db,
   taskId: string,
-): Promise<{ agentUrl: string | null; idleTimeoutSeconds: number | null } | undefined> {
+): Promise<{ agentUrl: string | null; idleTimeoutSeconds: number | null; schedule: Schedule | null } | undefined> {
   const row = await trx
     .selectFrom('tasks')
     .where('id', '=', taskId)
     .where('deleted_at', 'is', null)
-    .select(['agent_url', 'idle_timeout_seconds'])
+    .select(['agent_url', 'idle_timeout_seconds', 'schedule'])
     .forUpdate()
     .executeTakeFirst();
-  return row && { agentUrl: row.agent_url, idleTimeoutSeconds: row.idle_timeout_seconds };
+  return (
+    row && {
+      agentUrl: row.agent_url,
+      idleTimeoutSeconds: row.idle_timeout_seconds,
+      schedule: row.schedule as Schedule | null,
+    }
+  );
 }
 
 /** Sets the given settings of a task (an undefined one stays; a null idle timeout clears it). */
@@ -223,6 +238,9 @@ export async function updateTaskSettings(trx: Db, taskId: string, settings: Task
     .set({
       ...(settings.agentUrl !== undefined ? { agent_url: settings.agentUrl } : {}),
       ...(settings.idleTimeoutSeconds !== undefined ? { idle_timeout_seconds: settings.idleTimeoutSeconds } : {}),
+      ...(settings.schedule !== undefined
+        ? { schedule: settings.schedule === null ? null : JSON.stringify(settings.schedule) }
+        : {}),
     })
     .where('id', '=', taskId)
     .execute();
@@ -253,16 +271,46 @@ export async function markAgentRunning(db: Db, taskId: string): Promise<void> {
 
 /**
  * The agent was seen idle (or not at all): its idle clock starts if it was not running, in the
- * database so every server process shares it. Returns the seconds it has been idle.
+ * database so every server process shares it. Returns the seconds it has been idle; undefined
+ * while a keep-alive holds (the clock stays stopped, and starts once it has run out).
  */
 export async function markAgentIdle(db: Db, taskId: string): Promise<number | undefined> {
   const row = await db
     .updateTable('tasks')
-    .set({ agent_idle_since: sql`COALESCE(agent_idle_since, NOW())` })
+    .set({
+      agent_idle_since: sql`CASE WHEN keep_alive_until > NOW() THEN NULL ELSE COALESCE(agent_idle_since, NOW()) END`,
+    })
     .where('id', '=', taskId)
-    .returning(sql<number>`EXTRACT(EPOCH FROM NOW() - agent_idle_since)::float8`.as('idle_seconds'))
+    .returning(sql<number | null>`EXTRACT(EPOCH FROM NOW() - agent_idle_since)::float8`.as('idle_seconds'))
     .executeTakeFirst();
-  return row?.idle_seconds;
+  return row?.idle_seconds ?? undefined;
+}
+
+/**
+ * Keeps a live task alive for `seconds` from now (replacing an earlier keep-alive) and restarts
+ * its idle clock, the row locked until the transaction ends. Returns the keep-alive before and
+ * after; undefined once the task is deleted (or was never there).
+ */
+export async function setKeepAlive(
+  trx: Db,
+  taskId: string,
+  seconds: number,
+): Promise<{ before: Date | null; until: Date } | undefined> {
+  const current = await trx
+    .selectFrom('tasks')
+    .where('id', '=', taskId)
+    .where('deleted_at', 'is', null)
+    .select('keep_alive_until')
+    .forUpdate()
+    .executeTakeFirst();
+  if (!current) return undefined;
+  const row = await trx
+    .updateTable('tasks')
+    .set({ keep_alive_until: sql`NOW() + make_interval(secs => ${seconds})`, agent_idle_since: null })
+    .where('id', '=', taskId)
+    .returning('keep_alive_until')
+    .executeTakeFirstOrThrow();
+  return { before: current.keep_alive_until, until: row.keep_alive_until! };
 }
 
 /** Starts the idle clock afresh (a resumed agent has not been idle yet). */

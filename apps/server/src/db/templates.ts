@@ -1,4 +1,5 @@
 import { type Selectable, sql } from 'kysely';
+import type { Schedule } from '../domain/schedules.ts';
 import type { PrePauseNotice, TemplateParameter } from '../domain/templates.ts';
 import type { Db } from './connection.ts';
 import type { Templates } from './schema.ts';
@@ -14,6 +15,10 @@ export type Template = {
   parameters: TemplateParameter[];
   idleTimeoutSeconds: number | null;
   prePauseNotice: PrePauseNotice | null;
+  /** When its tasks may run (a task may have its own); null: always. */
+  schedule: Schedule | null;
+  /** Its tasks paused longer than this many days are deleted; 0: never; null: the service default. */
+  pausedRetentionDays: number | null;
   description: string;
   createdBy: string | null;
   createdAt: Date;
@@ -21,12 +26,23 @@ export type Template = {
 };
 
 function toTemplate(row: Selectable<Templates>): Template {
-  const { idle_timeout_seconds, pre_pause_notice, created_by, created_at, archived_at, ...same } = row;
+  const {
+    idle_timeout_seconds,
+    pre_pause_notice,
+    schedule,
+    paused_retention_days,
+    created_by,
+    created_at,
+    archived_at,
+    ...same
+  } = row;
   return {
     ...same,
     parameters: row.parameters as TemplateParameter[],
     idleTimeoutSeconds: idle_timeout_seconds,
     prePauseNotice: pre_pause_notice as PrePauseNotice | null,
+    schedule: schedule as Schedule | null,
+    pausedRetentionDays: paused_retention_days,
     createdBy: created_by,
     createdAt: created_at,
     archivedAt: archived_at,
@@ -51,6 +67,8 @@ export async function insertTemplateVersion(trx: Db, row: TemplateVersionRow): P
       parameters: JSON.stringify(row.parameters),
       idle_timeout_seconds: row.idleTimeoutSeconds,
       pre_pause_notice: row.prePauseNotice === null ? null : JSON.stringify(row.prePauseNotice),
+      schedule: row.schedule === null ? null : JSON.stringify(row.schedule),
+      paused_retention_days: row.pausedRetentionDays,
       description: row.description,
       created_by: row.createdBy,
     })

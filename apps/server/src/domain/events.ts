@@ -23,6 +23,18 @@ export type EventPayloads = {
   'build.failed': { buildId: string; transition: WorkspaceTransition; reason: BuildReason; error: string | null };
   /** The task has been idle long enough that auto-pause will stop it at `pauseAt` unless it works. */
   'task.auto_pause_warning': { idleSeconds: number; idleTimeoutSeconds: number; pauseAt: string };
+  /** `tasks.keepAlive`: auto-pause leaves the task alone until `until`. */
+  'task.keep_alive': { until: string; forSeconds: number };
+  /** A message was stored in the task's inbox (`resumed`: its send also queued the task's resume). */
+  'task.message_queued': { messageId: string; resumed: boolean };
+  /** A queued message was taken by the agent, after `attempts` tries. */
+  'task.message_delivered': { messageId: string; attempts: number };
+  /** A queued message was cancelled: it never goes. */
+  'task.message_cancelled': { messageId: string };
+  /** The task's schedule will pause it at `pauseAt`, when its window (in `timeZone`) closes. */
+  'task.schedule_pause_warning': { pauseAt: string; timeZone: string };
+  /** The task has been paused since `pausedSince`; the retention of paused tasks deletes it at `deleteAt`. */
+  'task.retention_warning': { pausedSince: string; retentionDays: number; deleteAt: string };
   /** Sent by `webhooks.test`; belongs to no task. */
   'webhook.test': { webhookId: string };
 };
@@ -39,6 +51,12 @@ export const eventTypes = Object.freeze([
   'task.deleted',
   'build.failed',
   'task.auto_pause_warning',
+  'task.keep_alive',
+  'task.message_queued',
+  'task.message_delivered',
+  'task.message_cancelled',
+  'task.schedule_pause_warning',
+  'task.retention_warning',
   'webhook.test',
 ] as const satisfies readonly EventType[]);
 

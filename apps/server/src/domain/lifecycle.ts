@@ -45,8 +45,10 @@ export const operationTransition = {
 export type Operation = keyof typeof operationTransition;
 
 /**
- * What `send` does in a state: deliver at once; with `resumeIfPaused`, wait for the start under
- * way (`wait`) or resume first (`resume`); otherwise it is refused.
+ * What `send` does in a state: `deliver` (active) posts to a stable agent at once, or queues in
+ * the task's inbox behind a busy agent or earlier messages; with `resumeIfPaused`, `wait` queues
+ * for the start under way and `resume` queues and resumes in one transaction; otherwise (and
+ * always for `refuse`) it is refused. Queued messages go once the task is active and its agent stable.
  */
 export type SendRule = 'deliver' | 'wait' | 'resume' | 'refuse';
 

@@ -17,7 +17,9 @@ export type AutoPausePass = {
 /**
  * One look at every active task's agent. An agent seen `running` resets its task's idle clock;
  * one seen `stable` or unreachable keeps it going (the clock lives in the database, so every
- * server process shares it). A task idle longer than its timeout is paused by the system with
+ * server process shares it). A send through Hiatus (a queued message's delivery too) and a
+ * keep-alive reset it as well, and while a keep-alive holds the clock stays stopped; reading a
+ * task (its logs, a list, a watch) never touches it. A task idle longer than its timeout is paused by the system with
  * reason `task_auto_pause`; when several processes try at once, the pause's lock lets one win.
  * Within `autoPauseWarningSeconds` of its timeout, its owner is warned once (an event).
  * A task whose look or pause fails is named in `failed`, and the pass goes on: one hostile or

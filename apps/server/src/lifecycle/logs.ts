@@ -5,6 +5,7 @@ import { findSnapshotMeta, snapshotMessageRange } from '../db/snapshots.ts';
 import type { Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { type Actor, initiatorId } from '../domain/actor.ts';
+import { type PendingMessage, pendingMessages } from './inbox.ts';
 import { assertKnownFormat, parseStoredMessages } from './snapshots.ts';
 import { getTask } from './tasks.ts';
 
@@ -21,11 +22,18 @@ export type LogPage = {
   nextCursor: number | null;
   /** Why the log is empty or not live, when it is either. */
   notice: string | null;
+  /**
+   * Messages sent through Hiatus and still waiting in the task's inbox, oldest first: not yet in
+   * the agent's conversation (so never in `entries`), cancellable with `tasks.cancelMessage`.
+   * The same on every page.
+   */
+  pending: PendingMessage[];
 };
 
 /**
  * A page of a task's log, after message id `cursor`: live from the agent while the task is
- * active, else (or when the agent cannot answer) from its snapshot.
+ * active, else (or when the agent cannot answer) from its snapshot, with the inbox's pending
+ * messages. Reading changes nothing: it never wakes a task nor resets its idle clock.
  */
 export async function readLogs(
   app: App,
@@ -34,6 +42,16 @@ export async function readLogs(
   options: { cursor?: number; limit?: number } = {},
 ): Promise<LogPage> {
   const task = await getTask(app, actor, taskId);
+  const pending = task.status === 'deleted' ? [] : await pendingMessages(app, task.id);
+  return { ...(await logEntries(app, actor, task, options)), pending };
+}
+
+async function logEntries(
+  app: App,
+  actor: Actor,
+  task: Task,
+  options: { cursor?: number; limit?: number },
+): Promise<Omit<LogPage, 'pending'>> {
   const limit = Math.min(Math.max(options.limit ?? defaults.logPageSize, 1), defaults.maxLogPageSize);
   let notice: string | null = null;
   if (task.status === 'active') {
@@ -58,7 +76,7 @@ async function liveLogs(
   task: Task,
   cursor: number | undefined,
   limit: number,
-): Promise<LogPage> {
+): Promise<Omit<LogPage, 'pending'>> {
   const { messages } = await app.liveHistories.get(task.id, task.agentUrl, () =>
     app.heavyReads.run(initiatorId(actor) ?? 'system', () => app.agent(task.agentUrl, agentTrust(task)).messages()),
   );
@@ -79,7 +97,7 @@ async function snapshotLogs(
   cursor: number | undefined,
   limit: number,
   notice: string | null,
-): Promise<LogPage> {
+): Promise<Omit<LogPage, 'pending'>> {
   const meta = await findSnapshotMeta(app.db, task.id);
   if (!meta) {
     const why = task.status === 'active' ? notice : `the task is ${task.status} and no snapshot was ever taken`;

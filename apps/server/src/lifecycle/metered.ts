@@ -8,6 +8,7 @@ import { recordPauseFailure } from './events.ts';
 import { Laps } from './laps.ts';
 import { type PauseOptions, type PauseResult, pauseTask } from './pause.ts';
 import { resumeTask } from './resume.ts';
+import type { PolicyNote } from './transition.ts';
 
 // Measuring wraps the rules: the rules in pause.ts and resume.ts decide, these time them, announce
 // how they ended, and count failed pauses. Callers from the outside (the API, auto-pause, send) use these.
@@ -48,10 +49,15 @@ export async function meteredPause(
 }
 
 /** `resumeTask`, timed and announced. */
-export async function meteredResume(app: App, actor: Actor, taskId: string): Promise<{ task: Task; build: Build }> {
+export async function meteredResume(
+  app: App,
+  actor: Actor,
+  taskId: string,
+  policy?: PolicyNote,
+): Promise<{ task: Task; build: Build }> {
   const started = performance.now();
   try {
-    const result = await resumeTask(app, actor, taskId);
+    const result = await resumeTask(app, actor, taskId, policy);
     app.events.emit('resume', { outcome: 'succeeded', durationMs: performance.now() - started });
     return result;
   } catch (error) {

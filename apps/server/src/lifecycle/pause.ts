@@ -9,7 +9,7 @@ import { assertAllowed, type PauseReason } from '../domain/lifecycle.ts';
 import { Laps } from './laps.ts';
 import { givePrePauseNotice } from './notice.ts';
 import { getTask } from './tasks.ts';
-import { commitTaskChange } from './transition.ts';
+import { commitTaskChange, type PolicyNote } from './transition.ts';
 
 export type SnapshotOutcome =
   | ({ taken: true } & StoredSnapshot)
@@ -22,6 +22,8 @@ export type PauseOptions = {
   reason: PauseReason;
   /** Pause even when the agent cannot give its history; the previous snapshot stays. */
   withoutSnapshot?: boolean;
+  /** The policy the system pauses for (a schedule), named in the audit record. */
+  policy?: PolicyNote;
 };
 
 /**
@@ -64,11 +66,13 @@ export async function pauseTask(
       operation: 'pause',
       reason: options.reason,
       task: before,
-      effect: async (trx) => {
+      effect: async (trx, _task, build) => {
+        await options.policy?.within?.(trx, build);
         const stored = history && (await upsertSnapshot(trx, { taskId, messages: history.messages, source: 'pause' }));
         const snapshot: SnapshotOutcome = stored ? { taken: true, ...stored } : { taken: false, reason: skipped };
         const activity = await findAgentActivity(trx, taskId);
         const diff = {
+          ...options.policy?.diff,
           snapshot: stored
             ? { taken: true, messageCount: stored.messageCount, bytes: stored.bytes }
             : { taken: false, reason: skipped },

@@ -1,22 +1,36 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../agentapi/client.ts';
 import { type App, agentTrust } from '../app.ts';
-import { findTask, type Task } from '../db/tasks.ts';
+import type { InboxMessage } from '../db/inbox.ts';
+import { hasQueuedMessages } from '../db/inbox.ts';
+import { findTask, resetIdleClock, type Task } from '../db/tasks.ts';
 import type { Actor } from '../domain/actor.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
-import { deriveState, type TaskStatus } from '../domain/lifecycle.ts';
-import { meteredResume } from './metered.ts';
+import { deriveState, type SendRule, type TaskStatus } from '../domain/lifecycle.ts';
+import { queueInTransaction, queueMessage } from './inbox.ts';
 import { agentFailure } from './pause.ts';
 import { getTask } from './tasks.ts';
-
-/** `resumed`: this call queued the resume (concurrent sends share one, and only its caller's says so). */
-export type SendResult = { task: Task; resumed: boolean };
+import { commitTaskChange } from './transition.ts';
 
 /**
- * Forwards a user message to the task's agent. The task must be active and its agent stable.
- * With `resumeIfPaused`, a paused task is resumed first (and a starting one waited for), and the
- * message is sent once the task is active and its agent answers (within the configured wait).
- * What each state allows is the state table's `send` column.
+ * What a send did: the agent took the message now (`queued: false`), or it is in the task's
+ * inbox (`queued: true`, with its id for `tasks.cancelMessage`), to be delivered once the task is
+ * active and its agent stable. `resumed`: this call queued the task's resume, in the transaction
+ * that stored the message (concurrent sends share one resume, and only its caller's says so).
+ */
+export type SendResult =
+  | { queued: false; task: Task; resumed: false }
+  | { queued: true; messageId: string; task: Task; resumed: boolean };
+
+/** A send re-reads the task this many times when it changes under it (a pause or resume racing). */
+const sendRounds = 4;
+
+/**
+ * Sends a user message to the task's agent, answering at once. An active task whose agent is
+ * stable, with nothing queued before, gets it now; a busy agent's task, or one with earlier
+ * messages waiting, gets it queued in its inbox. With `resumeIfPaused`, a paused task (or one
+ * whose stop failed) is resumed and the message queued in one transaction, and a starting task's
+ * message is queued. What each state allows is the state table's `send` column.
  */
 export async function sendToTask(
   app: App,
@@ -25,58 +39,92 @@ export async function sendToTask(
   input: string,
   options: { resumeIfPaused?: boolean } = {},
 ): Promise<SendResult> {
-  let task = await getTask(app, actor, taskId);
-  const rule = deriveState(task.deletedAt, task.latestBuild).send;
-  let resumed = false;
-  if (rule !== 'deliver') {
-    if (rule === 'refuse' || !options.resumeIfPaused) throw notActive(task);
-    if (rule === 'resume') resumed = await resumeUnlessRaced(app, actor, taskId);
-    task = await waitForStatus(app, taskId, 'active', app.settings.resumeWaitMs);
-  }
-
-  const agent = app.agent(task.agentUrl, agentTrust(task));
-  // The agent of a start this call waited for (its own resume's or a concurrent one's) may take a moment.
-  const deadline = Date.now() + (rule === 'deliver' ? 0 : app.settings.resumeWaitMs);
-  for (;;) {
-    try {
-      const status = await agent.status();
-      if (status !== 'stable') {
-        throw new HiatusError('conflict', `the agent of task ${taskId} is busy (${status}); send when it is stable`);
-      }
-      if (!(await agent.sendMessage(input))) {
-        throw new HiatusError('agent_bad_response', `the agent of task ${taskId} did not take the message`);
-      }
-      // The live log shows the message from the next read on, not a few seconds later.
-      app.liveHistories.forget(taskId, task.agentUrl);
-      return { task: await getTask(app, actor, taskId), resumed };
-    } catch (error) {
-      if (!(error instanceof AgentError)) throw error;
-      // A freshly resumed workspace takes a moment to bring its agent up.
-      if (error.failure !== 'unreachable' || Date.now() >= deadline) throw agentFailure(error);
-      await sleep(250);
+  const resumeIfPaused = options.resumeIfPaused === true;
+  // The rule under the workspace lock decides whether a message is queued; a changed state is read again.
+  const accepts = (now: Task) => queueableRule(deriveState(now.deletedAt, now.latestBuild).send, resumeIfPaused);
+  for (let round = 1; ; round++) {
+    const task = await getTask(app, actor, taskId);
+    const rule = deriveState(task.deletedAt, task.latestBuild).send;
+    if (rule === 'refuse' || (rule !== 'deliver' && !resumeIfPaused)) throw notActive(task);
+    let message: InboxMessage | undefined;
+    let resumed = false;
+    if (rule === 'deliver' && (await deliverNow(app, task, input))) {
+      return { queued: false, task: await getTask(app, actor, taskId), resumed: false };
+    }
+    if (rule === 'resume') {
+      message = await resumeWithMessage(app, actor, task, input);
+      resumed = message !== undefined;
+    } else {
+      message = await queueMessage(app, actor, task, input, accepts);
+    }
+    if (message) return { queued: true, messageId: message.id, task: await getTask(app, actor, taskId), resumed };
+    if (round >= sendRounds) {
+      throw new HiatusError('conflict', `task ${taskId} kept changing while the message was being sent; send again`);
     }
   }
 }
 
+/** Whether a state's send rule takes a message into the inbox. */
+function queueableRule(rule: SendRule, resumeIfPaused: boolean): boolean {
+  return rule === 'deliver' || (rule === 'wait' && resumeIfPaused);
+}
+
 /**
- * Resumes the task for a send; false when a concurrent call's resume got there first (its start is
- * then under way or done, and this send waits for it like the winner's does). Any other refusal stands.
+ * Posts the message to an active task's agent when it can go now: nothing queued before it, and
+ * the agent `stable`. False when it must be queued instead; an agent that cannot be asked fails
+ * the send (nothing stored). A delivered message resets the task's idle clock.
  */
-async function resumeUnlessRaced(app: App, actor: Actor, taskId: string): Promise<boolean> {
+async function deliverNow(app: App, task: Task, input: string): Promise<boolean> {
+  if (await hasQueuedMessages(app.db, task.id)) return false;
+  const agent = app.agent(task.agentUrl, agentTrust(task));
   try {
-    await meteredResume(app, actor, taskId);
-    return true;
+    if ((await agent.status()) !== 'stable') return false;
+    if (!(await agent.sendMessage(input))) {
+      throw new HiatusError('agent_bad_response', `the agent of task ${task.id} did not take the message`);
+    }
   } catch (error) {
-    if (!(error instanceof HiatusError && error.code === 'conflict')) throw error;
-    const now = await getTask(app, actor, taskId);
-    const rule = deriveState(now.deletedAt, now.latestBuild).send;
-    if (rule === 'wait' || rule === 'deliver') return false;
+    if (error instanceof AgentError) throw agentFailure(error);
+    throw error;
+  }
+  await resetIdleClock(app.db, task.id);
+  // The live log shows the message from the next read on, not a few seconds later.
+  app.liveHistories.forget(task.id, task.agentUrl);
+  return true;
+}
+
+/**
+ * Resumes the task and queues the message in the resume's own transaction: either both commit
+ * or neither. Undefined when the resume is refused because the task changed (a concurrent send's
+ * resume won): the caller reads it again and queues behind that resume.
+ */
+async function resumeWithMessage(app: App, actor: Actor, task: Task, input: string): Promise<InboxMessage | undefined> {
+  const started = performance.now();
+  try {
+    const { value } = await commitTaskChange(app, actor, {
+      operation: 'resume',
+      reason: 'task_resume',
+      task,
+      effect: async (trx, ref) => {
+        // A resumed agent starts its idle clock afresh (as resumeTask does).
+        await resetIdleClock(trx, ref.id);
+        const message = await queueInTransaction(trx, actor, task, input, true);
+        return { value: message, diff: { messageId: message.id } };
+      },
+    });
+    app.events.emit('resume', { outcome: 'succeeded', durationMs: performance.now() - started });
+    return value;
+  } catch (error) {
+    if (error instanceof HiatusError && error.code === 'conflict') return undefined;
+    app.events.emit('resume', { outcome: 'failed', durationMs: performance.now() - started });
     throw error;
   }
 }
 
 function notActive(task: Task): HiatusError {
-  const hint = task.status === 'paused' ? '; pass resumeIfPaused to resume it first' : '';
+  const hint =
+    task.status === 'paused' || task.status === 'pending' || task.status === 'initializing'
+      ? '; pass resumeIfPaused to queue the message (and resume the task when it is paused)'
+      : '';
   return new HiatusError('conflict', `cannot send to task ${task.id}: it is ${task.status}${hint}`);
 }
 

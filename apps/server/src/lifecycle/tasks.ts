@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { App } from '../app.ts';
 import { audit, changed } from '../audit/audit.ts';
 import type { Build } from '../db/builds.ts';
@@ -16,10 +17,11 @@ import { defaults } from '../defaults.ts';
 import { type Actor, seesAllTasks } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import type { TaskStatus } from '../domain/lifecycle.ts';
+import type { Schedule } from '../domain/schedules.ts';
 import { resolveParameters } from '../domain/templates.ts';
 import { getTask } from './access.ts';
 import { getTemplate } from './templates.ts';
-import { changeVisibleTask, commitTaskChange } from './transition.ts';
+import { changeVisibleTask, commitTaskChange, type PolicyNote } from './transition.ts';
 
 /**
  * A new task: an agent Hiatus does not manage (`agentUrl`, an "external" workspace whose builds
@@ -29,6 +31,8 @@ export type NewTask = {
   name: string;
   prompt: string;
   idleTimeoutSeconds?: number | null;
+  /** The task's own schedule, in place of its template's. */
+  schedule?: Schedule | null;
 } & (
   | { agentUrl: string; template?: undefined; parameters?: undefined }
   | { template: string; templateVersion?: number; parameters?: Record<string, string>; agentUrl?: undefined }
@@ -42,7 +46,7 @@ export type NewTask = {
 export async function createTask(app: App, actor: Actor, input: NewTask): Promise<{ task: Task; build: Build }> {
   if (actor.kind !== 'user') throw new HiatusError('forbidden', 'tasks belong to users: the system cannot own one');
   let row: NewTaskRow;
-  const base = { ownerId: actor.userId, name: input.name, prompt: input.prompt };
+  const base = { ownerId: actor.userId, name: input.name, prompt: input.prompt, schedule: input.schedule ?? null };
   if (input.template !== undefined) {
     const template = await getTemplate(app, input.template, input.templateVersion);
     if (template.archivedAt) throw new HiatusError('conflict', `template "${template.name}" is archived`);
@@ -70,6 +74,7 @@ export async function createTask(app: App, actor: Actor, input: NewTask): Promis
         name: row.name,
         agentUrl: row.agentUrl,
         idleTimeoutSeconds: row.idleTimeoutSeconds,
+        ...(row.schedule ? { schedule: row.schedule } : {}),
         ...(row.templateId ? { templateId: row.templateId, parameters: row.parameters } : {}),
       },
     }),
@@ -119,9 +124,9 @@ function decodeTaskCursor(cursor: string): { createdAt: Date; id: string } {
 
 /**
  * Changes a live task's settings: where its agent answers (`agentUrl`, checked against the address
- * policy like at create; only for a task without a template, whose driver sets it) and its idle
- * timeout (`null`: the template's or the service's default). Only whoever sees the task may (its
- * owner, an admin); a deleted task is refused. The change and its audit record (`task.update`,
+ * policy like at create; only for a task without a template, whose driver sets it), its idle
+ * timeout (`null`: the template's or the service's default) and its own schedule (`null`: its
+ * template's). Only whoever sees the task may (its owner, an admin); a deleted task is refused. The change and its audit record (`task.update`,
  * each changed field from and to) commit together; a call that changes nothing writes nothing.
  *
  * @example await updateTask(app, actor, taskId, { idleTimeoutSeconds: null });
@@ -149,6 +154,9 @@ export async function updateTask(app: App, actor: Actor, taskId: string, setting
     if (settings.idleTimeoutSeconds !== undefined && settings.idleTimeoutSeconds !== current.idleTimeoutSeconds) {
       diff.idleTimeoutSeconds = changed(current.idleTimeoutSeconds, settings.idleTimeoutSeconds);
     }
+    if (settings.schedule !== undefined && !isDeepStrictEqual(settings.schedule, current.schedule)) {
+      diff.schedule = changed(current.schedule, settings.schedule);
+    }
     if (Object.keys(diff).length === 0) return current;
     await updateTaskSettings(trx, taskId, settings);
     await audit(trx, actor, { action: 'task.update', resourceType: 'task', resourceId: taskId, diff });
@@ -165,13 +173,27 @@ function deletedTask(taskId: string): HiatusError {
 
 /**
  * Deletes a task: queues a delete build, soft-deletes the task and deletes its snapshot, in one
- * transaction (a soft delete fires no cascade, and a snapshot must not outlive its task).
+ * transaction (a soft delete fires no cascade, and a snapshot must not outlive its task). The
+ * system deletes for a `policy` (retention of paused tasks), named in the audit record.
  */
-export async function deleteTask(app: App, actor: Actor, taskId: string): Promise<{ task: Task; build: Build }> {
-  const { task, build } = await changeVisibleTask(app, actor, taskId, 'delete', 'initiator', async (trx) => {
-    await softDeleteTask(trx, taskId);
-    return { value: undefined, diff: { snapshotDeleted: await deleteSnapshot(trx, taskId) } };
-  });
+export async function deleteTask(
+  app: App,
+  actor: Actor,
+  taskId: string,
+  policy?: PolicyNote,
+): Promise<{ task: Task; build: Build }> {
+  const { task, build } = await changeVisibleTask(
+    app,
+    actor,
+    taskId,
+    'delete',
+    'initiator',
+    async (trx, _task, build) => {
+      await policy?.within?.(trx, build);
+      await softDeleteTask(trx, taskId);
+      return { value: undefined, diff: { ...policy?.diff, snapshotDeleted: await deleteSnapshot(trx, taskId) } };
+    },
+  );
   return { task, build };
 }
 

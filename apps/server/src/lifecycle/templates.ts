@@ -11,6 +11,7 @@ import {
 } from '../db/templates.ts';
 import { type Actor, assertAdmin, systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
+import type { Schedule } from '../domain/schedules.ts';
 import type { PrePauseNotice, TemplateParameter } from '../domain/templates.ts';
 
 export type { Template };
@@ -22,6 +23,10 @@ export type TemplateDefinition = {
   parameters?: TemplateParameter[];
   idleTimeoutSeconds?: number | null;
   prePauseNotice?: PrePauseNotice | null;
+  /** When its tasks may run (see domain/schedules.ts); null: always. */
+  schedule?: Schedule | null;
+  /** Days its tasks may stay paused before they are deleted; 0: forever; null: the service default. */
+  pausedRetentionDays?: number | null;
   description?: string;
 };
 
@@ -94,6 +99,9 @@ export async function updateTemplate(
       idleTimeoutSeconds:
         changes.idleTimeoutSeconds !== undefined ? changes.idleTimeoutSeconds : latest.idleTimeoutSeconds,
       prePauseNotice: changes.prePauseNotice !== undefined ? changes.prePauseNotice : latest.prePauseNotice,
+      schedule: changes.schedule !== undefined ? changes.schedule : latest.schedule,
+      pausedRetentionDays:
+        changes.pausedRetentionDays !== undefined ? changes.pausedRetentionDays : latest.pausedRetentionDays,
       description: changes.description ?? latest.description,
     };
     checkDefinition(definition);
@@ -115,6 +123,8 @@ async function saveVersion(
     parameters: definition.parameters ?? [],
     idleTimeoutSeconds: definition.idleTimeoutSeconds ?? null,
     prePauseNotice: definition.prePauseNotice ?? null,
+    schedule: definition.schedule ?? null,
+    pausedRetentionDays: definition.pausedRetentionDays ?? null,
     description: definition.description ?? '',
     createdBy: actor.kind === 'user' ? actor.userId : null,
   });

@@ -30,6 +30,13 @@ export type ChangeEffect<T> = (
   build: Build,
 ) => Promise<{ value: T; diff?: Record<string, unknown>; snapshotBytes?: number | null }>;
 
+/**
+ * Why the service changes a task on its own, for a policy (a schedule, a retention limit): named in
+ * the change's audit diff. `within` runs in the change's transaction once its build is queued, to
+ * check that the policy still applies (throwing refuses the change) or to record what it did.
+ */
+export type PolicyNote = { diff: Record<string, unknown>; within?: (trx: Db, build: Build) => Promise<void> };
+
 /** A lifecycle change: create a task, or apply an operation to one the actor may see. */
 export type TaskChange<T> = (
   | { operation: 'create'; task: NewTaskRow }

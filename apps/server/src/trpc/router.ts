@@ -1,3 +1,4 @@
+import { infoOutput } from './outputs.ts';
 import { apiKeysRouter, meProcedure, usersRouter } from './routers/accounts.ts';
 import { buildsRouter, provisionerRouter } from './routers/builds.ts';
 import { eventsRouter } from './routers/events.ts';
@@ -6,12 +7,21 @@ import { snapshotsRouter } from './routers/snapshots.ts';
 import { tasksRouter } from './routers/tasks.ts';
 import { templatesRouter } from './routers/templates.ts';
 import { webhooksRouter } from './routers/webhooks.ts';
-import { publicProcedure, router } from './trpc.ts';
+import { publicProcedure, restRoute, router } from './trpc.ts';
 
 /** The whole API; its type is the contract the client SDK is built from. */
 export const appRouter = router({
   /** The service's name and API version, for a client to check what it talks to; no key needed. */
-  info: publicProcedure.query(() => ({ service: 'hiatus' as const, apiVersion: 1 })),
+  info: publicProcedure
+    .meta(
+      restRoute('GET', '/info', {
+        summary: "The service's name and API version",
+        description: 'For a client to check what it talks to; no key needed.',
+        protect: false,
+      }),
+    )
+    .output(infoOutput)
+    .query(() => ({ service: 'hiatus' as const, apiVersion: 1 })),
   /** Who the presented key speaks for; any valid key. */
   me: meProcedure,
   tasks: tasksRouter,

@@ -5,26 +5,61 @@ import type { ApiKeyScope } from '../domain/actor.ts';
 import { type RequestContext, type RequestLimits, servicesOf } from './context.ts';
 import { toTRPCError } from './errors.ts';
 
-const t = initTRPC.context<RequestContext>().create({
-  transformer: superjson,
-  errorFormatter({ shape, error, ctx }) {
-    const zod = error.cause instanceof ZodError ? error.cause.issues : null;
-    return {
-      ...shape,
-      data: {
-        ...shape.data,
-        // Stack traces stay in the logs.
-        stack: undefined,
-        requestId: ctx?.requestId ?? null,
-        zodIssues:
-          zod?.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: String(issue.code) })) ??
-          null,
-      },
-    };
-  },
-});
+/**
+ * What a procedure's meta may say: its REST route and words for /openapi.json, the part of
+ * trpc-to-openapi's `OpenApiMeta` Hiatus uses. Spelled out in plain types because the SDK bundles
+ * the router's type, meta included, and the library's own type drags zod's classes along.
+ */
+export type ProcedureMeta = {
+  openapi?: {
+    method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+    path: `/${string}`;
+    summary?: string;
+    description?: string;
+    /** False: no key needed. */
+    protect?: boolean;
+    tags?: string[];
+    errorResponses?: number[];
+  };
+};
+
+const t = initTRPC
+  .context<RequestContext>()
+  .meta<ProcedureMeta>()
+  .create({
+    transformer: superjson,
+    errorFormatter({ shape, error, ctx }) {
+      const zod = error.cause instanceof ZodError ? error.cause.issues : null;
+      return {
+        ...shape,
+        data: {
+          ...shape.data,
+          // Stack traces stay in the logs.
+          stack: undefined,
+          requestId: ctx?.requestId ?? null,
+          zodIssues:
+            zod?.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: String(issue.code) })) ??
+            null,
+        },
+      };
+    },
+  });
 
 export const router = t.router;
+
+/**
+ * A procedure's REST path (under /api/v1, see rest/) and its words in /openapi.json: the same
+ * procedure answers at /trpc and there. Error responses are described once, as problem+json, by
+ * rest/openapi.ts, hence none here.
+ */
+export function restRoute(
+  method: NonNullable<ProcedureMeta['openapi']>['method'],
+  path: `/${string}`,
+  words: { summary: string; description?: string; protect?: boolean },
+): ProcedureMeta {
+  const tag = path.split('/')[1] ?? '';
+  return { openapi: { method, path, ...words, tags: [tag], errorResponses: [] } };
+}
 export const createCallerFactory = t.createCallerFactory;
 
 /**

@@ -10,7 +10,8 @@ import {
 import { defaults } from '../../defaults.ts';
 import { apiKeyScopes, userRoles } from '../../domain/actor.ts';
 import { id, pageLimit, text } from '../inputs.ts';
-import { adminProcedure, authedProcedure, readProcedure, router, writeProcedure } from '../trpc.ts';
+import { identityOutput } from '../outputs.ts';
+import { adminProcedure, authedProcedure, readProcedure, restRoute, router, writeProcedure } from '../trpc.ts';
 
 /** A page of a list: `cursor` is the previous page's `nextCursor`. */
 const page = {
@@ -19,7 +20,15 @@ const page = {
 };
 
 /** Who the presented key speaks for (any key): user id, name and role, and the key's id, name, scope, task and expiry. */
-export const meProcedure = authedProcedure.query(({ ctx }) => describePrincipal(ctx.app, ctx.principal));
+export const meProcedure = authedProcedure
+  .meta(
+    restRoute('GET', '/me', {
+      summary: 'Who the key speaks for',
+      description: "The key's user (id, name, role) and the key itself (id, name, scope, task, expiry); any valid key.",
+    }),
+  )
+  .output(identityOutput)
+  .query(({ ctx }) => describePrincipal(ctx.app, ctx.principal));
 
 export const usersRouter = router({
   /** Every user by name, page by page: admins only. */

@@ -10,11 +10,19 @@ import {
   tasksThatShouldRun,
 } from '../../lifecycle/jobs.ts';
 import { id, pageLimit, text } from '../inputs.ts';
-import { provisionerProcedure, readProcedure, router } from '../trpc.ts';
+import { buildPageOutput } from '../outputs.ts';
+import { provisionerProcedure, readProcedure, restRoute, router } from '../trpc.ts';
 
 export const buildsRouter = router({
   /** A task's lifecycle history, newest first; `cursor` is the last build number seen. */
   list: readProcedure
+    .meta(
+      restRoute('GET', '/tasks/{taskId}/builds', {
+        summary: "A task's builds",
+        description:
+          "The task's lifecycle history, newest first: each build's transition, reason and job status. Pass `nextCursor` back as `cursor`.",
+      }),
+    )
     .input(
       z.object({
         taskId: id,
@@ -23,6 +31,7 @@ export const buildsRouter = router({
         cursor: z.number().int().positive().optional(),
       }),
     )
+    .output(buildPageOutput)
     .query(({ ctx, input }) => listTaskBuilds(ctx.app, ctx.actor, input.taskId, input)),
 });
 

@@ -5,7 +5,8 @@ import { eventTypes } from '../../domain/events.ts';
 import { listEventsFor, watchEvents } from '../../lifecycle/events.ts';
 import { withApiErrors } from '../errors.ts';
 import { id, pageLimit } from '../inputs.ts';
-import { readProcedure, router } from '../trpc.ts';
+import { eventPageOutput } from '../outputs.ts';
+import { readProcedure, restRoute, router } from '../trpc.ts';
 
 /** An event id, as given out (a positive integer in a string). */
 const eventId = z.string().regex(/^\d{1,19}$/, 'not an event id this service gave out');
@@ -13,6 +14,13 @@ const eventId = z.string().regex(/^\d{1,19}$/, 'not an event id this service gav
 export const eventsRouter = router({
   /** Lifecycle events of the tasks the key may see, oldest first after `after`; pass `nextCursor` back as `after`. */
   list: readProcedure
+    .meta(
+      restRoute('GET', '/events', {
+        summary: 'List lifecycle events',
+        description:
+          'Lifecycle events of the tasks the key may see, oldest first after `after`; pass `nextCursor` back as `after`.',
+      }),
+    )
     .input(
       z
         .object({
@@ -23,6 +31,7 @@ export const eventsRouter = router({
         })
         .default({ limit: defaults.eventPageSize }),
     )
+    .output(eventPageOutput)
     .query(({ ctx, input }) => listEventsFor(ctx.app, ctx.actor, input)),
 
   /**

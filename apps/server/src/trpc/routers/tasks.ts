@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { defaults } from '../../defaults.ts';
 import { taskStatuses } from '../../domain/lifecycle.ts';
+import { scheduleSchema } from '../../domain/schedules.ts';
+import { cancelMessage } from '../../lifecycle/inbox.ts';
+import { keepTaskAlive } from '../../lifecycle/keep-alive.ts';
 import { readLogs } from '../../lifecycle/logs.ts';
 import { meteredPause, meteredResume } from '../../lifecycle/metered.ts';
 import { sendToTask } from '../../lifecycle/send.ts';
@@ -10,7 +13,16 @@ import { watchTask } from '../../lifecycle/watch.ts';
 import { agentUrlProblem, notAnHttpUrl } from '../../net/url-policy.ts';
 import { withApiErrors } from '../errors.ts';
 import { id, idleTimeoutSeconds, pageLimit, parameterValues, templateName, text } from '../inputs.ts';
-import { readProcedure, router, writeProcedure } from '../trpc.ts';
+import {
+  logPageOutput,
+  pauseOutput,
+  resumeOutput,
+  sendOutput,
+  taskChangeOutput,
+  taskOutput,
+  taskPageOutput,
+} from '../outputs.ts';
+import { readProcedure, restRoute, router, writeProcedure } from '../trpc.ts';
 
 /** `wait`: answer once the change's build ended, waiting at most `waitMs`. */
 const waitInput = {
@@ -22,6 +34,8 @@ const taskBasics = {
   name: text.trim().min(1).max(128),
   prompt: text.max(100_000),
   idleTimeoutSeconds: idleTimeoutSeconds.optional(),
+  /** The task's own schedule (windows of local time in which it may run), in place of its template's. */
+  schedule: scheduleSchema.optional(),
 };
 
 /**
@@ -53,7 +67,15 @@ const newTaskInput = z.union(
 export const tasksRouter = router({
   /** Creates a task with its workspace and first start build (reason `initiator`). */
   create: writeProcedure
+    .meta(
+      restRoute('POST', '/tasks', {
+        summary: 'Create a task',
+        description:
+          'Creates a task with its workspace and first start build (reason `initiator`): either `agentUrl` (an agent Hiatus does not manage) or `template` with its `parameters`.',
+      }),
+    )
     .input(newTaskInput)
+    .output(taskChangeOutput)
     .mutation(({ ctx, input }) =>
       createTask(ctx.app, ctx.actor, 'template' in input ? input : { ...input, template: undefined }),
     ),
@@ -63,23 +85,48 @@ export const tasksRouter = router({
    * audited as `task.update`. Answers the task as it is afterwards.
    */
   update: writeProcedure
+    .meta(
+      restRoute('PATCH', '/tasks/{id}', {
+        summary: "Change a task's agent URL, idle timeout or schedule",
+        description:
+          "Changes a task's agent URL (a task without a template), idle timeout or schedule (`null` clears either); audited as `task.update`. Answers the task as it is afterwards.",
+      }),
+    )
     .input(
       z
         .object({
           id,
           agentUrl: agentUrl.optional(),
           idleTimeoutSeconds: idleTimeoutSeconds.nullable().optional(),
+          /** The task's own schedule; null clears it (its template's applies). */
+          schedule: scheduleSchema.nullable().optional(),
         })
-        .refine((input) => input.agentUrl !== undefined || input.idleTimeoutSeconds !== undefined, {
-          error: 'give agentUrl or idleTimeoutSeconds (null clears it) to change',
-        }),
+        .refine(
+          (input) =>
+            input.agentUrl !== undefined || input.idleTimeoutSeconds !== undefined || input.schedule !== undefined,
+          { error: 'give agentUrl, idleTimeoutSeconds or schedule (null clears either) to change' },
+        ),
     )
+    .output(taskOutput)
     .mutation(({ ctx, input: { id: taskId, ...settings } }) => updateTask(ctx.app, ctx.actor, taskId, settings)),
 
-  get: readProcedure.input(z.object({ id })).query(({ ctx, input }) => getTask(ctx.app, ctx.actor, input.id)),
+  get: readProcedure
+    .meta(
+      restRoute('GET', '/tasks/{id}', { summary: 'A task', description: 'The task with its status and latest build.' }),
+    )
+    .input(z.object({ id }))
+    .output(taskOutput)
+    .query(({ ctx, input }) => getTask(ctx.app, ctx.actor, input.id)),
 
   /** Tasks newest first; deleted ones only when asked for by status. */
   list: readProcedure
+    .meta(
+      restRoute('GET', '/tasks', {
+        summary: 'List tasks',
+        description:
+          'Tasks newest first; deleted ones only when asked for by status. Pass `nextCursor` back as `cursor`.',
+      }),
+    )
     .input(
       z
         .object({
@@ -90,6 +137,7 @@ export const tasksRouter = router({
         })
         .default({ limit: defaults.listPageSize }),
     )
+    .output(taskPageOutput)
     .query(({ ctx, input }) => listTasksFor(ctx.app, ctx.actor, input)),
 
   /**
@@ -97,7 +145,15 @@ export const tasksRouter = router({
    * answers once the stop build ended (`paused`, or `error`) or `waitMs` passed (`settled: false`).
    */
   pause: writeProcedure
+    .meta(
+      restRoute('POST', '/tasks/{id}/pause', {
+        summary: 'Pause a task',
+        description:
+          "Pauses an active task, taking a snapshot of its agent's conversation first; answers once the stop build is queued (`pausing`). With `wait`, answers once the stop build ended (`paused`, or `error`) or `waitMs` passed (`settled: false`).",
+      }),
+    )
     .input(z.object({ id, withoutSnapshot: z.boolean().optional(), ...waitInput }))
+    .output(pauseOutput)
     .mutation(async ({ ctx, input, signal }) => {
       const result = await meteredPause(ctx.app, ctx.actor, input.id, {
         reason: 'task_manual_pause',
@@ -107,22 +163,75 @@ export const tasksRouter = router({
     }),
 
   /** Resumes a paused task. With `wait`, answers once the start build ended (`active`, or `error`) or `waitMs` passed. */
-  resume: writeProcedure.input(z.object({ id, ...waitInput })).mutation(async ({ ctx, input, signal }) => {
-    const result = await meteredResume(ctx.app, ctx.actor, input.id);
-    return afterWaitIfAsked(ctx.app, ctx.actor, result, { ...input, signal });
-  }),
+  resume: writeProcedure
+    .meta(
+      restRoute('POST', '/tasks/{id}/resume', {
+        summary: 'Resume a task',
+        description:
+          'Resumes a paused task; answers once the start build is queued (`pending`). With `wait`, answers once the start build ended (`active`, or `error`) or `waitMs` passed (`settled: false`).',
+      }),
+    )
+    .input(z.object({ id, ...waitInput }))
+    .output(resumeOutput)
+    .mutation(async ({ ctx, input, signal }) => {
+      const result = await meteredResume(ctx.app, ctx.actor, input.id);
+      return afterWaitIfAsked(ctx.app, ctx.actor, result, { ...input, signal });
+    }),
 
-  delete: writeProcedure.input(z.object({ id })).mutation(({ ctx, input }) => deleteTask(ctx.app, ctx.actor, input.id)),
+  delete: writeProcedure
+    .meta(
+      restRoute('DELETE', '/tasks/{id}', {
+        summary: 'Delete a task',
+        description:
+          'Queues the delete build, soft-deletes the task and deletes its snapshot at once; the task stays readable, `deleted`, until it is purged.',
+      }),
+    )
+    .input(z.object({ id }))
+    .output(taskChangeOutput)
+    .mutation(({ ctx, input }) => deleteTask(ctx.app, ctx.actor, input.id)),
 
-  /** Sends a user message to the task's agent; with `resumeIfPaused`, resumes a paused task first. */
+  /**
+   * Sends a user message to the task's agent, answering at once: delivered now (`queued: false`)
+   * or stored in the task's inbox (`queued: true`, `messageId`) when its agent is busy or earlier
+   * messages wait. With `resumeIfPaused`, a paused task is resumed and the message queued in one
+   * transaction (and a starting task's message queued); it is delivered once, in order.
+   */
   send: writeProcedure
+    .meta(
+      restRoute('POST', '/tasks/{id}/send', {
+        summary: "Send a message to the task's agent",
+        description:
+          "Delivered now (`queued: false`) or stored in the task's inbox (`queued: true`, `messageId`) when its agent is busy or earlier messages wait. With `resumeIfPaused`, a paused task is resumed and the message queued.",
+      }),
+    )
     .input(z.object({ id, input: text.min(1).max(1_000_000), resumeIfPaused: z.boolean().optional() }))
+    .output(sendOutput)
     .mutation(({ ctx, input }) =>
       sendToTask(ctx.app, ctx.actor, input.id, input.input, { resumeIfPaused: input.resumeIfPaused }),
     ),
 
+  /** Cancels a queued message: it never goes. A delivered or cancelled one answers CONFLICT. */
+  cancelMessage: writeProcedure
+    .input(z.object({ id, messageId: id }))
+    .mutation(({ ctx, input }) => cancelMessage(ctx.app, ctx.actor, input.id, input.messageId)),
+
+  /**
+   * Holds off auto-pause of a running task for `forSeconds` (an hour by default, a day at most),
+   * replacing an earlier keep-alive; audited. It never wakes a paused task (CONFLICT).
+   */
+  keepAlive: writeProcedure
+    .input(z.object({ id, forSeconds: z.number().int().min(1).max(defaults.maxKeepAliveSeconds).optional() }))
+    .mutation(({ ctx, input }) => keepTaskAlive(ctx.app, ctx.actor, input.id, input.forSeconds)),
+
   /** A page of the task's log, live or from its snapshot; pass `nextCursor` back for the next page. */
   logs: readProcedure
+    .meta(
+      restRoute('GET', '/tasks/{id}/logs', {
+        summary: "A page of a task's log",
+        description:
+          'Live from the agent while the task is active, else from its snapshot; pass `nextCursor` back as `cursor` for the next page.',
+      }),
+    )
     .input(
       z.object({
         id,
@@ -130,6 +239,7 @@ export const tasksRouter = router({
         limit: pageLimit(defaults.maxLogPageSize, defaults.logPageSize),
       }),
     )
+    .output(logPageOutput)
     .query(({ ctx, input }) => readLogs(ctx.app, ctx.actor, input.id, input)),
 
   /**

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { scheduleSchema } from '../../domain/schedules.ts';
 import {
   archiveTemplate,
   createTemplate,
@@ -7,7 +8,8 @@ import {
   updateTemplate,
 } from '../../lifecycle/templates.ts';
 import { idleTimeoutSeconds, parameterName, templateName, text } from '../inputs.ts';
-import { adminProcedure, readProcedure, router } from '../trpc.ts';
+import { templateListOutput, templateOutput } from '../outputs.ts';
+import { adminProcedure, readProcedure, restRoute, router } from '../trpc.ts';
 
 const parameterDeclaration = z.strictObject({
   name: parameterName,
@@ -27,6 +29,10 @@ const templateDefinition = z.strictObject({
     .strictObject({ message: text.min(1).max(10_000), waitSeconds: z.number().int().positive().max(600) })
     .nullable()
     .optional(),
+  /** When its tasks may run: windows of local time in an IANA zone; outside them a task is paused. null: always. */
+  schedule: scheduleSchema.nullable().optional(),
+  /** Days its tasks may stay paused before they are deleted; 0: forever; null: the service's HIATUS_PAUSED_RETENTION_DAYS. */
+  pausedRetentionDays: z.number().int().min(0).max(36_500).nullable().optional(),
   description: text.max(2000).optional(),
 });
 
@@ -42,12 +48,26 @@ export const templatesRouter = router({
     .mutation(({ ctx, input: { name, ...changes } }) => updateTemplate(ctx.app, ctx.actor, name, changes)),
 
   get: readProcedure
+    .meta(
+      restRoute('GET', '/templates/{name}', {
+        summary: 'A template',
+        description: 'A template version: the latest unless `version` is given.',
+      }),
+    )
     .input(z.object({ name: templateName, version: z.number().int().positive().optional() }))
+    .output(templateOutput)
     .query(({ ctx, input }) => getTemplate(ctx.app, input.name, input.version)),
 
   /** The latest version of each template; archived ones with `archived: true`. */
   list: readProcedure
+    .meta(
+      restRoute('GET', '/templates', {
+        summary: 'List templates',
+        description: 'The latest version of each template; archived ones with `archived=true`.',
+      }),
+    )
     .input(z.object({ archived: z.boolean().optional() }).default({}))
+    .output(templateListOutput)
     .query(({ ctx, input }) => listTemplates(ctx.app, input)),
 
   archive: adminProcedure

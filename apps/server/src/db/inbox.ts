@@ -1,0 +1,225 @@
+import { type Selectable, sql } from 'kysely';
+import type { Db } from './connection.ts';
+import type { TaskMessages } from './schema.ts';
+import { taskStatusSql } from './status-sql.ts';
+
+export type InboxMessageStatus = 'queued' | 'delivered' | 'cancelled';
+
+/** A message of a task's inbox, as the service shows it. */
+export type InboxMessage = {
+  id: string;
+  taskId: string;
+  status: InboxMessageStatus;
+  content: string;
+  senderId: string | null;
+  queuedAt: Date;
+  deliveredAt: Date | null;
+  cancelledAt: Date | null;
+  /** Times the agent was asked to take it. */
+  attempts: number;
+  /** Why the last attempt failed, or null. */
+  lastError: string | null;
+};
+
+function toMessage(row: Selectable<TaskMessages>): InboxMessage {
+  return {
+    id: row.id,
+    taskId: row.task_id,
+    status: row.status as InboxMessageStatus,
+    content: row.content,
+    senderId: row.sender_id,
+    queuedAt: row.created_at,
+    deliveredAt: row.delivered_at,
+    cancelledAt: row.cancelled_at,
+    attempts: row.attempts,
+    lastError: row.last_error,
+  };
+}
+
+/**
+ * Serializes everything that picks or changes a task's inbox head (claim, cancel) for the rest of
+ * the transaction, across server processes: one delivery of a task at a time, in order.
+ */
+async function lockInbox(trx: Db, taskId: string): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(hashtext('hiatus.inbox'), hashtext(${taskId}))`.execute(trx);
+}
+
+/**
+ * Stores a message at the end of the task's inbox. Call it holding the task's workspace lock, so
+ * positions follow commit order per task.
+ */
+export async function insertQueuedMessage(
+  trx: Db,
+  message: { taskId: string; content: string; senderId: string | null },
+): Promise<InboxMessage> {
+  const row = await trx
+    .insertInto('task_messages')
+    .values({ task_id: message.taskId, content: message.content, sender_id: message.senderId })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toMessage(row);
+}
+
+/** Whether the task has queued messages (a direct send waits its turn behind them). */
+export async function hasQueuedMessages(db: Db, taskId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('task_messages')
+    .where('task_id', '=', taskId)
+    .where('status', '=', 'queued')
+    .select('id')
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** How many messages wait in the task's inbox. */
+export async function countQueuedMessages(db: Db, taskId: string): Promise<number> {
+  const row = await db
+    .selectFrom('task_messages')
+    .where('task_id', '=', taskId)
+    .where('status', '=', 'queued')
+    .select((eb) => eb.fn.countAll<string>().as('count'))
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
+/** The task's queued messages, oldest first, at most `limit`. */
+export async function listQueuedMessages(db: Db, taskId: string, limit: number): Promise<InboxMessage[]> {
+  const rows = await db
+    .selectFrom('task_messages')
+    .where('task_id', '=', taskId)
+    .where('status', '=', 'queued')
+    .orderBy('position')
+    .limit(limit)
+    .selectAll()
+    .execute();
+  return rows.map(toMessage);
+}
+
+/** One message by id, whatever its status. */
+export async function findMessage(db: Db, messageId: string): Promise<InboxMessage | undefined> {
+  const row = await db.selectFrom('task_messages').where('id', '=', messageId).selectAll().executeTakeFirst();
+  return row && toMessage(row);
+}
+
+/**
+ * Active tasks with a queued message that no process is delivering now, at most `limit`: what a
+ * delivery pass looks at.
+ */
+export async function tasksWithDeliverableMessages(db: Db, limit: number): Promise<string[]> {
+  const status = taskStatusSql(sql.ref('t.deleted_at'), sql.ref('b.transition'), sql.ref('b.job_status'));
+  const { rows } = await sql<{ task_id: string }>`
+    SELECT t.id AS task_id
+    FROM tasks t
+    LEFT JOIN LATERAL (
+      SELECT transition, job_status FROM workspace_builds
+      WHERE workspace_id = t.workspace_id ORDER BY build_number DESC LIMIT 1
+    ) b ON true
+    WHERE t.id IN (
+      SELECT task_id FROM task_messages
+      WHERE status = 'queued' AND (leased_until IS NULL OR leased_until <= NOW())
+    )
+    AND ${status} = 'active'
+    LIMIT ${limit}`.execute(db);
+  return rows.map((r) => r.task_id);
+}
+
+/** A message a process holds for delivery until `leased_until`. */
+export type ClaimedMessage = InboxMessage & { leasedUntil: Date };
+
+/**
+ * Takes the oldest queued message of the task for delivery, for `leaseMs`: none while another
+ * process holds it (its lease has not run out), so a later message never goes before it.
+ */
+export async function claimNextMessage(db: Db, taskId: string, leaseMs: number): Promise<ClaimedMessage | undefined> {
+  return db.transaction().execute(async (trx) => {
+    await lockInbox(trx, taskId);
+    const head = await trx
+      .selectFrom('task_messages')
+      .where('task_id', '=', taskId)
+      .where('status', '=', 'queued')
+      .orderBy('position')
+      .limit(1)
+      .select(['id', sql<boolean>`leased_until IS NULL OR leased_until <= NOW()`.as('free')])
+      .executeTakeFirst();
+    if (!head?.free) return undefined;
+    const row = await trx
+      .updateTable('task_messages')
+      .set({ leased_until: sql`NOW() + make_interval(secs => ${leaseMs / 1000})` })
+      .where('id', '=', head.id)
+      .where('status', '=', 'queued')
+      .returningAll()
+      .executeTakeFirst();
+    return row && { ...toMessage(row), leasedUntil: row.leased_until! };
+  });
+}
+
+/**
+ * Gives a claimed message back, still queued, for a later try; `error` (with `attempted`: the
+ * agent was asked to take it) says why it did not go.
+ */
+export async function releaseMessage(
+  db: Db,
+  messageId: string,
+  outcome: { attempted: boolean; error: string | null },
+): Promise<void> {
+  await db
+    .updateTable('task_messages')
+    .set({
+      leased_until: null,
+      last_error: outcome.error?.slice(0, 500) ?? null,
+      ...(outcome.attempted ? { attempts: sql`attempts + 1` } : {}),
+    })
+    .where('id', '=', messageId)
+    .where('status', '=', 'queued')
+    .execute();
+}
+
+/** The agent took the message: the delivered marker, written before the task's next message may go. */
+export async function markMessageDelivered(trx: Db, messageId: string): Promise<InboxMessage | undefined> {
+  const row = await trx
+    .updateTable('task_messages')
+    .set({
+      status: 'delivered',
+      delivered_at: sql`NOW()`,
+      leased_until: null,
+      last_error: null,
+      attempts: sql`attempts + 1`,
+    })
+    .where('id', '=', messageId)
+    .where('status', '=', 'queued')
+    .returningAll()
+    .executeTakeFirst();
+  return row && toMessage(row);
+}
+
+/**
+ * Cancels a queued message of the task that no process is delivering now, under the inbox's
+ * lock. Answers the message as it was when that is not possible (delivered, cancelled, being
+ * delivered), or undefined when the task has no such message.
+ */
+export async function cancelQueuedMessage(
+  trx: Db,
+  taskId: string,
+  messageId: string,
+): Promise<{ cancelled: InboxMessage } | { refused: InboxMessage; inFlight: boolean } | undefined> {
+  await lockInbox(trx, taskId);
+  const current = await trx
+    .selectFrom('task_messages')
+    .where('id', '=', messageId)
+    .where('task_id', '=', taskId)
+    .selectAll()
+    .select(sql<boolean>`leased_until IS NOT NULL AND leased_until > NOW()`.as('in_flight'))
+    .executeTakeFirst();
+  if (!current) return undefined;
+  if (current.status !== 'queued' || current.in_flight) {
+    return { refused: toMessage(current), inFlight: current.in_flight };
+  }
+  const row = await trx
+    .updateTable('task_messages')
+    .set({ status: 'cancelled', cancelled_at: sql`NOW()`, leased_until: null })
+    .where('id', '=', messageId)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return { cancelled: toMessage(row) };
+}

@@ -1,0 +1,266 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AgentError } from '../agentapi/client.ts';
+import { type App, agentTrust } from '../app.ts';
+import { audit } from '../audit/audit.ts';
+import { lockWorkspace } from '../db/builds.ts';
+import type { Db } from '../db/connection.ts';
+import { insertEvents } from '../db/events.ts';
+import {
+  cancelQueuedMessage,
+  claimNextMessage,
+  countQueuedMessages,
+  type InboxMessage,
+  insertQueuedMessage,
+  listQueuedMessages,
+  markMessageDelivered,
+  releaseMessage,
+  tasksWithDeliverableMessages,
+} from '../db/inbox.ts';
+import { findTask, resetIdleClock, type Task } from '../db/tasks.ts';
+import { defaults } from '../defaults.ts';
+import { type Actor, initiatorId } from '../domain/actor.ts';
+import { HiatusError, taskNotFound } from '../domain/errors.ts';
+import type { Logger } from '../logger.ts';
+import type { StopLoop } from '../loops.ts';
+import { getTask } from './access.ts';
+import { ChangeWaiter } from './changes.ts';
+
+/**
+ * A task's inbox: messages sent while its agent could not take them (the task paused or starting,
+ * its agent busy, or earlier messages still waiting), delivered once the task is active and its
+ * agent `stable`, in order, exactly once but for one window: a process that dies after the
+ * agent took a message and before the delivered marker commits leaves it queued, and it goes
+ * again once its lease runs out; so does a message whose POST the agent took but whose answer was
+ * lost (a timeout). AgentAPI has no idempotency key to close that window.
+ */
+
+/** A queued message as `tasks.logs` shows it: pending, not yet in the agent's conversation. */
+export type PendingMessage = {
+  messageId: string;
+  content: string;
+  queuedAt: Date;
+  /** Times the agent was asked to take it, and why the last try failed. */
+  attempts: number;
+  lastError: string | null;
+};
+
+/**
+ * Stores `content` at the end of the task's inbox in `trx` and records `task.message_queued`.
+ * The caller holds the task's workspace lock (a lifecycle change does), so messages queued one
+ * after the other are delivered in that order.
+ */
+export async function queueInTransaction(
+  trx: Db,
+  actor: Actor,
+  task: { id: string; ownerId: string },
+  content: string,
+  resumed: boolean,
+): Promise<InboxMessage & { eventId: string | undefined }> {
+  const waiting = await countQueuedMessages(trx, task.id);
+  if (waiting >= defaults.maxQueuedMessagesPerTask) {
+    // The caller's own limit, as a rate is: it may send again once some have gone.
+    throw new HiatusError(
+      'rate_limited',
+      `task ${task.id} already has ${waiting} messages waiting to be delivered; cancel some or send when they have gone`,
+    );
+  }
+  const message = await insertQueuedMessage(trx, { taskId: task.id, content, senderId: initiatorId(actor) });
+  const [event] = await insertEvents(trx, [
+    {
+      type: 'task.message_queued',
+      taskId: task.id,
+      ownerId: task.ownerId,
+      payload: { messageId: message.id, resumed },
+    },
+  ]);
+  return { ...message, eventId: event?.id };
+}
+
+/**
+ * Queues a message for a task as long as `accept` says its state (read under the workspace lock)
+ * takes one; answers undefined, storing nothing, when it does not.
+ */
+export async function queueMessage(
+  app: App,
+  actor: Actor,
+  task: { id: string; workspaceId: string },
+  content: string,
+  accept: (now: Task) => boolean,
+): Promise<InboxMessage | undefined> {
+  const message = await app.db.transaction().execute(async (trx) => {
+    await lockWorkspace(trx, task.workspaceId);
+    const now = await findTask(trx, task.id);
+    if (!now) throw taskNotFound(task.id);
+    if (!accept(now)) return undefined;
+    return queueInTransaction(trx, actor, now, content, false);
+  });
+  if (message) app.events.emit('change', { eventId: message.eventId, taskId: task.id, workspaceId: task.workspaceId });
+  return message;
+}
+
+/** The task's queued messages, oldest first, for its log. */
+export async function pendingMessages(app: App, taskId: string): Promise<PendingMessage[]> {
+  const queued = await listQueuedMessages(app.db, taskId, defaults.maxLogPageSize);
+  return queued.map((m) => ({
+    messageId: m.id,
+    content: m.content,
+    queuedAt: m.queuedAt,
+    attempts: m.attempts,
+    lastError: m.lastError,
+  }));
+}
+
+/**
+ * Cancels a queued message of a task the actor may see: it never goes. A delivered or cancelled
+ * message, or one being delivered at this moment, answers `conflict`; audited as
+ * `task.cancel_message` and announced as `task.message_cancelled`.
+ */
+export async function cancelMessage(
+  app: App,
+  actor: Actor,
+  taskId: string,
+  messageId: string,
+): Promise<{ messageId: string; status: 'cancelled'; cancelledAt: Date }> {
+  const task = await getTask(app, actor, taskId);
+  const cancelled = await app.db.transaction().execute(async (trx) => {
+    const outcome = await cancelQueuedMessage(trx, task.id, messageId);
+    if (!outcome) throw new HiatusError('not_found', `task ${taskId} has no message ${messageId}`);
+    if ('refused' in outcome) {
+      const why = outcome.inFlight ? 'being delivered to the agent now' : `already ${outcome.refused.status}`;
+      throw new HiatusError('conflict', `cannot cancel message ${messageId}: it is ${why}`);
+    }
+    await audit(trx, actor, {
+      action: 'task.cancel_message',
+      resourceType: 'task',
+      resourceId: task.id,
+      diff: { messageId, status: { from: 'queued', to: 'cancelled' } },
+    });
+    const [event] = await insertEvents(trx, [
+      { type: 'task.message_cancelled', taskId: task.id, ownerId: task.ownerId, payload: { messageId } },
+    ]);
+    return { ...outcome.cancelled, eventId: event?.id };
+  });
+  app.events.emit('change', { eventId: cancelled.eventId, taskId: task.id, workspaceId: task.workspaceId });
+  return { messageId: cancelled.id, status: 'cancelled', cancelledAt: cancelled.cancelledAt! };
+}
+
+/** How long a process holds a message it delivers: past the agent's two answers (status, POST) and a margin. */
+export function deliveryLeaseMs(app: App): number {
+  return app.settings.agentTimeoutMs * 2 + defaults.inboxLeaseMarginMs;
+}
+
+/**
+ * Delivers the task's queued messages, oldest first, while its agent takes them: each is claimed
+ * (none while another process holds the task's head), the agent is asked for its status and,
+ * when `stable`, sent the message; the delivered marker (with `task.message_delivered`, and the
+ * idle clock reset: a delivery is activity) commits before the next is claimed. A busy, absent or
+ * refusing agent gives the message back for a later pass. Returns how many went.
+ */
+export async function deliverInbox(app: App, taskId: string): Promise<number> {
+  let delivered = 0;
+  for (;;) {
+    const task = await findTask(app.db, taskId);
+    if (task?.status !== 'active') return delivered;
+    const message = await claimNextMessage(app.db, taskId, deliveryLeaseMs(app));
+    if (!message) return delivered;
+    const agent = app.agent(task.agentUrl, agentTrust(task));
+    let attempted = false;
+    try {
+      const status = await agent.status();
+      if (status !== 'stable') {
+        await releaseMessage(app.db, message.id, { attempted: false, error: null });
+        return delivered;
+      }
+      attempted = true;
+      if (!(await agent.sendMessage(message.content))) {
+        await releaseMessage(app.db, message.id, { attempted, error: 'the agent did not take the message' });
+        return delivered;
+      }
+    } catch (error) {
+      if (!(error instanceof AgentError)) {
+        await releaseMessage(app.db, message.id, { attempted, error: 'delivery failed in Hiatus' }).catch(
+          () => undefined,
+        );
+        throw error;
+      }
+      await releaseMessage(app.db, message.id, { attempted, error: error.message });
+      return delivered;
+    }
+    // The window: a crash from here until the marker commits delivers the message again later.
+    await recordDelivery(app, task, message.id);
+    delivered++;
+  }
+}
+
+async function recordDelivery(app: App, task: Task, messageId: string): Promise<void> {
+  const eventId = await app.db.transaction().execute(async (trx) => {
+    const marked = await markMessageDelivered(trx, messageId);
+    if (!marked) return undefined;
+    await resetIdleClock(trx, task.id);
+    const [event] = await insertEvents(trx, [
+      {
+        type: 'task.message_delivered',
+        taskId: task.id,
+        ownerId: task.ownerId,
+        payload: { messageId, attempts: marked.attempts },
+      },
+    ]);
+    return event?.id;
+  });
+  // The live log shows the message from the next read on.
+  app.liveHistories.forget(task.id, task.agentUrl);
+  app.events.emit('change', { eventId, taskId: task.id, workspaceId: task.workspaceId });
+}
+
+export type InboxDeliveryOptions = {
+  /** How often to look when nothing wakes the loop (a busy agent turning stable announces nothing). */
+  pollMs: number;
+  /** Tasks whose inboxes one process delivers at once. */
+  concurrency: number;
+  log: Logger;
+};
+
+/**
+ * The inbox delivery loop of a server process: every active task with a deliverable message gets
+ * `deliverInbox`. Woken at once by any committed change (a message queued, a start that
+ * succeeded: here or, through notifications, in another process), else every `pollMs`. Every
+ * process may run it: the inbox lock and the leases let one deliver each message.
+ */
+export function startInboxDelivery(app: App, options: InboxDeliveryOptions): StopLoop {
+  const stop = new AbortController();
+  const waiter = new ChangeWaiter(app);
+  const loop = (async () => {
+    while (!stop.signal.aborted) {
+      const passStarted = Date.now();
+      try {
+        const taskIds = await tasksWithDeliverableMessages(app.db, defaults.inboxTasksPerPass);
+        await forEachLimited(taskIds, options.concurrency, async (taskId) => {
+          try {
+            await deliverInbox(app, taskId);
+          } catch (error) {
+            if (!stop.signal.aborted) options.log.warn({ err: error, taskId }, 'inbox delivery failed');
+          }
+        });
+      } catch (error) {
+        if (stop.signal.aborted) break;
+        options.log.warn({ err: error }, 'inbox delivery pass failed');
+      }
+      await waiter.wait(options.pollMs, stop.signal);
+      // Under a storm of changes, one look every `minGapMs` is enough: the wakes in between are one.
+      const gap = defaults.inboxMinGapMs - (Date.now() - passStarted);
+      if (gap > 0) await sleep(gap, undefined, { signal: stop.signal }).catch(() => undefined);
+    }
+  })().finally(() => waiter.close());
+  return async () => {
+    stop.abort();
+    await loop;
+  };
+}
+
+async function forEachLimited<T>(items: T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await run(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { apiClient, codeOf } from './api-client.ts';
+import { testBackends } from './databases.ts';
+import { FakeAgent } from './fake-agent.ts';
+import { startTestServer, type TestServer, testAdminToken } from './test-server.ts';
+
+// The inbox and keep-alive as a client sees them: the answers' shapes and codes over real HTTP.
+describe.each(testBackends())('send, cancelMessage and keepAlive over HTTP on %s', (backend) => {
+  let running: TestServer;
+  let agent: FakeAgent;
+  let api: ReturnType<typeof apiClient>;
+
+  beforeAll(async () => {
+    running = await startTestServer(backend);
+    agent = (await new FakeAgent().start()).say(2);
+    api = apiClient(running.server.url, testAdminToken);
+  });
+  afterAll(async () => {
+    await agent.stop();
+    await running.close();
+  });
+
+  const activeTask = async (name: string) => {
+    const { task } = await api.tasks.create.mutate({ name, prompt: 'p', agentUrl: agent.url });
+    await vi.waitFor(async () => expect((await api.tasks.get.query({ id: task.id })).status).toBe('active'), {
+      timeout: 30_000,
+      interval: 50,
+    });
+    return task.id;
+  };
+
+  it('queues for a busy agent, lists the message as pending, cancels it, and delivers the rest once stable', async () => {
+    const id = await activeTask('busy-over-http');
+    agent.status = 'running';
+    const kept = await api.tasks.send.mutate({ id, input: 'keep' });
+    const dropped = await api.tasks.send.mutate({ id, input: 'drop' });
+    if (!kept.queued || !dropped.queued) throw new Error('both should be queued');
+    const logs = await api.tasks.logs.query({ id });
+    expect(logs.pending.map((p) => [p.messageId, p.content])).toEqual([
+      [kept.messageId, 'keep'],
+      [dropped.messageId, 'drop'],
+    ]);
+    expect(await api.tasks.cancelMessage.mutate({ id, messageId: dropped.messageId })).toMatchObject({
+      status: 'cancelled',
+    });
+    expect(await codeOf(api.tasks.cancelMessage.mutate({ id, messageId: dropped.messageId }))).toBe('CONFLICT');
+    expect(await codeOf(api.tasks.cancelMessage.mutate({ id, messageId: crypto.randomUUID() }))).toBe('NOT_FOUND');
+
+    agent.status = 'stable';
+    await vi.waitFor(async () => expect((await api.tasks.logs.query({ id })).pending).toEqual([]), {
+      timeout: 30_000,
+      interval: 50,
+    });
+    expect(agent.received).toEqual(['keep']);
+    expect(await codeOf(api.tasks.cancelMessage.mutate({ id, messageId: kept.messageId }))).toBe('CONFLICT');
+    // Now nothing waits and the agent is stable: the next send goes at once.
+    expect(await api.tasks.send.mutate({ id, input: 'now' })).toMatchObject({ queued: false, resumed: false });
+    expect(agent.received).toEqual(['keep', 'now']);
+  });
+
+  it('keeps a task alive within bounds, and refuses a paused one', async () => {
+    const id = await activeTask('kept-over-http');
+    const kept = await api.tasks.keepAlive.mutate({ id, forSeconds: 120 });
+    expect(kept.task.keepAliveUntil).toEqual(kept.keepAliveUntil);
+    expect(kept.keepAliveUntil.getTime()).toBeGreaterThan(Date.now() + 60_000);
+    expect(await codeOf(api.tasks.keepAlive.mutate({ id, forSeconds: 0 }))).toBe('BAD_REQUEST');
+    expect(await codeOf(api.tasks.keepAlive.mutate({ id, forSeconds: 86_401 }))).toBe('BAD_REQUEST');
+    await api.tasks.pause.mutate({ id, wait: true });
+    expect(await codeOf(api.tasks.keepAlive.mutate({ id }))).toBe('CONFLICT');
+    expect((await api.tasks.get.query({ id })).status).toBe('paused');
+  });
+});

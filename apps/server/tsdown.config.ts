@@ -1,0 +1,23 @@
+import { readdirSync } from 'node:fs';
+import { defineConfig } from 'tsdown';
+
+// `pnpm start` runs this build (dist/main.mjs), not the sources through tsx: no TypeScript
+// transform at start, no loader in memory. The migrations are built beside it (dist/migrations/),
+// where db/migrate.ts looks for them in the built server. Dependencies stay in node_modules; the
+// workspace's provisioner, whose package exports TypeScript sources, is bundled.
+const migrations = Object.fromEntries(
+  readdirSync('../../migrations')
+    .filter((file) => /^\d{4}_.+\.ts$/.test(file))
+    .map((file) => [`migrations/${file.replace(/\.ts$/, '')}`, `../../migrations/${file}`]),
+);
+
+export default defineConfig({
+  entry: { main: 'src/main.ts', ...migrations },
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  dts: false,
+  clean: true,
+  noExternal: ['@hiatus/provisioner'],
+  sourcemap: true,
+});

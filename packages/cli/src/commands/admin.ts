@@ -1,0 +1,74 @@
+import type { Command } from 'commander';
+import { date, integer, oneOf } from '../arguments.ts';
+import { formatSeconds, formatTime, note, say, sayJson, table, wantsJson } from '../output.ts';
+import type { Connection } from '../session.ts';
+import { buildReasons } from '../task-view.ts';
+
+/** `hiatus audit` (admins) and `hiatus templates ls`. */
+export function addAdminCommands(program: Command, connection: Connection): void {
+  program
+    .command('audit')
+    .description('the audit log, newest first (admins)')
+    .option('--action <action>', 'only this action (task.pause, task.access_denied, …)')
+    .option('--actor <userId>', 'only what this user did')
+    .option('--resource <id>', 'only records about this task, key, user, …')
+    .option('--reason <reason>', `only builds of this reason (${buildReasons.join(', ')})`, oneOf(buildReasons))
+    .option('--since <date>', 'from this time on (2026-11-25, 2026-11-25T21:00Z)', date)
+    .option('--until <date>', 'before this time', date)
+    .option('--limit <n>', 'records per page', integer(1, 500), 100)
+    .option('--cursor <cursor>', 'the page after this cursor (printed after a full page)')
+    .action(async (options, command: Command) => {
+      const { client } = await connection.open();
+      const page = await client.audit.list.query({
+        action: options.action,
+        actorId: options.actor,
+        resourceId: options.resource,
+        buildReason: options.reason,
+        since: options.since,
+        until: options.until,
+        limit: options.limit,
+        cursor: options.cursor,
+      });
+      if (wantsJson(command)) return sayJson(page);
+      say(
+        table(
+          ['TIME', 'ACTOR', 'ACTION', 'RESOURCE', 'REASON', 'REQUEST'],
+          page.items.map((record) => [
+            formatTime(record.occurredAt),
+            record.actorId ? `${record.actorKind} ${record.actorId}` : record.actorKind,
+            record.action,
+            record.resourceId ? `${record.resourceType} ${record.resourceId}` : record.resourceType,
+            record.buildReason,
+            record.requestId,
+          ]),
+        ),
+      );
+      if (page.nextCursor) note(`more: hiatus audit --cursor ${page.nextCursor}`);
+    });
+
+  const templates = program.command('templates').description('the workspace templates tasks are created from');
+  templates
+    .command('ls')
+    .alias('list')
+    .description('the latest version of each template')
+    .option('--archived', 'archived templates too')
+    .action(async (options, command: Command) => {
+      const { client } = await connection.open();
+      const items = await client.templates.list.query({ archived: options.archived });
+      if (wantsJson(command)) return sayJson(items);
+      say(
+        table(
+          ['NAME', 'VERSION', 'DRIVER', 'IDLE TIMEOUT', 'PARAMETERS', 'ARCHIVED', 'DESCRIPTION'],
+          items.map((template) => [
+            template.name,
+            template.version,
+            template.driver,
+            template.idleTimeoutSeconds === null ? 'default' : formatSeconds(template.idleTimeoutSeconds),
+            template.parameters.map((p) => p.name).join(', '),
+            formatTime(template.archivedAt),
+            template.description,
+          ]),
+        ),
+      );
+    });
+}

@@ -1,0 +1,172 @@
+import type { HiatusClient, LogEntry, LogPage, PendingMessage, TaskStatus } from '@hiatus/client';
+import { formatTime, say, sayJson } from './output.ts';
+
+export type LogOptions = { cursor?: number; pageSize: number; json: boolean };
+
+/** Where a page came from, which a reader must see before its entries. */
+type Origin = Pick<LogPage, 'source' | 'snapshotAt' | 'notice'>;
+
+/**
+ * The marker line before entries from one origin: `-- live from the agent --`, or
+ * `-- from the snapshot taken at … --` (a paused task's log is what its agent had said by then).
+ */
+export function originMarker(origin: Origin): string {
+  if (origin.source === 'live') return '-- live from the agent --';
+  const why = origin.notice ? ` (${origin.notice})` : '';
+  if (!origin.snapshotAt) return `-- no snapshot${why} --`;
+  return `-- from the snapshot taken at ${formatTime(origin.snapshotAt)}${why} --`;
+}
+
+/** An entry as one line (continuation lines indented): `[time] input: text`. */
+export function formatEntry(entry: LogEntry): string {
+  return `[${formatTime(entry.time)}] ${entry.role}: ${entry.content.replace(/\n/g, '\n    ')}`;
+}
+
+/** The pages of a task's log after message id `cursor`, to the last one. */
+async function* pagesAfter(
+  client: HiatusClient,
+  id: string,
+  cursor: number | undefined,
+  limit: number,
+): AsyncGenerator<LogPage> {
+  let next = cursor;
+  do {
+    const page = await client.tasks.logs.query({ id, cursor: next, limit });
+    yield page;
+    next = page.nextCursor ?? undefined;
+  } while (next !== undefined);
+}
+
+/**
+ * Whether a resumed agent started a new conversation (a workspace started afresh numbers its
+ * messages from 0 again): its live log ends before message `last`. Read in full, once a resume.
+ */
+async function conversationRestarted(client: HiatusClient, id: string, last: number, limit: number): Promise<boolean> {
+  let highest = -1;
+  for await (const page of pagesAfter(client, id, undefined, limit)) {
+    if (page.source !== 'live') return false;
+    highest = Math.max(highest, ...page.entries.map((entry) => entry.id));
+  }
+  return highest < last;
+}
+
+/**
+ * Prints a task's whole log (after `cursor`): a marker line saying where it comes from, the
+ * entries, then the messages still waiting in the task's inbox; with `json`, one object
+ * `{ source, snapshotAt, notice, entries, pending }`.
+ */
+export async function printLogs(client: HiatusClient, id: string, options: LogOptions): Promise<void> {
+  let origin: Origin | undefined;
+  let pending: PendingMessage[] = [];
+  const entries: LogEntry[] = [];
+  for await (const page of pagesAfter(client, id, options.cursor, options.pageSize)) {
+    if (!origin) {
+      origin = { source: page.source, snapshotAt: page.snapshotAt, notice: page.notice };
+      if (!options.json) say(originMarker(origin));
+    }
+    pending = page.pending;
+    if (options.json) entries.push(...page.entries);
+    else for (const entry of page.entries) say(formatEntry(entry));
+  }
+  if (options.json) return sayJson({ ...origin, entries, pending });
+  if (pending.length > 0) say(`-- waiting in the inbox, not yet seen by the agent: ${pending.length} --`);
+  for (const message of pending)
+    say(`[${formatTime(message.queuedAt)}] queued ${message.messageId}: ${message.content}`);
+}
+
+/**
+ * Follows a task's log until it is deleted or the user stops it (Ctrl-C): the live log, read again
+ * every `intervalMs` while the task is active and at every change `tasks.watch` reports; when the
+ * task pauses the log comes from its snapshot, and a marker line says so. With `json`, JSON lines:
+ * `{ type: 'origin', source, snapshotAt, notice }`, `{ type: 'entry', id, role, content, time }`,
+ * `{ type: 'status', status }`.
+ */
+export async function followLogs(
+  client: HiatusClient,
+  id: string,
+  options: LogOptions & { intervalMs: number },
+): Promise<void> {
+  let shown: Origin | undefined;
+  let last = options.cursor;
+  const show = (page: LogPage): void => {
+    const changed =
+      !shown || shown.source !== page.source || shown.snapshotAt?.getTime() !== page.snapshotAt?.getTime();
+    if (changed) {
+      shown = { source: page.source, snapshotAt: page.snapshotAt, notice: page.notice };
+      if (options.json) sayJson({ type: 'origin', ...shown }, { line: true });
+      else say(originMarker(shown));
+    }
+    for (const entry of page.entries) {
+      if (last !== undefined && entry.id <= last) continue;
+      last = entry.id;
+      if (options.json) sayJson({ type: 'entry', ...entry }, { line: true });
+      else say(formatEntry(entry));
+    }
+  };
+  const readNew = async (): Promise<void> => {
+    for await (const page of pagesAfter(client, id, last, options.pageSize)) {
+      if (page.source === 'live' && shown?.source === 'snapshot' && page.entries.length === 0 && last !== undefined) {
+        if (await conversationRestarted(client, id, last, options.pageSize)) {
+          last = undefined;
+          return readNew();
+        }
+      }
+      show(page);
+    }
+  };
+  // The first read answers NOT_FOUND, UNAUTHORIZED or an unreachable server at once, as a plain read does.
+  await readNew();
+
+  await new Promise<void>((resolve, reject) => {
+    let status: TaskStatus | undefined;
+    let reading: Promise<void> | null = null;
+    let again = false;
+    // One read at a time; a change seen during a read makes one more read after it.
+    const refresh = (): void => {
+      if (reading) {
+        again = true;
+        return;
+      }
+      reading = (async () => {
+        do {
+          again = false;
+          await readNew();
+        } while (again);
+      })()
+        .catch(finish)
+        .finally(() => {
+          reading = null;
+        });
+    };
+    const timer = setInterval(() => {
+      if (status === 'active' || shown?.source === 'live') refresh();
+    }, options.intervalMs);
+    const subscription = client.tasks.watch.subscribe(
+      { id },
+      {
+        onData: (task) => {
+          if (task.status !== status) {
+            status = task.status;
+            if (options.json) sayJson({ type: 'status', status }, { line: true });
+          }
+          if (task.status === 'deleted') {
+            if (!options.json) say('-- the task was deleted --');
+            finish();
+          } else refresh();
+        },
+        onError: finish,
+      },
+    );
+    const stop = (): void => finish();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    function finish(error?: unknown): void {
+      clearInterval(timer);
+      subscription.unsubscribe();
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      if (error === undefined) resolve();
+      else reject(error);
+    }
+  });
+}
