@@ -61,6 +61,9 @@ export type PauseEvent = {
 /** A webhook delivery attempt ended; for metrics. `latencyMs`: from the event's commit to now. */
 export type DeliveryEvent = { outcome: 'delivered' | 'retrying' | 'failed'; durationMs: number; latencyMs: number };
 
+/** An auto-pause pass of this process ended: how many agents it asked, paused and failed on; for metrics. */
+export type AutoPauseEvent = { checked: number; paused: number; failed: number; durationMs: number };
+
 /** A resume attempt ended; for metrics. */
 export type ResumeEvent = { outcome: 'succeeded' | 'failed'; durationMs: number };
 
@@ -75,6 +78,7 @@ export class AppEvents extends EventEmitter<{
   pause: [PauseEvent];
   resume: [ResumeEvent];
   delivery: [DeliveryEvent];
+  autoPause: [AutoPauseEvent];
 }> {}
 
 /**

@@ -33,6 +33,8 @@ export const defaults = Object.freeze({
   autoPauseIntervalMs: 30_000,
   /** How many agents one auto-pause pass asks at once. */
   autoPauseConcurrency: 8,
+  /** Due tasks an auto-pause pass claims at a time. */
+  autoPauseBatchSize: 200,
   /** Idle time after which auto-pause stops a task that sets no timeout of its own. */
   defaultIdleTimeoutSeconds: 30 * 60,
   /** How long `send` with `resumeIfPaused` waits for the task to become active. */

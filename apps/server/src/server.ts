@@ -136,8 +136,10 @@ function backgroundLoops(app: App, config: Config): Loop[] {
   }
   if (config.autoPauseIntervalMs > 0) {
     loops.push(
-      periodic('auto-pause', config.autoPauseIntervalMs, async (log) => {
-        const { checked, paused, failed } = await autoPausePass(app);
+      // Each agent is due once an interval; processes look for due ones four times an interval, so
+      // an agent is asked between 1 and 1.25 intervals after its last look, whichever process asks.
+      periodic('auto-pause', Math.max(1, Math.round(config.autoPauseIntervalMs / 4)), async (log) => {
+        const { checked, paused, failed } = await autoPausePass(app, { intervalMs: config.autoPauseIntervalMs });
         if (paused.length) log.info({ checked, paused }, 'auto-paused idle tasks');
         if (failed.length) log.warn({ checked, failed }, 'could not look at or auto-pause some tasks');
       }),

@@ -68,3 +68,9 @@ function describeDatabase(config: DatabaseConfig): DatabaseHandle['description']
 export async function pingDatabase(db: Db): Promise<void> {
   await sql`SELECT 1`.execute(db);
 }
+
+/** The database's clock: the one every process's timestamps in the database agree with. */
+export async function databaseNow(db: Db): Promise<Date> {
+  const { rows } = await sql<{ now: Date }>`SELECT NOW() AS now`.execute(db);
+  return rows[0]!.now;
+}

@@ -156,6 +156,10 @@ export interface TaskPolicyOccasions {
 
 export interface Tasks {
   /**
+   * When the auto-pause pass next asks the agent for its status; null: at the next pass
+   */
+  agent_check_due_at: Timestamp | null;
+  /**
    * Since when the agent has been seen stable or unreachable without a break; NULL while it works
    */
   agent_idle_since: Timestamp | null;

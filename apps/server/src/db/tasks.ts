@@ -260,6 +260,45 @@ export async function taskIdOfWorkspace(db: Db, workspaceId: string): Promise<st
   return task?.id ?? null;
 }
 
+/**
+ * Claims up to `limit` active tasks whose agent is due to be asked for its status (the auto-pause
+ * pass), due before `cutoff`, and moves their next check `intervalMs` on: a pass in another
+ * process skips them, locked while this claim runs and no longer due once it committed. Oldest
+ * due first; the tasks as they are now.
+ */
+export async function claimDueAgentChecks(
+  db: Db,
+  options: { limit: number; intervalMs: number; cutoff: Date },
+): Promise<Task[]> {
+  const status = taskStatusSql(sql.ref('t.deleted_at'), sql.ref('b.transition'), sql.ref('b.job_status'));
+  const claimed = await sql<{ id: string }>`
+    WITH due AS (
+      SELECT t.id FROM tasks t
+      LEFT JOIN LATERAL (
+        SELECT w.transition, w.job_status FROM workspace_builds w
+        WHERE w.workspace_id = t.workspace_id ORDER BY w.build_number DESC LIMIT 1
+      ) b ON TRUE
+      WHERE t.deleted_at IS NULL
+        AND (t.agent_check_due_at IS NULL OR t.agent_check_due_at < ${options.cutoff})
+        AND ${status} = 'active'
+      ORDER BY t.agent_check_due_at NULLS FIRST
+      LIMIT ${options.limit}
+      FOR UPDATE OF t SKIP LOCKED
+    )
+    UPDATE tasks SET agent_check_due_at = NOW() + make_interval(secs => ${options.intervalMs / 1000})
+    FROM due WHERE tasks.id = due.id
+    RETURNING tasks.id`.execute(db);
+  if (claimed.rows.length === 0) return [];
+  const rows = await tasksWithLatestBuild(db)
+    .where(
+      'tasks.id',
+      'in',
+      claimed.rows.map((row) => row.id),
+    )
+    .execute();
+  return rows.map(toTask);
+}
+
 /** The agent was seen working: its idle clock stops. */
 export async function markAgentRunning(db: Db, taskId: string): Promise<void> {
   await db

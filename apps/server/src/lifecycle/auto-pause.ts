@@ -1,6 +1,7 @@
 import { AgentError } from '../agentapi/client.ts';
 import { type App, agentTrust } from '../app.ts';
-import { listTasks, markAgentIdle, markAgentRunning, type Task } from '../db/tasks.ts';
+import { databaseNow } from '../db/connection.ts';
+import { claimDueAgentChecks, markAgentIdle, markAgentRunning, type Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
@@ -15,7 +16,11 @@ export type AutoPausePass = {
 };
 
 /**
- * One look at every active task's agent. An agent seen `running` resets its task's idle clock;
+ * One look at each active task's agent that is due (every one, with `intervalMs` 0). A pass
+ * claims due tasks in batches and moves their next look `intervalMs` on (db/tasks.ts
+ * `claimDueAgentChecks`), so server processes share the work: each agent is asked about once an
+ * interval however many processes run, and a pass over many agents is finished by whichever
+ * processes are free. An agent seen `running` resets its task's idle clock;
  * one seen `stable` or unreachable keeps it going (the clock lives in the database, so every
  * server process shares it). A send through Hiatus (a queued message's delivery too) and a
  * keep-alive reset it as well, and while a keep-alive holds the clock stays stopped; reading a
@@ -25,13 +30,19 @@ export type AutoPausePass = {
  * A task whose look or pause fails is named in `failed`, and the pass goes on: one hostile or
  * broken agent never holds up the others.
  */
-export async function autoPausePass(app: App, options: { concurrency?: number } = {}): Promise<AutoPausePass> {
+export async function autoPausePass(
+  app: App,
+  options: { concurrency?: number; intervalMs?: number; batchSize?: number } = {},
+): Promise<AutoPausePass> {
+  const started = performance.now();
   const paused: string[] = [];
   const failed: AutoPausePass['failed'] = [];
   let checked = 0;
-  let after: { createdAt: Date; id: string } | undefined;
+  const batchSize = options.batchSize ?? defaults.autoPauseBatchSize;
+  // Due before the pass began: what this pass claims is due again only after it (even with interval 0).
+  const cutoff = await databaseNow(app.db);
   for (;;) {
-    const { items, more } = await listTasks(app.db, { status: 'active', limit: 200, after });
+    const items = await claimDueAgentChecks(app.db, { limit: batchSize, intervalMs: options.intervalMs ?? 0, cutoff });
     await forEachLimited(items, options.concurrency ?? defaults.autoPauseConcurrency, async (task) => {
       checked++;
       // One task's failure is its own: the pass goes on to the others.
@@ -41,10 +52,10 @@ export async function autoPausePass(app: App, options: { concurrency?: number } 
         failed.push({ taskId: task.id, error: error instanceof Error ? error.message : String(error) });
       }
     });
-    const last = items.at(-1);
-    if (!more || !last) break;
-    after = { createdAt: last.createdAt, id: last.id };
+    if (items.length < batchSize) break;
   }
+  const durationMs = performance.now() - started;
+  app.events.emit('autoPause', { checked, paused: paused.length, failed: failed.length, durationMs });
   return { checked, paused, failed };
 }
 

@@ -95,6 +95,25 @@ export function createMetrics(app: App): { registry: Registry; stop(): void } {
     if (event.outcome === 'delivered') deliveryLatency.observe(event.latencyMs / 1000);
   };
 
+  const autoPauseSeconds = new Histogram({
+    name: 'hiatus_auto_pause_pass_seconds',
+    help: 'Time an auto-pause pass of this process took (claiming due agents, asking them, pausing the idle ones)',
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300],
+    registers: [registry],
+  });
+  const autoPauseChecks = new Counter({
+    name: 'hiatus_auto_pause_checks_total',
+    help: 'Agents this process asked for their status in auto-pause passes, by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const onAutoPause: Parameters<typeof app.events.on<'autoPause'>>[1] = (event) => {
+    autoPauseSeconds.observe(event.durationMs / 1000);
+    autoPauseChecks.inc({ outcome: 'paused' }, event.paused);
+    autoPauseChecks.inc({ outcome: 'failed' }, event.failed);
+    autoPauseChecks.inc({ outcome: 'kept' }, event.checked - event.paused - event.failed);
+  };
+
   const onBuild = ({ build }: { build: { transition: string; reason: string; jobStatus: string } }) => {
     const outcome = build.jobStatus === 'pending' ? 'queued' : build.jobStatus;
     if (outcome !== 'running') builds.inc({ transition: build.transition, reason: build.reason, outcome });
@@ -113,6 +132,7 @@ export function createMetrics(app: App): { registry: Registry; stop(): void } {
   app.events.on('pause', onPause);
   app.events.on('resume', onResume);
   app.events.on('delivery', onDelivery);
+  app.events.on('autoPause', onAutoPause);
   return {
     registry,
     stop() {
@@ -120,6 +140,7 @@ export function createMetrics(app: App): { registry: Registry; stop(): void } {
       app.events.off('pause', onPause);
       app.events.off('resume', onResume);
       app.events.off('delivery', onDelivery);
+      app.events.off('autoPause', onAutoPause);
     },
   };
 }
