@@ -5,6 +5,7 @@ import { apiClient, codeOf } from '../../test/api-client.ts';
 import { testBackends } from '../../test/databases.ts';
 import { FakeAgent } from '../../test/fake-agent.ts';
 import { startTestServer, type TestServer, testAdminToken } from '../../test/test-server.ts';
+import { defaults } from '../defaults.ts';
 import type { RunningServer } from '../server.ts';
 
 /** How a watch ended: its error's code (null for a clean end), what it saw, and when. */
@@ -224,7 +225,8 @@ describe.each(testBackends())('keys over HTTP on %s', (backend) => {
     const taskId = await activeTask();
     const othersTask = await activeTask();
     const bob = await admin.users.create.mutate({ username: `reader-${Math.random().toString(36).slice(2, 8)}` });
-    const reader = apiClient(server.url, (await admin.apiKeys.create.mutate({ userId: bob.id, scope: 'read' })).key);
+    const readerKey = await admin.apiKeys.create.mutate({ userId: bob.id, scope: 'read' });
+    const reader = apiClient(server.url, readerKey.key);
     const reads = () =>
       Promise.all([
         reader.tasks.list.query({}),
@@ -234,7 +236,18 @@ describe.each(testBackends())('keys over HTTP on %s', (backend) => {
         codeOf(reader.tasks.logs.query({ id: othersTask })),
       ]);
     await reads(); // the first use is recorded, and so is the first refused look at another's task
-    await new Promise((resolve) => setTimeout(resolve, 200)); // the last-use bookkeeping is not awaited
+    // The last use is written in the background, within a second or so.
+    await vi.waitFor(
+      async () => {
+        const key = await server.app.db
+          .selectFrom('api_keys')
+          .where('id', '=', readerKey.apiKey.id)
+          .select('last_used_at')
+          .executeTakeFirstOrThrow();
+        if (!key.last_used_at) throw new Error('not recorded yet');
+      },
+      { timeout: 10_000, interval: 100 },
+    );
     const written = async () => ({
       audit: Number(
         (
@@ -253,7 +266,8 @@ describe.each(testBackends())('keys over HTTP on %s', (backend) => {
       const [, , , refused] = await reads();
       expect(refused).toBe('NOT_FOUND');
     }
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Longer than the background write's interval: nothing of these reads is waiting to be written.
+    await new Promise((resolve) => setTimeout(resolve, defaults.keyUseFlushMs * 2));
     expect(await written()).toEqual(before);
     expect(taskId).toBeTruthy();
   });
