@@ -210,7 +210,14 @@ describe.each(testBackends().slice(0, 1))('hostile input on %s', (backend) => {
       (p) => p.path.startsWith('tasks.') || p.path.startsWith('snapshots.') || p.path.startsWith('builds.'),
     )) {
       const input = path.startsWith('tasks.')
-        ? { id: ids.bob, input: 'hi', name: 'x', prompt: '', agentUrl: agent.url }
+        ? {
+            id: ids.bob,
+            input: 'hi',
+            name: 'x',
+            prompt: '',
+            agentUrl: agent.url,
+            messageId: '00000000-0000-4000-8000-000000000000',
+          }
         : { taskId: ids.bob, messages: [] };
       if (path === 'tasks.create' || path === 'tasks.list') continue;
       const before = await state();
