@@ -147,12 +147,11 @@ export async function listTasks(db: Db, filter: TaskFilter): Promise<{ items: Ta
   }
   if (filter.after) {
     const { createdAt, id } = filter.after;
-    query = query.where((eb) =>
-      eb.or([
-        eb('tasks.created_at', '<', createdAt),
-        eb.and([eb('tasks.created_at', '=', createdAt), eb('tasks.id', '<', id)]),
-      ]),
-    );
+    // The cursor's time has milliseconds and the column microseconds: compared with the cursor's
+    // time alone, tasks created in the same millisecond as the page's last one would be skipped.
+    // The row's own time, while it exists.
+    const exact = sql<Date>`COALESCE((SELECT c.created_at FROM tasks c WHERE c.id = ${id}), ${createdAt})`;
+    query = query.where(sql<boolean>`(tasks.created_at, tasks.id) < (${exact}, ${id}::uuid)`);
   }
   const rows = await query
     .orderBy('tasks.created_at', 'desc')
