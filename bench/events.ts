@@ -13,6 +13,7 @@ import pg from 'pg';
 import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient } from '../packages/client/src/index.ts';
+import { quantile } from './support.ts';
 
 const serverUrl =
   process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -20,8 +21,6 @@ const events = Number(process.env.BENCH_EVENTS ?? 2000);
 const clients = 16;
 const token = `bench-${randomBytes(24).toString('hex')}`;
 
-const quantile = (sorted: number[], q: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
 const round = (n: number) => Math.round(n * 100) / 100;
 
 /** A loopback endpoint answering 204, noting each body's arrival. */

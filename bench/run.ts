@@ -16,7 +16,7 @@ import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
 import { logPages } from './log-pages.ts';
-import { quantile, seedTask, table, waitFor, withDatabase } from './support.ts';
+import { measureLoad, metricSum, quantile, seedTask, table, waitFor, withDatabase } from './support.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 /** Pause + resume rounds of a process-driver task, each followed by one bare start of the same agent. */
@@ -48,32 +48,8 @@ function machine() {
 const ms = (n: number) => Math.round(n * 100) / 100;
 
 /** Runs `call` from `concurrency` loops for `seconds`; throughput and latency percentiles. */
-async function load(concurrency: number, call: () => Promise<unknown>) {
-  const latencies: number[] = [];
-  const until = performance.now() + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < until) {
-        const t = performance.now();
-        await call();
-        latencies.push(performance.now() - t);
-      }
-    }),
-  );
-  latencies.sort((a, b) => a - b);
-  return {
-    requests: latencies.length,
-    perSecond: Math.round(latencies.length / seconds),
-    p50: ms(quantile(latencies, 0.5)),
-    p99: ms(quantile(latencies, 0.99)),
-  };
-}
-
-async function metricSum(server: ServerProcess, name: string): Promise<number> {
-  const text = await (await fetch(`${server.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return line ? Number(line.split(' ').at(-1)) : 0;
-}
+/** Runs `call` from `concurrency` loops for the run's `seconds`. */
+const load = (concurrency: number, call: () => Promise<unknown>) => measureLoad(seconds, concurrency, call);
 
 async function getVersusRaw(url: string, server: ServerProcess, client: HiatusClient, taskId: string) {
   const pool = new pg.Pool({ connectionString: url, max: 64 });

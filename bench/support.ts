@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
+import type { ServerProcess } from '../apps/server/test/server-process.ts';
 import type { HiatusClient } from '../packages/client/src/index.ts';
 
 export const serverUrl =
@@ -50,4 +51,35 @@ export async function rssKiB(pid: number): Promise<{ rss: number; hwm: number }>
 export function table(title: string, rows: Array<Record<string, unknown>>): void {
   console.log(`\n${title}`);
   console.table(rows);
+}
+
+const ms = (n: number) => Math.round(n * 100) / 100;
+
+/** Runs `call` from `concurrency` loops for `seconds`; calls, calls a second and latency percentiles (ms). */
+export async function measureLoad(seconds: number, concurrency: number, call: () => Promise<unknown>) {
+  const latencies: number[] = [];
+  const until = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until) {
+        const t = performance.now();
+        await call();
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  latencies.sort((a, b) => a - b);
+  return {
+    requests: latencies.length,
+    perSecond: Math.round(latencies.length / seconds),
+    p50: ms(quantile(latencies, 0.5)),
+    p99: ms(quantile(latencies, 0.99)),
+  };
+}
+
+/** A counter's or a histogram's sum from a server's /metrics (0 when absent). */
+export async function metricSum(server: ServerProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
 }

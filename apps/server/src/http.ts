@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { type TRPCError, transformTRPCResponse } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import { getHTTPStatusCodeFromError, type TRPCRequestInfo } from '@trpc/server/http';
-import { TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
+import type { TRPCRequestInfo } from '@trpc/server/http';
 import type { Registry } from 'prom-client';
 import type { App } from './app.ts';
 import { bearerToken, keyDigest, secretsMatch } from './auth/keys.ts';
@@ -20,6 +19,7 @@ import type { Logger } from './logger.ts';
 import { createOpenApiHandler, createRestHandler } from './rest/handler.ts';
 import { restBasePath } from './rest/openapi.ts';
 import { createRequestContext, type RequestContext } from './trpc/context.ts';
+import { formattedError } from './trpc/error-shape.ts';
 import { toTRPCError } from './trpc/errors.ts';
 import { appRouter } from './trpc/router.ts';
 
@@ -160,23 +160,9 @@ function callsIn(url: URL): number {
  * error says when to come back.
  */
 function sendApiError(res: http.ServerResponse, cause: HiatusError, requestId: string): void {
-  const error = toTRPCError(cause);
-  const httpStatus = getHTTPStatusCodeFromError(error);
-  const config = appRouter._def._config;
-  const shape = config.errorFormatter({
-    error,
-    type: 'unknown',
-    path: undefined,
-    input: undefined,
-    ctx: { requestId, principal: null, authError: null },
-    shape: {
-      message: error.message,
-      code: TRPC_ERROR_CODES_BY_KEY[error.code],
-      data: { code: error.code, httpStatus },
-    },
-  });
+  const { status, shape } = formattedError(cause, requestId);
   if (cause.retryAfterMs) res.setHeader('retry-after', String(Math.ceil(cause.retryAfterMs / 1000)));
-  sendJson(res, httpStatus, transformTRPCResponse(config, { error: shape }));
+  sendJson(res, status, transformTRPCResponse(appRouter._def._config, { error: shape }));
 }
 
 /**

@@ -5,6 +5,7 @@ import { claimDueAgentChecks, markAgentIdle, markAgentRunning, type Task } from 
 import { defaults } from '../defaults.ts';
 import { systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
+import { forEachLimited } from '../limits/concurrency.ts';
 import { warnBeforeAutoPause } from './events.ts';
 import { meteredPause } from './metered.ts';
 
@@ -89,12 +90,4 @@ async function checkIdle(app: App, task: Task): Promise<boolean> {
     if (error instanceof HiatusError && (error.code === 'conflict' || error.code === 'not_found')) return false;
     throw error;
   }
-}
-
-async function forEachLimited<T>(items: T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await run(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

@@ -20,6 +20,7 @@ import { findTask, resetIdleClock, type Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { type Actor, initiatorId } from '../domain/actor.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
+import { forEachLimited } from '../limits/concurrency.ts';
 import type { Logger } from '../logger.ts';
 import type { StopLoop } from '../loops.ts';
 import { getTask } from './access.ts';
@@ -255,12 +256,4 @@ export function startInboxDelivery(app: App, options: InboxDeliveryOptions): Sto
     stop.abort();
     await loop;
   };
-}
-
-async function forEachLimited<T>(items: T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await run(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

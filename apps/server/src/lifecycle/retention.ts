@@ -3,7 +3,8 @@ import { buildFollows, findOccasionClaim, listPausedNearRetention, type Occasion
 import { defaults } from '../defaults.ts';
 import { systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
-import { forEachLimited, warnOnce } from './schedules.ts';
+import { forEachLimited } from '../limits/concurrency.ts';
+import { warnOnce } from './schedules.ts';
 import { deleteTask } from './tasks.ts';
 
 export type RetentionPass = {

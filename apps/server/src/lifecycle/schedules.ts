@@ -16,6 +16,7 @@ import { systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import type { NewEvent } from '../domain/events.ts';
 import { type Schedule, type ScheduleState, scheduleAt } from '../domain/schedules.ts';
+import { forEachLimited } from '../limits/concurrency.ts';
 import { meteredPause, meteredResume } from './metered.ts';
 
 export type SchedulePass = {
@@ -169,13 +170,4 @@ export async function warnOnce(app: App, key: OccasionKey, now: Date, event: New
   });
   if (eventId) app.events.emit('change', { eventId, taskId: key.taskId });
   return eventId !== undefined;
-}
-
-/** Runs `run` over `items`, at most `limit` at a time. */
-export async function forEachLimited<T>(items: T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await run(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

@@ -310,3 +310,12 @@ export class PerKeyTurns {
     };
   }
 }
+
+/** Runs `run` over `items`, at most `limit` at a time (a pass over many agents or tasks). */
+export async function forEachLimited<T>(items: T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await run(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

@@ -1,10 +1,7 @@
 import http from 'node:http';
 import type { TRPCError } from '@trpc/server';
-import { getHTTPStatusCodeFromError } from '@trpc/server/http';
-import { TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
 import { HiatusError } from '../domain/errors.ts';
-import { toTRPCError } from '../trpc/errors.ts';
-import { appRouter } from '../trpc/router.ts';
+import { formattedError } from '../trpc/error-shape.ts';
 
 export const problemContentType = 'application/problem+json';
 
@@ -37,21 +34,7 @@ export type Problem = {
  * id and input issues from the router's own error formatter, so the two fronts cannot disagree.
  */
 export function problemOf(cause: unknown, instance: string, requestId: string | null): Problem {
-  const error = toTRPCError(cause);
-  const status = getHTTPStatusCodeFromError(error);
-  const config = appRouter._def._config;
-  const shape = config.errorFormatter({
-    error,
-    type: 'unknown',
-    path: undefined,
-    input: undefined,
-    ctx: requestId === null ? undefined : { requestId, principal: null, authError: null },
-    shape: {
-      message: error.message,
-      code: TRPC_ERROR_CODES_BY_KEY[error.code],
-      data: { code: error.code, httpStatus: status },
-    },
-  });
+  const { error, status, shape } = formattedError(cause, requestId);
   const issues = shape.data.zodIssues ?? undefined;
   return {
     type: 'about:blank',
