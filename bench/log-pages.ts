@@ -8,25 +8,12 @@ import { defaults } from '../apps/server/src/defaults.ts';
 import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
-import { rssKiB, seedTask, table, waitFor, withDatabase } from './support.ts';
+import { prose, rssKiB, seedTask, table, waitFor, withDatabase } from './support.ts';
 
 const pageSize = 100;
 const messageSize = 4_000;
 /** Pages read of each snapshot (from the start again at its end), so that both runs last long enough. */
 const pagesToRead = Number(process.env.BENCH_LOG_PAGES ?? 400);
-
-const words =
-  'the agent ran tests and fixed a failing build then wrote notes about each change in the repository'.split(' ');
-let seed = 1;
-/** Words in a pseudo-random order, `size` characters long. */
-function prose(size: number): string {
-  let text = '';
-  while (text.length < size) {
-    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-    text += `${words[seed % words.length]}${seed % 7 === 0 ? '. ' : ' '}${seed % 13 === 0 ? seed.toString(36) : ''}`;
-  }
-  return text.slice(0, size);
-}
 
 /** Pauses a task whose agent holds `historyBytes` of messages, then reads its log from the snapshot. */
 async function readPaused(server: ServerProcess, client: HiatusClient, historyBytes: number, label: string) {

@@ -4,7 +4,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { type AddressInfo, createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,7 +15,7 @@ import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
 import { logPages } from './log-pages.ts';
-import { measureLoad, metricSum, quantile, seedTask, table, waitFor, withDatabase } from './support.ts';
+import { freePort, measureLoad, metricSum, quantile, seedTask, table, waitFor, withDatabase } from './support.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 /** Pause + resume rounds of a process-driver task, each followed by one bare start of the same agent. */
@@ -151,14 +150,6 @@ async function untilAgentAnswers(agentUrl: string, timeoutMs = 30_000): Promise<
     if (performance.now() > deadline) throw new Error(`${agentUrl}/status did not answer within ${timeoutMs} ms`);
     await sleep(lookEveryMs);
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** The baseline: ms from spawning the demo agent directly until its `/status` answers; then it is stopped. */

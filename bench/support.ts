@@ -2,6 +2,7 @@
 // process's memory, percentiles and printed tables.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import pg from 'pg';
 import type { ServerProcess } from '../apps/server/test/server-process.ts';
 import type { HiatusClient } from '../packages/client/src/index.ts';
@@ -82,4 +83,29 @@ export async function metricSum(server: ServerProcess, name: string): Promise<nu
   const text = await (await fetch(`${server.url}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
   return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+/** A free TCP port on loopback, for a process started next. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const words =
+  'the agent ran tests and fixed a failing build then wrote notes about each change in the repository'.split(' ');
+let seed = 1;
+/**
+ * Words in a pseudo-random order, `size` characters long: text that compresses about as an agent's
+ * prose does (some 3:1), not padding that vanishes in TOAST.
+ */
+export function prose(size: number): string {
+  let text = '';
+  while (text.length < size) {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+    text += `${words[seed % words.length]}${seed % 7 === 0 ? '. ' : ' '}${seed % 13 === 0 ? seed.toString(36) : ''}`;
+  }
+  return text.slice(0, size);
 }
