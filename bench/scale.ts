@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { openDatabase } from '../apps/server/src/db/connection.ts';
 import { migrateToLatest } from '../apps/server/src/db/migrate.ts';
-import { startServerProcess } from '../apps/server/test/server-process.ts';
+import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient } from '../packages/client/src/index.ts';
 import { measureLoad, metricSum, table, withDatabase } from './support.ts';
 
@@ -31,6 +31,31 @@ const farm = http.createServer((req, res) => {
   const body = match[2] === 'status' ? '{"status":"stable","agent_type":"claude"}' : '{"messages":[]}';
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body);
 });
+
+/** Agent status requests and auto-pause passes (their metric, all processes) while `during` runs. */
+async function measurePasses(servers: ServerProcess[], during: () => Promise<unknown>) {
+  const passes = () =>
+    Promise.all(
+      servers.map(async (s) => ({
+        sum: await metricSum(s, 'hiatus_auto_pause_pass_seconds_sum'),
+        count: await metricSum(s, 'hiatus_auto_pause_pass_seconds_count'),
+      })),
+    );
+  const before = { polls: polls.reduce((a, b) => a + b, 0), at: performance.now(), passes: await passes() };
+  await during();
+  const measured = (performance.now() - before.at) / intervalMs;
+  const requests = polls.reduce((a, b) => a + b, 0) - before.polls;
+  const after = await passes();
+  const seconds = after.reduce((a, p, i) => a + p.sum - before.passes[i]!.sum, 0);
+  const count = after.reduce((a, p, i) => a + p.count - before.passes[i]!.count, 0);
+  return {
+    'intervals measured': Math.round(measured * 10) / 10,
+    'status requests': requests,
+    'per agent per interval': Math.round((requests / active / measured) * 1000) / 1000,
+    'passes (all processes)': count,
+    'mean pass s': Math.round((seconds / Math.max(1, count)) * 1000) / 1000,
+  };
+}
 
 await new Promise<void>((resolve) => farm.listen(0, '127.0.0.1', resolve));
 const farmUrl = `http://127.0.0.1:${(farm.address() as AddressInfo).port}`;
@@ -72,42 +97,27 @@ await withDatabase(async (url) => {
   };
   const servers = await Promise.all(Array.from({ length: processes }, () => startServerProcess(env)));
   try {
-    // One interval to warm up, then three measured.
+    // One interval to warm up; then the passes alone for three intervals, then again under API load.
     await sleep(intervalMs);
-    const before = { polls: polls.reduce((a, b) => a + b, 0), at: performance.now() };
-    const passBefore = await Promise.all(
-      servers.map(async (s) => [
-        await metricSum(s, 'hiatus_auto_pause_pass_seconds_sum'),
-        await metricSum(s, 'hiatus_auto_pause_pass_seconds_count'),
-      ]),
-    );
     const clients = servers.map((s) => createHiatusClient({ url: s.url, token }));
     const ids = (await clients[0]!.tasks.list.query({ status: 'active', limit: 100 })).items.map((t) => t.id);
-    const get = await measureLoad((3 * intervalMs) / 1000 / 2, 16, () =>
-      clients[Math.floor(Math.random() * processes)]!.tasks.get.query({
-        id: ids[Math.floor(Math.random() * ids.length)]!,
-      }),
-    );
-    const list = await measureLoad((3 * intervalMs) / 1000 / 2, 16, () =>
-      clients[Math.floor(Math.random() * processes)]!.tasks.list.query({ limit: 50 }),
-    );
-    const measured = (performance.now() - before.at) / intervalMs;
-    const requests = polls.reduce((a, b) => a + b, 0) - before.polls;
-    const passAfter = await Promise.all(
-      servers.map(async (s) => [
-        await metricSum(s, 'hiatus_auto_pause_pass_seconds_sum'),
-        await metricSum(s, 'hiatus_auto_pause_pass_seconds_count'),
-      ]),
-    );
-    const passSeconds = passAfter.reduce((a, [sum], i) => a + sum! - passBefore[i]![0]!, 0);
-    const passCount = passAfter.reduce((a, [, count], i) => a + count! - passBefore[i]![1]!, 0);
-    results.autoPause = {
-      'intervals measured': Math.round(measured * 10) / 10,
-      'status requests': requests,
-      'per agent per interval': Math.round((requests / active / measured) * 1000) / 1000,
-      'passes (all processes)': passCount,
-      'mean pass s': Math.round((passSeconds / Math.max(1, passCount)) * 1000) / 1000,
-    };
+    let get: Awaited<ReturnType<typeof measureLoad>> | undefined;
+    let list: Awaited<ReturnType<typeof measureLoad>> | undefined;
+    const quiet = await measurePasses(servers, async () => sleep(3 * intervalMs));
+    const loaded = await measurePasses(servers, async () => {
+      get = await measureLoad((3 * intervalMs) / 1000 / 2, 16, () =>
+        clients[Math.floor(Math.random() * processes)]!.tasks.get.query({
+          id: ids[Math.floor(Math.random() * ids.length)]!,
+        }),
+      );
+      list = await measureLoad((3 * intervalMs) / 1000 / 2, 16, () =>
+        clients[Math.floor(Math.random() * processes)]!.tasks.list.query({ limit: 50 }),
+      );
+    });
+    results.autoPause = [
+      { while: 'nothing else', ...quiet },
+      { while: 'tasks.get and tasks.list at 16 concurrent calls', ...loaded },
+    ];
     results.tasksGet = get;
     results.tasksList = list;
 
@@ -141,9 +151,10 @@ await withDatabase(async (url) => {
   }
 });
 farm.close();
-table(`simulation: ${tasks} tasks, ${active} active, ${processes} processes, interval ${intervalMs} ms`, [
-  { measure: 'auto-pause', ...(results.autoPause as object) },
-]);
+table(
+  `simulation: ${tasks} tasks, ${active} active, ${processes} processes, interval ${intervalMs} ms`,
+  results.autoPause as Array<Record<string, unknown>>,
+);
 table('while the passes run (SDK, 16 concurrent calls)', [
   { call: 'tasks.get', ...(results.tasksGet as object) },
   { call: 'tasks.list (50)', ...(results.tasksList as object) },
