@@ -22,6 +22,8 @@ if (changed) {
 }
 // Ctrl-C (SIGINT) and SIGTERM stop the server gracefully, and a clean stop exits 0, quietly. A
 // signal during start-up waits for the start to finish (a migration is never cut short), then stops.
+// Signals after the first are let go: under `pnpm start`, Ctrl-C reaches the server twice (from the
+// terminal, and again from pnpm), and the second must not cut the shutdown short.
 let server: RunningServer | undefined;
 let stopRequested = false;
 const stop = (running: RunningServer) =>
@@ -33,7 +35,8 @@ const stop = (running: RunningServer) =>
     },
   );
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.once(signal, () => {
+  process.on(signal, () => {
+    if (stopRequested) return;
     log.info({ signal }, 'shutting down');
     stopRequested = true;
     if (server) void stop(server);

@@ -148,8 +148,9 @@ describe('the server process', () => {
       let stdout = '';
       let stderr = '';
       child.stderr.on('data', (chunk) => (stderr += chunk));
+      // 'close': the process has exited and its output has all been read.
       const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-        child.once('exit', (code, signal) => resolve([code, signal])),
+        child.once('close', (code, signal) => resolve([code, signal])),
       );
       await new Promise<void>((resolve, reject) => {
         child.stdout.on('data', (chunk) => {
@@ -196,6 +197,41 @@ describe('the server process', () => {
     expect(server.child.exitCode).toBe(0);
     expect(await databaseExists(name)).toBe(true);
   });
+
+  it.skipIf(!serverUrl)(
+    'stops cleanly on Ctrl-C under `pnpm start`: the signal reaches pnpm and the server, and all exit 0 quietly',
+    async () => {
+      const { url } = missingDatabase();
+      // Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
+      const child = spawn('pnpm', ['start'], {
+        cwd: repoRoot,
+        detached: true,
+        env: {
+          ...process.env,
+          PORT: '0',
+          LOG_LEVEL: 'info',
+          DATABASE_URL: url,
+          HIATUS_PROVISIONER_DIR: testProvisionerDir,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (chunk) => {
+          stdout += chunk;
+          if (stdout.includes('"msg":"listening"')) resolve();
+        });
+        void exited.then((code) => reject(new Error(`exited with ${code}: ${stderr}`)));
+      });
+      process.kill(-child.pid!, 'SIGINT');
+      expect(await exited).toBe(0);
+      expect(stdout).toContain('"msg":"stopped"');
+      expect(stderr).not.toMatch(/ELIFECYCLE|Command failed/);
+    },
+  );
 });
 
 describe('pnpm db:migrate', () => {
