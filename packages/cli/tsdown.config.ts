@@ -2,7 +2,6 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'tsdown';
 
 // One self-contained file: the client's source and every dependency bundled in, no declarations.
-// Building the client's own dist (declaration bundling) takes a minute; this takes seconds.
 export default defineConfig({
   entry: { hiatus: 'src/main.ts' },
   format: 'esm',

@@ -63,7 +63,7 @@ describe.runIf(postgresServerUrl())('@hiatus/client, packed and installed outsid
     server = running.server;
     agent = await new FakeAgent().start();
     agent.say(7, 120);
-  }, 480_000); // a declaration build, a pack and an npm install: minutes on a busy 2-core machine
+  }, 180_000); // a declaration build, a pack and an npm install: under a minute, longer on a busy 2-core machine
 
   afterAll(async () => {
     await agent?.stop();
