@@ -313,15 +313,22 @@ export async function markAgentRunning(db: Db, taskId: string): Promise<void> {
  * while a keep-alive holds (the clock stays stopped, and starts once it has run out).
  */
 export async function markAgentIdle(db: Db, taskId: string): Promise<number | undefined> {
-  const row = await db
-    .updateTable('tasks')
-    .set({
-      agent_idle_since: sql`CASE WHEN keep_alive_until > NOW() THEN NULL ELSE COALESCE(agent_idle_since, NOW()) END`,
-    })
-    .where('id', '=', taskId)
-    .returning(sql<number | null>`EXTRACT(EPOCH FROM NOW() - agent_idle_since)::float8`.as('idle_seconds'))
-    .executeTakeFirst();
-  return row?.idle_seconds ?? undefined;
+  // Written only when it changes (the clock starts, or a keep-alive stops it): a look at an agent
+  // that stays idle, the common case, writes no new version of the task's row.
+  const { rows } = await sql<{ idle_seconds: number | null }>`
+    WITH current AS (
+      SELECT id, agent_idle_since, COALESCE(keep_alive_until > NOW(), FALSE) AS kept FROM tasks WHERE id = ${taskId}
+    ), changed AS (
+      UPDATE tasks t SET agent_idle_since = CASE WHEN c.kept THEN NULL ELSE NOW() END
+      FROM current c
+      WHERE t.id = c.id AND c.kept = (c.agent_idle_since IS NOT NULL)
+      RETURNING t.agent_idle_since
+    )
+    SELECT EXTRACT(EPOCH FROM NOW() - CASE WHEN EXISTS (SELECT 1 FROM changed)
+      THEN (SELECT agent_idle_since FROM changed) ELSE (SELECT agent_idle_since FROM current) END)::float8 AS idle_seconds`.execute(
+    db,
+  );
+  return rows[0]?.idle_seconds ?? undefined;
 }
 
 /**

@@ -1,6 +1,8 @@
+import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
+import { markAgentIdle } from '../db/tasks.ts';
 import { autoPausePass } from './auto-pause.ts';
 import { meteredResume } from './metered.ts';
 import { getSnapshot } from './snapshots.ts';
@@ -87,5 +89,18 @@ describe.each(testBackends())('auto-pause on %s', (backend) => {
     await meteredResume(h.app, h.alice, task.id);
     await h.settle();
     expect((await autoPausePass(h.app)).paused).not.toContain(task.id);
+  });
+
+  it('writes no new version of a task whose agent stays idle: only the start of its clock is written', async () => {
+    const task = await h.task({ idleTimeoutSeconds: 600 });
+    const version = async () =>
+      (await sql<{ xmin: string }>`SELECT xmin::text FROM tasks WHERE id = ${task.id}`.execute(h.db)).rows[0]!.xmin;
+    const idle = async () => (await markAgentIdle(h.db, task.id)) ?? Number.NaN;
+    expect(await idle()).toBeLessThan(1); // the clock starts: written
+    const started = await version();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await idle()).toBeGreaterThan(0.04);
+    expect(await idle()).toBeGreaterThan(0.04);
+    expect(await version()).toBe(started);
   });
 });
