@@ -9,7 +9,9 @@ import { defaults } from './defaults.ts';
 import { HiatusError } from './domain/errors.ts';
 import type { PauseReason } from './domain/lifecycle.ts';
 import { LiveHistories } from './lifecycle/live-history.ts';
+import { ReadRouting } from './lifecycle/reads.ts';
 import { ConcurrencyGate } from './limits/concurrency.ts';
+import type { Logger } from './logger.ts';
 import { createAgentDispatcher } from './net/agent-dispatcher.ts';
 import { postWebhook, type WebhookPost } from './net/post-webhook.ts';
 import { AgentAddressPolicy, parseAllowance, webhookSubject } from './net/url-policy.ts';
@@ -87,6 +89,13 @@ export class AppEvents extends EventEmitter<{
  */
 export type App = {
   db: Db;
+  /**
+   * The database for reads that may lag (lists, logs of paused tasks, audit, telemetry): the read
+   * replica when the current request may use it (see `readRouting`), else `db`.
+   */
+  reads(): Db;
+  /** Chooses per request between the replica and the primary, and remembers callers' writes. */
+  readRouting: ReadRouting;
   settings: AppSettings;
   events: AppEvents;
   /**
@@ -124,7 +133,11 @@ export function agentTrust(task: { templateId: string | null }): { trusted: bool
   return { trusted: task.templateId !== null };
 }
 
-export function createApp(db: Db, settings: Partial<AppSettings> = {}): App {
+export function createApp(
+  db: Db,
+  settings: Partial<AppSettings> = {},
+  replica: { db: Db; waitMs: number; log?: Logger } | null = null,
+): App {
   const merged: AppSettings = {
     agentTimeoutMs: settings.agentTimeoutMs ?? defaults.agentTimeoutMs,
     maxSnapshotBytes: settings.maxSnapshotBytes ?? defaults.maxSnapshotBytes,
@@ -161,8 +174,18 @@ export function createApp(db: Db, settings: Partial<AppSettings> = {}): App {
   events.on('change', (notice) => {
     if (notice.revokedKeyIds) keys.verified.forget(notice.revokedKeyIds);
   });
+  const readRouting = new ReadRouting(db, replica?.db ?? null, {
+    waitMs: replica?.waitMs ?? defaults.readReplicaWaitMs,
+    maxKeys: defaults.readReplicaKeys,
+    positionTtlMs: defaults.readReplicaPositionTtlMs,
+    pollMs: defaults.readReplicaPollMs,
+    complaintIntervalMs: defaults.readReplicaComplaintMs,
+    log: replica?.log,
+  });
   return {
     db,
+    reads: () => readRouting.reads(),
+    readRouting,
     settings: merged,
     events,
     agentUrlRefusal: (url) => agentAddresses.refusalForUrl(url),

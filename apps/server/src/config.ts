@@ -53,7 +53,13 @@ const envSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
     .optional(),
+  // A streaming replica of DATABASE_URL for reads that may lag (lists, logs of paused tasks, audit, telemetry).
+  DATABASE_READ_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
   DATABASE_POOL_SIZE: positiveInt.max(1000).default(defaults.poolSize),
+  HIATUS_READ_REPLICA_WAIT_MS: nonNegativeInt.max(60_000).default(defaults.readReplicaWaitMs),
   HIATUS_DATA_DIR: z
     .string()
     .min(1)
@@ -111,6 +117,8 @@ export type Config = {
   port: number;
   host: string;
   database: DatabaseConfig;
+  /** A streaming replica for lag-tolerant reads (DATABASE_READ_URL), and how long a read waits for it to catch up. */
+  readReplica: { url: string; poolSize: number; waitMs: number } | null;
   logLevel: LogLevel;
   migrateOnStart: boolean;
   shutdownTimeoutMs: number;
@@ -176,6 +184,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     database: databaseConfigFrom(e.DATABASE_URL, e.DATABASE_DIRECT_URL, e.DATABASE_POOL_SIZE, e.HIATUS_DATA_DIR),
+    readReplica: readReplicaFrom(
+      e.DATABASE_READ_URL,
+      e.DATABASE_URL,
+      e.DATABASE_POOL_SIZE,
+      e.HIATUS_READ_REPLICA_WAIT_MS,
+    ),
     logLevel: e.LOG_LEVEL,
     migrateOnStart: e.HIATUS_MIGRATE_ON_START,
     shutdownTimeoutMs: e.HIATUS_SHUTDOWN_TIMEOUT_MS,
@@ -244,6 +258,18 @@ function databaseConfigFrom(
     return { kind: 'pglite', dataDir: path.resolve(dataDir) };
   }
   return { kind: 'postgres', url, poolSize, ...(directUrl ? { directUrl } : {}) };
+}
+
+function readReplicaFrom(
+  readUrl: string | undefined,
+  url: string | undefined,
+  poolSize: number,
+  waitMs: number,
+): Config['readReplica'] {
+  if (!readUrl) return null;
+  if (!url)
+    throw new ConfigError('DATABASE_READ_URL is set without DATABASE_URL: a replica needs a PostgreSQL primary');
+  return { url: readUrl, poolSize, waitMs };
 }
 
 /** The database part of the configuration alone, for tools such as kysely-ctl. */

@@ -7,6 +7,15 @@ export const defaults = Object.freeze({
   port: 8080,
   host: '127.0.0.1',
   poolSize: 10,
+  /** How long a read for the replica waits for it to replay its caller's last write before going to the primary. */
+  readReplicaWaitMs: 200,
+  /** Between two looks at the replica's replay position while waiting. */
+  readReplicaPollMs: 10,
+  /** Callers whose last write position is remembered, and for how long. */
+  readReplicaKeys: 10_000,
+  readReplicaPositionTtlMs: 60_000,
+  /** At most one log line about a failing replica this often. */
+  readReplicaComplaintMs: 60_000,
   logLevel: 'info' as const,
   migrateOnStart: true,
   shutdownTimeoutMs: 10_000,

@@ -64,7 +64,20 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     throw error;
   }
 
-  const app = createApp(database.db, config.settings);
+  // Reads that may lag go to the replica when there is one (see lifecycle/reads.ts).
+  const replica = config.readReplica
+    ? openDatabase({ kind: 'postgres', url: config.readReplica.url, poolSize: config.readReplica.poolSize })
+    : null;
+  if (replica)
+    log.info(
+      { location: replica.description.location },
+      `reads that may lag go to the replica at ${replica.description.location}`,
+    );
+  const app = createApp(
+    database.db,
+    config.settings,
+    replica && config.readReplica ? { db: replica.db, waitMs: config.readReplica.waitMs, log } : null,
+  );
   if (schemaCurrent && config.demoTemplate && (await ensureTemplate(app, 'demo', demoTemplate()))) {
     log.info('created the template "demo": a demo agent that needs nothing installed');
   }
@@ -94,6 +107,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await closeGracefully(server, config.shutdownTimeoutMs, log);
       await stopLoops();
       metrics.stop();
+      await replica?.close();
       await database.close();
       log.info('stopped');
     })();

@@ -89,7 +89,7 @@ export async function listAudit(
   app: App,
   filter: Omit<AuditFilter, 'beforeId'> & { cursor?: string },
 ): Promise<AuditPage> {
-  const { items, more } = await listAuditLogs(app.db, { ...filter, beforeId: filter.cursor });
+  const { items, more } = await listAuditLogs(app.reads(), { ...filter, beforeId: filter.cursor });
   return { items, nextCursor: more ? (items.at(-1)?.id ?? null) : null };
 }
 

@@ -13,5 +13,5 @@ export async function listTaskBuilds(
   options: { reason?: BuildReason; limit?: number; cursor?: number },
 ): Promise<BuildPage> {
   const task = await getTask(app, actor, taskId);
-  return listBuilds(app.db, task.workspaceId, { ...options, limit: options.limit ?? defaults.listPageSize });
+  return listBuilds(app.reads(), task.workspaceId, { ...options, limit: options.limit ?? defaults.listPageSize });
 }

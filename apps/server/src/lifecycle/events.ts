@@ -28,7 +28,7 @@ export async function listEventsFor(
   actor: Actor,
   query: EventQuery,
 ): Promise<{ items: HiatusEvent[]; nextCursor: string | null }> {
-  const items = await listEvents(app.db, visible(actor, query));
+  const items = await listEvents(app.reads(), visible(actor, query));
   return { items, nextCursor: items.length === query.limit ? (items.at(-1)?.id ?? null) : null };
 }
 

@@ -98,7 +98,15 @@ async function snapshotLogs(
   limit: number,
   notice: string | null,
 ): Promise<Omit<LogPage, 'pending'>> {
-  const meta = await findSnapshotMeta(app.db, task.id);
+  // A paused task's log may come from the read replica: the snapshot only changes at the next pause.
+  // Its meta and messages come from the same database, so a page is never half of two snapshots;
+  // a replica that has not yet replayed the first snapshot defers to the primary.
+  let db = task.status === 'paused' ? app.reads() : app.db;
+  let meta = await findSnapshotMeta(db, task.id);
+  if (!meta && db !== app.db) {
+    db = app.db;
+    meta = await findSnapshotMeta(db, task.id);
+  }
   if (!meta) {
     const why = task.status === 'active' ? notice : `the task is ${task.status} and no snapshot was ever taken`;
     return { source: 'snapshot', snapshotAt: null, entries: [], nextCursor: null, notice: why ?? 'no snapshot' };
@@ -107,7 +115,7 @@ async function snapshotLogs(
   const first = meta.firstMessageId ?? 0;
   const from = cursor === undefined ? 0 : Math.max(cursor + 1 - first, 0);
   const to = from + limit - 1;
-  const messages = from < meta.messageCount ? await snapshotMessageRange(app.db, task.id, from, to) : [];
+  const messages = from < meta.messageCount ? await snapshotMessageRange(db, task.id, from, to) : [];
   const entries = parseStoredMessages(task.id, messages).map(toLogEntry);
   return {
     source: 'snapshot',

@@ -102,7 +102,7 @@ export async function listTasksFor(
   }
   const limit = options.limit ?? defaults.listPageSize;
   const after = options.cursor ? decodeTaskCursor(options.cursor) : undefined;
-  const { items, more } = await listTasks(app.db, { status: options.status, ownerId, limit, after });
+  const { items, more } = await listTasks(app.reads(), { status: options.status, ownerId, limit, after });
   const last = items.at(-1);
   return { items, nextCursor: more && last ? encodeTaskCursor(last) : null };
 }

@@ -43,11 +43,11 @@ export type LifecycleBucket = {
  */
 export async function lifecycleTelemetry(app: App, range: TelemetryRange): Promise<LifecycleBucket[]> {
   const [builds, paused, idle, snapshots, failures] = await Promise.all([
-    buildCounts(app.db, range),
-    pausedDurations(app.db, range),
-    idleBeforeAutoPause(app.db, range),
-    snapshotSizes(app.db, range),
-    pauseFailures(app.db, range),
+    buildCounts(app.reads(), range),
+    pausedDurations(app.reads(), range),
+    idleBeforeAutoPause(app.reads(), range),
+    snapshotSizes(app.reads(), range),
+    pauseFailures(app.reads(), range),
   ]);
   const buckets = new Map<number, LifecycleBucket>();
   const at = (start: Date) => {

@@ -93,8 +93,11 @@ const observed = t.procedure.use(async ({ ctx, path, type, next }) => {
 
 export const publicProcedure = observed;
 
-/** A valid key, not yet waiting its turn: `ctx.principal` is not nullable inside. */
-const authenticated = observed.use(({ ctx, next }) => {
+/**
+ * A valid key, not yet waiting its turn: `ctx.principal` is not nullable inside. After a
+ * mutation the key's write position is noted, so its next lag-tolerant reads see it.
+ */
+const authenticated = observed.use(async ({ ctx, type, next }) => {
   if (ctx.authUnavailable) {
     throw new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'the database is unavailable; try again shortly' });
   }
@@ -104,7 +107,10 @@ const authenticated = observed.use(({ ctx, next }) => {
       message: ctx.authError ?? 'an API key is required: send it as "Authorization: Bearer <key>"',
     });
   }
-  return next({ ctx: { ...ctx, principal: ctx.principal, actor: ctx.principal.actor } });
+  const result = await next({ ctx: { ...ctx, principal: ctx.principal, actor: ctx.principal.actor } });
+  // A failed mutation may have committed something too (a recorded failure, a part of a batch).
+  if (type === 'mutation') await ctx.app.readRouting.noteWrite(ctx.principal.keyId);
+  return result;
 });
 
 /**
@@ -150,6 +156,13 @@ export const heavyReadProcedure = scoped(['full', 'read'], 'read tasks', authent
     return next();
   })
   .use(({ ctx, signal, next }) => inTurn(ctx, signal, next));
+/**
+ * Reads that may lag behind the latest commits (lists, history, logs of paused tasks): their
+ * services' `app.reads()` is the read replica when the caller's own writes have reached it.
+ */
+export const laggingReadProcedure = readProcedure.use(({ ctx, next }) =>
+  ctx.app.readRouting.run(ctx.principal.keyId, next),
+);
 /** Changing things: full keys only. */
 export const writeProcedure = scoped(['full'], 'change anything');
 /** Pushing a snapshot: the task's own workspace key, or a full key of someone who may see the task. */
@@ -167,3 +180,7 @@ export const adminProcedure = writeProcedure.use(({ ctx, next }) => {
   if (ctx.principal.actor.role !== 'admin') throw new TRPCError({ code: 'FORBIDDEN', message: 'admins only' });
   return next();
 });
+/** Admin reads that may lag (audit, telemetry): see `laggingReadProcedure`. */
+export const laggingAdminProcedure = adminProcedure.use(({ ctx, next }) =>
+  ctx.app.readRouting.run(ctx.principal.keyId, next),
+);

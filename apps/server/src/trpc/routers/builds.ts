@@ -11,11 +11,11 @@ import {
 } from '../../lifecycle/jobs.ts';
 import { id, pageLimit, text } from '../inputs.ts';
 import { buildPageOutput } from '../outputs.ts';
-import { provisionerProcedure, readProcedure, restRoute, router } from '../trpc.ts';
+import { laggingReadProcedure, provisionerProcedure, restRoute, router } from '../trpc.ts';
 
 export const buildsRouter = router({
   /** A task's lifecycle history, newest first; `cursor` is the last build number seen. */
-  list: readProcedure
+  list: laggingReadProcedure
     .meta(
       restRoute('GET', '/tasks/{taskId}/builds', {
         summary: "A task's builds",

@@ -6,14 +6,14 @@ import { listEventsFor, watchEvents } from '../../lifecycle/events.ts';
 import { withApiErrors } from '../errors.ts';
 import { id, pageLimit } from '../inputs.ts';
 import { eventPageOutput } from '../outputs.ts';
-import { readProcedure, restRoute, router } from '../trpc.ts';
+import { laggingReadProcedure, readProcedure, restRoute, router } from '../trpc.ts';
 
 /** An event id, as given out (a positive integer in a string). */
 const eventId = z.string().regex(/^\d{1,19}$/, 'not an event id this service gave out');
 
 export const eventsRouter = router({
   /** Lifecycle events of the tasks the key may see, oldest first after `after`; pass `nextCursor` back as `after`. */
-  list: readProcedure
+  list: laggingReadProcedure
     .meta(
       restRoute('GET', '/events', {
         summary: 'List lifecycle events',

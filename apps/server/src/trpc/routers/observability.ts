@@ -5,7 +5,7 @@ import { defaults } from '../../defaults.ts';
 import { buildReasons } from '../../domain/lifecycle.ts';
 import { lifecycleTelemetry, telemetryBuckets } from '../../telemetry/lifecycle.ts';
 import { id, pageLimit, text } from '../inputs.ts';
-import { adminProcedure, router } from '../trpc.ts';
+import { laggingAdminProcedure, router } from '../trpc.ts';
 
 const auditFilterInput = z.object({
   actorId: id.optional(),
@@ -23,7 +23,7 @@ const auditFilterInput = z.object({
 
 export const auditRouter = router({
   /** Audit records newest first; `cursor` is the `nextCursor` of the previous page. */
-  list: adminProcedure
+  list: laggingAdminProcedure
     .input(auditFilterInput.default({ limit: defaults.auditPageSize }))
     .query(({ ctx, input }) => listAudit(ctx.app, input)),
 });
@@ -33,7 +33,7 @@ const bucketMs = { minute: 60_000, hour: 3_600_000, day: 86_400_000, week: 604_8
 
 export const telemetryRouter = router({
   /** Per time bucket: builds by transition and reason, pause-to-resume time, idle time, snapshot sizes, failures. */
-  lifecycle: adminProcedure
+  lifecycle: laggingAdminProcedure
     .input(z.object({ since: z.date(), until: z.date(), bucket: z.enum(telemetryBuckets).default('hour') }))
     .query(({ ctx, input }) => {
       const span = input.until.getTime() - input.since.getTime();

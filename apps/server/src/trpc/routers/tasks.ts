@@ -22,7 +22,7 @@ import {
   taskOutput,
   taskPageOutput,
 } from '../outputs.ts';
-import { readProcedure, restRoute, router, writeProcedure } from '../trpc.ts';
+import { laggingReadProcedure, readProcedure, restRoute, router, writeProcedure } from '../trpc.ts';
 
 /** `wait`: answer once the change's build ended, waiting at most `waitMs`. */
 const waitInput = {
@@ -119,7 +119,7 @@ export const tasksRouter = router({
     .query(({ ctx, input }) => getTask(ctx.app, ctx.actor, input.id)),
 
   /** Tasks newest first; deleted ones only when asked for by status. */
-  list: readProcedure
+  list: laggingReadProcedure
     .meta(
       restRoute('GET', '/tasks', {
         summary: 'List tasks',
@@ -224,7 +224,7 @@ export const tasksRouter = router({
     .mutation(({ ctx, input }) => keepTaskAlive(ctx.app, ctx.actor, input.id, input.forSeconds)),
 
   /** A page of the task's log, live or from its snapshot; pass `nextCursor` back for the next page. */
-  logs: readProcedure
+  logs: laggingReadProcedure
     .meta(
       restRoute('GET', '/tasks/{id}/logs', {
         summary: "A page of a task's log",
