@@ -62,6 +62,8 @@ export type Harness = {
   provisioner(pollIntervalMs: number): () => Promise<void>;
   /** Completes every queued build job, as a provisioner would; returns how many. */
   settle(outcome?: { error?: string }): Promise<number>;
+  /** Makes the task's agent look idle since `seconds` ago, as if earlier auto-pause passes had seen it so. */
+  idleFor(taskId: string, seconds: number): Promise<void>;
   /** Everything a failed operation must leave as it was: builds, snapshots and their stats, tasks. */
   state(): Promise<unknown>;
 };
@@ -127,6 +129,13 @@ export function useHarness(
       done++;
     }
     return done;
+  };
+  h.idleFor = async (taskId, seconds) => {
+    await h.db
+      .updateTable('tasks')
+      .set({ agent_idle_since: new Date(Date.now() - seconds * 1000) })
+      .where('id', '=', taskId)
+      .execute();
   };
   h.task = async (task = {}) => {
     const owner = task.owner ?? h.alice;

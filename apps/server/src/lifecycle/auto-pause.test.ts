@@ -12,19 +12,11 @@ describe.each(testBackends())('auto-pause on %s', (backend) => {
   // A default so long that only tasks with their own short timeout are ever idle enough.
   const h = useHarness(backend, { defaultIdleTimeoutSeconds: 3600 }, { say: 4 });
 
-  /** Makes the task's agent look idle since `seconds` ago, as if earlier passes had seen it so. */
-  const idleFor = (taskId: string, seconds: number) =>
-    h.db
-      .updateTable('tasks')
-      .set({ agent_idle_since: new Date(Date.now() - seconds * 1000) })
-      .where('id', '=', taskId)
-      .execute();
-
   it('pauses a stable agent idle past its timeout, as the system, with a fresh snapshot', async () => {
     const task = await h.task({ idleTimeoutSeconds: 60 });
     const first = await autoPausePass(h.app);
     expect(first.paused).not.toContain(task.id); // idle clock starts now
-    await idleFor(task.id, 61);
+    await h.idleFor(task.id, 61);
     const second = await autoPausePass(h.app);
     expect(second.paused).toContain(task.id);
     const paused = await getTask(h.app, h.alice, task.id);
@@ -35,7 +27,7 @@ describe.each(testBackends())('auto-pause on %s', (backend) => {
 
   it('does not pause a busy h.agent, and a busy look resets the idle clock', async () => {
     const task = await h.task({ idleTimeoutSeconds: 60 });
-    await idleFor(task.id, 600);
+    await h.idleFor(task.id, 600);
     h.agent.status = 'running';
     expect((await autoPausePass(h.app)).paused).not.toContain(task.id);
     const row = await h.db.selectFrom('tasks').where('id', '=', task.id).selectAll().executeTakeFirstOrThrow();
@@ -48,7 +40,7 @@ describe.each(testBackends())('auto-pause on %s', (backend) => {
 
   it('pauses a task whose agent is unreachable once idle long enough, keeping the old snapshot', async () => {
     const task = await h.task({ idleTimeoutSeconds: 60 });
-    await idleFor(task.id, 120);
+    await h.idleFor(task.id, 120);
     await h.agent.stop();
     expect((await autoPausePass(h.app)).paused).toContain(task.id);
     await expect(getSnapshot(h.app, h.alice, task.id)).rejects.toMatchObject({ code: 'not_found' });
@@ -56,15 +48,15 @@ describe.each(testBackends())('auto-pause on %s', (backend) => {
 
   it('uses the service default for a task without a timeout of its own', async () => {
     const task = await h.task();
-    await idleFor(task.id, 3000);
+    await h.idleFor(task.id, 3000);
     expect((await autoPausePass(h.app)).paused).not.toContain(task.id);
-    await idleFor(task.id, 3601);
+    await h.idleFor(task.id, 3601);
     expect((await autoPausePass(h.app)).paused).toContain(task.id);
   });
 
   it('pauses each idle task once when two processes look at the same time', async () => {
     const tasks = await Promise.all([1, 2, 3].map(() => h.task({ idleTimeoutSeconds: 30 })));
-    await Promise.all(tasks.map((t) => idleFor(t.id, 31)));
+    await Promise.all(tasks.map((t) => h.idleFor(t.id, 31)));
     const [a, b] = await Promise.all([autoPausePass(h.app), autoPausePass(h.otherApp())]);
     const paused = [...a.paused, ...b.paused].filter((id) => tasks.some((t) => t.id === id));
     expect(paused.sort()).toEqual(tasks.map((t) => t.id).sort());
@@ -83,7 +75,7 @@ describe.each(testBackends())('auto-pause on %s', (backend) => {
 
   it('starts the idle clock afresh after a resume', async () => {
     const task = await h.task({ idleTimeoutSeconds: 60 });
-    await idleFor(task.id, 61);
+    await h.idleFor(task.id, 61);
     await autoPausePass(h.app);
     await h.settle();
     await meteredResume(h.app, h.alice, task.id);

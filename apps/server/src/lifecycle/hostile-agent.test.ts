@@ -56,12 +56,6 @@ describe.each(testBackends())('a hostile agent on %s', (backend) => {
     await h.settle();
     return task;
   };
-  const idleFor = (taskId: string, seconds: number) =>
-    h.db
-      .updateTable('tasks')
-      .set({ agent_idle_since: new Date(Date.now() - seconds * 1000) })
-      .where('id', '=', taskId)
-      .execute();
 
   describe.each(Object.entries(hostileAnswers))('answering %s', (_what, body) => {
     it('fails a manual pause as a bad answer, changing nothing and counting the failure', async () => {
@@ -106,7 +100,7 @@ describe.each(testBackends())('a hostile agent on %s', (backend) => {
     const deep = await taskTurnedHostile(hostileAnswers['an extra field nested 5,000 levels deep']);
     const huge = await taskTurnedHostile(hostileAnswers['a message id of 2^31']);
     await h.db.updateTable('tasks').set({ idle_timeout_seconds: 60 }).where('id', 'in', [deep.id, huge.id]).execute();
-    for (const task of [...calm, deep, huge]) await idleFor(task.id, 61);
+    for (const task of [...calm, deep, huge]) await h.idleFor(task.id, 61);
 
     const pass = await autoPausePass(h.app, { concurrency: 1 });
     for (const task of [...calm, deep, huge]) expect(pass.paused).toContain(task.id);
@@ -118,7 +112,7 @@ describe.each(testBackends())('a hostile agent on %s', (backend) => {
 
   it('goes on past a task whose check fails for any reason, and names it', async () => {
     const tasks = await Promise.all([1, 2, 3].map(() => h.task({ idleTimeoutSeconds: 60 })));
-    for (const task of tasks) await idleFor(task.id, 61);
+    for (const task of tasks) await h.idleFor(task.id, 61);
     const broken = tasks[1]!;
     // An agent client that fails in a way nobody foresaw: not an AgentError.
     const app: App = {

@@ -14,23 +14,16 @@ describe.each(testBackends())('activity and keep-alive on %s', (backend) => {
   // A default so long that only tasks with their own short timeout are ever idle enough.
   const h = useHarness(backend, { defaultIdleTimeoutSeconds: 3600, autoPauseWarningSeconds: 0 }, { say: 2 });
 
-  /** Makes the task's agent look idle since `seconds` ago, as if earlier passes had seen it so. */
-  const idleFor = (taskId: string, seconds: number) =>
-    h.db
-      .updateTable('tasks')
-      .set({ agent_idle_since: new Date(Date.now() - seconds * 1000) })
-      .where('id', '=', taskId)
-      .execute();
   const pausedBy = async (taskId: string) => (await autoPausePass(h.app)).paused.includes(taskId);
 
   it('postpones an auto-pause while the keep-alive holds', async () => {
     const task = await h.task({ idleTimeoutSeconds: 60 });
-    await idleFor(task.id, 61);
+    await h.idleFor(task.id, 61);
     const kept = await keepTaskAlive(h.app, h.alice, task.id, 600);
     expect(kept.keepAliveUntil.getTime()).toBeGreaterThan(Date.now() + 500_000);
     expect(kept.task.keepAliveUntil).toEqual(kept.keepAliveUntil);
     // However long the agent has looked idle, the pass leaves it alone until the keep-alive ends.
-    await idleFor(task.id, 6_000);
+    await h.idleFor(task.id, 6_000);
     expect(await pausedBy(task.id)).toBe(false);
     expect(await pausedBy(task.id)).toBe(false);
     expect((await getTask(h.app, h.alice, task.id)).status).toBe('active');
@@ -44,14 +37,14 @@ describe.each(testBackends())('activity and keep-alive on %s', (backend) => {
       .set({ keep_alive_until: new Date(Date.now() - 1_000) })
       .where('id', '=', task.id)
       .execute();
-    await idleFor(task.id, 61);
+    await h.idleFor(task.id, 61);
     expect(await pausedBy(task.id)).toBe(true);
     expect((await getTask(h.app, h.alice, task.id)).latestBuild).toMatchObject({ reason: 'task_auto_pause' });
   });
 
   it('starts the idle clock afresh when the keep-alive runs out, not from before it', async () => {
     const task = await h.task({ idleTimeoutSeconds: 60 });
-    await idleFor(task.id, 6_000);
+    await h.idleFor(task.id, 6_000);
     await keepTaskAlive(h.app, h.alice, task.id, 1);
     await h.db
       .updateTable('tasks')
@@ -90,14 +83,14 @@ describe.each(testBackends())('activity and keep-alive on %s', (backend) => {
 
   it('counts a send through Hiatus as activity', async () => {
     const task = await h.task({ idleTimeoutSeconds: 60 });
-    await idleFor(task.id, 61);
+    await h.idleFor(task.id, 61);
     await sendToTask(h.app, h.alice, task.id, 'still there?');
     expect(await pausedBy(task.id)).toBe(false);
   });
 
   it('never counts reading an active task: logs, get and list leave the idle clock running', async () => {
     const task = await h.task({ idleTimeoutSeconds: 60 });
-    await idleFor(task.id, 61);
+    await h.idleFor(task.id, 61);
     await readLogs(h.app, h.alice, task.id);
     await getTask(h.app, h.alice, task.id);
     await listTasksFor(h.app, h.alice, { limit: 10 });
