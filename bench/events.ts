@@ -9,14 +9,11 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import pg from 'pg';
 import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient } from '../packages/client/src/index.ts';
-import { quantile } from './support.ts';
+import { quantile, withDatabase } from './support.ts';
 
-const serverUrl =
-  process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const events = Number(process.env.BENCH_EVENTS ?? 2000);
 const clients = 16;
 const token = `bench-${randomBytes(24).toString('hex')}`;
@@ -60,15 +57,9 @@ async function barePosts(url: string, body: string, count: number): Promise<numb
   return count / ((performance.now() - started) / 1000);
 }
 
-async function main() {
-  const name = `hiatus_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
+async function main(url: string) {
   const env = {
-    DATABASE_URL: url.toString(),
+    DATABASE_URL: url,
     HIATUS_ADMIN_TOKEN: token,
     HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
     HIATUS_BUILTIN_PROVISIONER: 'false',
@@ -154,10 +145,8 @@ async function main() {
     await committer.stop();
     await agent.stop();
     await endpoint.close();
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
   }
 }
 
-await main();
+await withDatabase(main);
 process.exit(0);

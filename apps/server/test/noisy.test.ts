@@ -7,7 +7,7 @@ import { type DatabaseHandle, openDatabase } from '../src/db/connection.ts';
 import { defaults } from '../src/defaults.ts';
 import { pushSnapshot } from '../src/lifecycle/snapshots.ts';
 import { apiClient } from './api-client.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from './databases.ts';
+import { createTestDatabase, databaseEnv, postgresServerUrl, type TestDatabase } from './databases.ts';
 import { FakeAgent } from './fake-agent.ts';
 import { type ServerProcess, startServerProcess } from './server-process.ts';
 
@@ -53,9 +53,8 @@ describe.runIf(postgresServerUrl())('one key flooding the server, another key us
 
   beforeAll(async () => {
     database = await createTestDatabase('postgres');
-    if (database.config.kind !== 'postgres') throw new Error('unreachable');
     server = await startServerProcess({
-      DATABASE_URL: database.config.url,
+      ...databaseEnv(database),
       HIATUS_ADMIN_TOKEN: adminToken,
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
       HIATUS_DEMO_TEMPLATE: 'false',

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase } from '../../src/db/connection.ts';
 import { apiClient } from '../api-client.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../databases.ts';
+import { createTestDatabase, databaseEnv, postgresServerUrl, type TestDatabase } from '../databases.ts';
 import { FakeAgent } from '../fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../server-process.ts';
 import { tearDownStorm } from '../storm.ts';
@@ -53,9 +53,8 @@ describe.runIf(postgresServerUrl())('the inbox across server processes', () => {
 
   beforeAll(async () => {
     database = await createTestDatabase('postgres');
-    if (database.config.kind !== 'postgres') throw new Error('unreachable');
     env = {
-      DATABASE_URL: database.config.url,
+      ...databaseEnv(database),
       DATABASE_POOL_SIZE: '4',
       HIATUS_ADMIN_TOKEN: adminToken,
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',

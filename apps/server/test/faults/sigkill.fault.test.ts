@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/connection.ts';
 import { apiClient } from '../api-client.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../databases.ts';
+import { createTestDatabase, databaseEnv, postgresServerUrl, type TestDatabase } from '../databases.ts';
 import { FakeAgent } from '../fake-agent.ts';
 import { invariantViolations } from '../invariants.ts';
 import { type ServerProcess, startServerProcess } from '../server-process.ts';
@@ -18,9 +18,8 @@ describe.runIf(postgresServerUrl())('a server killed with SIGKILL mid-storm', ()
 
   beforeAll(async () => {
     database = await createTestDatabase('postgres');
-    if (database.config.kind !== 'postgres') throw new Error('unreachable');
     env = {
-      DATABASE_URL: database.config.url,
+      ...databaseEnv(database),
       DATABASE_POOL_SIZE: '6',
       HIATUS_ADMIN_TOKEN: adminToken,
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',

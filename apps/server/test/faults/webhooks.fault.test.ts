@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyWebhook } from '../../../../packages/client/src/webhooks.ts';
 import { apiClient } from '../api-client.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../databases.ts';
+import { createTestDatabase, databaseEnv, postgresServerUrl, type TestDatabase } from '../databases.ts';
 import { FakeAgent } from '../fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../server-process.ts';
 import { WebhookReceiver } from '../webhook-receiver.ts';
@@ -19,9 +19,8 @@ describe.runIf(postgresServerUrl())('webhooks when a server dies between commit 
 
   beforeAll(async () => {
     database = await createTestDatabase('postgres');
-    if (database.config.kind !== 'postgres') throw new Error('unreachable');
     env = {
-      DATABASE_URL: database.config.url,
+      ...databaseEnv(database),
       HIATUS_ADMIN_TOKEN: adminToken,
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
       // A hung endpoint's lease runs out soon, so the next server may take the delivery again.
