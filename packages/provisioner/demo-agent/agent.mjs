@@ -3,7 +3,8 @@
 // "work" period, so Hiatus can be tried and tested end to end without a model or an API key.
 // It keeps its conversation in memory only: keeping it across a pause is Hiatus's job (snapshots).
 //
-// Env: PORT (required), HIATUS_PROMPT (the first user message, if any), DEMO_WORK_MS (default 300).
+// Env: PORT (required), HIATUS_PROMPT (the first user message, if any), DEMO_WORK_MS (default 300),
+// DEMO_READY_MS (default 0: how long GET /status answers 503 "starting", for an agent slow to come up).
 import { createServer } from 'node:http';
 
 const port = Number(process.env.PORT);
@@ -12,6 +13,9 @@ if (!Number.isInteger(port) || port <= 0) {
   process.exit(2);
 }
 const workMs = Number(process.env.DEMO_WORK_MS ?? 300);
+// The port is taken at once even while "starting": a port left unbound for seconds can be taken by
+// any outgoing connection's ephemeral port, and the agent would then fail to listen.
+const readyAt = Date.now() + Number(process.env.DEMO_READY_MS ?? 0);
 
 const messages = [];
 let status = 'stable';
@@ -63,7 +67,10 @@ async function postMessage(req, res) {
 
 const server = createServer((req, res) => {
   const route = `${req.method} ${new URL(req.url ?? '/', 'http://agent').pathname}`;
-  if (route === 'GET /status') return send(res, 200, { status, agent_type: 'demo' });
+  if (route === 'GET /status') {
+    if (Date.now() < readyAt) return problem(res, 503, 'Service Unavailable', 'the agent is starting');
+    return send(res, 200, { status, agent_type: 'demo' });
+  }
   if (route === 'GET /messages') return send(res, 200, { messages });
   if (route === 'POST /message') {
     postMessage(req, res).catch((error) => problem(res, 500, 'Internal Server Error', String(error)));

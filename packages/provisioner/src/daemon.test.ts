@@ -196,10 +196,8 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     provisionerKey = (await admin.apiKeys.create.mutate({ scope: 'provisioner', name: 'daemons' })).key;
     await defineTemplate('demo', { command: [process.execPath, demoAgent] });
     // An agent that takes its time to come up: a start that is still running when something happens.
-    await defineTemplate('slow', {
-      command: ['/bin/sh', '-c', 'sleep 2; exec "$NODE" "$AGENT"'],
-      env: { NODE: process.execPath, AGENT: demoAgent },
-    });
+    // It listens at once and answers 503 for 2 s (a port left unbound that long could be taken meanwhile).
+    await defineTemplate('slow', { command: [process.execPath, demoAgent], env: { DEMO_READY_MS: '2000' } });
     // An agent that never answers: a start that only ends when it is cancelled (or in 25 s).
     await defineTemplate('mute', { command: ['/bin/sh', '-c', 'sleep 30'], startTimeoutMs: 25_000 });
     dataDir = await mkdtemp(join(tmpdir(), 'hiatus-daemons-'));
@@ -288,7 +286,7 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
 
     const orphaned = await createTask('orphaned', 'slow');
     await doomed.waitFor((l) => l.msg === 'job started' && l.taskId === orphaned);
-    // Its agent is still in its 2 s sleep: the start cannot have ended yet.
+    // Its agent still answers 503 for 2 s: the start cannot have ended yet.
     await eventually(async () => expect((await processesOfTask(orphaned)).length).toBeGreaterThan(0));
     doomed.signal('SIGKILL');
     expect(await within(5_000, 'the daemon to die', doomed.exited)).toBe('SIGKILL');
