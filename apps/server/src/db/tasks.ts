@@ -3,6 +3,7 @@ import { deriveStatus, type TaskStatus } from '../domain/lifecycle.ts';
 import type { Schedule } from '../domain/schedules.ts';
 import { type Build, toBuild } from './builds.ts';
 import type { Db } from './connection.ts';
+import { precompiled } from './precompiled.ts';
 import { taskStatusSql } from './status-sql.ts';
 
 /** A task as the service shows it: its row, its derived status and its latest build. */
@@ -114,9 +115,13 @@ export function findTaskQuery(db: Db, id: string, options: { ownerId?: string } 
   return query;
 }
 
+// The hottest read (every tasks.get), compiled once.
+const taskById = precompiled(1, (db, id: string) => findTaskQuery(db, id));
+const ownersTaskById = precompiled(2, (db, id: string, ownerId: string) => findTaskQuery(db, id, { ownerId }));
+
 /** One task by id, whatever its status, or undefined. */
 export async function findTask(db: Db, id: string, options: { ownerId?: string } = {}): Promise<Task | undefined> {
-  const row = await findTaskQuery(db, id, options).executeTakeFirst();
+  const [row] = options.ownerId ? await ownersTaskById(db, id, options.ownerId) : await taskById(db, id);
   return row && toTask(row);
 }
 
