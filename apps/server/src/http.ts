@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { type TRPCError, transformTRPCResponse } from '@trpc/server';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import type { TRPCRequestInfo } from '@trpc/server/http';
 import type { Registry } from 'prom-client';
 import type { App } from './app.ts';
@@ -16,11 +15,11 @@ import { HiatusError } from './domain/errors.ts';
 import { PerKeySlots, PerKeyTurns, requestPlace } from './limits/concurrency.ts';
 import { RateLimiter } from './limits/rate.ts';
 import type { Logger } from './logger.ts';
-import { createOpenApiHandler, createRestHandler } from './rest/handler.ts';
-import { restBasePath } from './rest/openapi.ts';
+import { restBasePath } from './rest/base-path.ts';
 import { createRequestContext, type RequestContext } from './trpc/context.ts';
 import { formattedError } from './trpc/error-shape.ts';
 import { toTRPCError } from './trpc/errors.ts';
+import { createNodeHandler } from './trpc/node-adapter.ts';
 import { appRouter } from './trpc/router.ts';
 
 export type HttpDeps = {
@@ -33,6 +32,11 @@ export type HttpDeps = {
   metricsToken?: string;
   /** One key's share of the API in this process (HIATUS_RATE_LIMIT_*, HIATUS_MAX_BATCH_SIZE, ...). */
   limits: Config['limits'];
+};
+
+type RestSurface = {
+  rest: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<void>;
+  openApi: (req: http.IncomingMessage, res: http.ServerResponse) => void;
 };
 
 /** The API's per-key limits as this process counts them. */
@@ -60,7 +64,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
   };
   // The web console (apps/console, built by `pnpm install`) at every path the server does not answer itself.
   const consoleFiles = createConsoleFiles();
-  const trpc = createHTTPHandler({
+  const trpc = createNodeHandler({
     router: appRouter,
     basePath: '/trpc/',
     maxBodySize: deps.maxBodyBytes,
@@ -71,14 +75,20 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     onError: ({ error, path }) => logFailure(error, path),
   });
   // The same procedures as REST paths: the same refusals, context (key check) and error logging.
-  const rest = createRestHandler({
-    maxBodyBytes: deps.maxBodyBytes,
-    requestIdOf,
-    refusal: (req, url) => refusalBeforeApi(limits, req, url),
-    createContext: ({ req, res, info }) => requestContext(deps, limits, req, res, info),
-    onError: logFailure,
-  });
-  const openApi = createOpenApiHandler({ requestIdOf, onError: (error) => logFailure(error, 'openapi.json') });
+  // Loaded at the first REST or /openapi.json request: trpc-to-openapi and zod-openapi weigh some
+  // 30 MiB in a process that may never be asked for them.
+  let restSurface: Promise<RestSurface> | undefined;
+  const loadRestSurface = () =>
+    (restSurface ??= import('./rest/handler.ts').then(({ createRestHandler, createOpenApiHandler }) => ({
+      rest: createRestHandler({
+        maxBodyBytes: deps.maxBodyBytes,
+        requestIdOf,
+        refusal: (req, url) => refusalBeforeApi(limits, req, url),
+        createContext: ({ req, res, info }) => requestContext(deps, limits, req, res, info),
+        onError: logFailure,
+      }),
+      openApi: createOpenApiHandler({ requestIdOf, onError: (error) => logFailure(error, 'openapi.json') }),
+    })));
   function logFailure(error: TRPCError, path: string | undefined): void {
     if (error.code === 'INTERNAL_SERVER_ERROR') deps.log.error({ err: error, path }, 'procedure failed');
   }
@@ -98,10 +108,11 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     if (url.pathname.startsWith('/trpc/')) {
       const refusal = refusalBeforeApi(limits, req, url);
       if (refusal) return sendApiError(res, refusal, requestIdOf(req, res));
-      return void trpc(req, res);
+      return void trpc(req, res, url);
     }
-    if (url.pathname === '/openapi.json') return openApi(req, res);
-    if (url.pathname === restBasePath || url.pathname.startsWith(`${restBasePath}/`)) return void rest(req, res, url);
+    if (url.pathname === '/openapi.json') return void loadRestSurface().then(({ openApi }) => openApi(req, res));
+    if (url.pathname === restBasePath || url.pathname.startsWith(`${restBasePath}/`))
+      return void loadRestSurface().then(({ rest }) => rest(req, res, url));
     if (isConsolePath(url.pathname)) return void consoleFiles(req, res, url.pathname);
     sendJson(res, 404, { error: 'not found', path: url.pathname });
   });

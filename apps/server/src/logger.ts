@@ -1,5 +1,5 @@
+import { createRequire } from 'node:module';
 import pino from 'pino';
-import pretty from 'pino-pretty';
 
 export type Logger = pino.Logger;
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -11,6 +11,8 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 export function createLogger(level: LogLevel, options: { pretty?: boolean } = {}): Logger {
   const base = { level, base: { service: 'hiatus' } };
   if (!(options.pretty ?? process.stdout.isTTY === true)) return pino(base);
+  // Loaded only for a person's terminal: a server writing JSON never needs it (some 10 MiB).
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
   // A synchronous prettifier in this thread: no worker, and nothing lost when the process exits.
   return pino(
     base,

@@ -1,7 +1,6 @@
 import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
+import { createRequire } from 'node:module';
 import { type Dialect, Kysely, PostgresDialect, sql } from 'kysely';
-import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import type { DB as Database } from './schema.ts';
 
@@ -54,7 +53,18 @@ export function createDialect(config: DatabaseConfig): Dialect {
     return new PostgresDialect({ pool });
   }
   if (!config.dataDir.startsWith('memory://')) mkdirSync(config.dataDir, { recursive: true });
-  return new PGliteDialect(new PGlite(config.dataDir));
+  return pgliteDialect(config.dataDir);
+}
+
+/**
+ * PGlite and its dialect are loaded for the embedded database only (their CommonJS builds, so that
+ * opening stays synchronous): some 20 MiB of memory a server on PostgreSQL never needs.
+ */
+function pgliteDialect(dataDir: string): Dialect {
+  const load = createRequire(import.meta.url);
+  const { PGlite } = load('@electric-sql/pglite') as typeof import('@electric-sql/pglite');
+  const { PGliteDialect } = load('kysely-pglite-dialect') as typeof import('kysely-pglite-dialect');
+  return new PGliteDialect(new PGlite(dataDir));
 }
 
 function describeDatabase(config: DatabaseConfig): DatabaseHandle['description'] {

@@ -9,10 +9,10 @@ import {
 } from 'trpc-to-openapi';
 import type { ZodOpenApiOperationObject, ZodOpenApiPathsObject } from 'zod-openapi';
 import { appRouter } from '../trpc/router.ts';
+import { restBasePath } from './base-path.ts';
 import { problemContentType } from './problem.ts';
 
-/** Where the REST paths live; the document's server is this path, relative to wherever it was fetched. */
-export const restBasePath = '/api/v1';
+export { restBasePath };
 
 /** `info`'s `apiVersion`: the REST paths are version 1 of the API, as /trpc is. */
 const apiVersion = '1';

@@ -1,0 +1,117 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { initTRPC, TRPCError } from '@trpc/server';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import superjson from 'superjson';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createNodeHandler } from './node-adapter.ts';
+
+// Not in development mode: no stack traces, which would name each adapter's own frames.
+const t = initTRPC.context<{ who: string }>().create({ transformer: superjson, isDev: false });
+const router = t.router({
+  hello: t.procedure.input(z.object({ name: z.string() })).query(({ input, ctx }) => ({
+    greeting: `hello ${input.name} from ${ctx.who}`,
+    at: new Date(0),
+  })),
+  echo: t.procedure.input(z.object({ text: z.string() })).mutation(({ input }) => input.text),
+  refuse: t.procedure.query(() => {
+    throw new TRPCError({ code: 'CONFLICT', message: 'already pausing' });
+  }),
+  ticks: t.procedure.subscription(async function* () {
+    for (let i = 0; i < 3; i++) yield i;
+  }),
+});
+
+const maxBodySize = 1024;
+const createContext = async () => ({ who: 'test' });
+
+/** A server on loopback for a request listener; its base URL. */
+async function listen(listener: http.RequestListener): Promise<{ url: string; server: http.Server }> {
+  const server = http.createServer(listener);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+describe("the lean tRPC adapter answers as tRPC's own node adapter does", () => {
+  let ours: { url: string; server: http.Server };
+  let theirs: { url: string; server: http.Server };
+
+  beforeAll(async () => {
+    const lean = createNodeHandler({ router, basePath: '/trpc/', maxBodySize, createContext });
+    ours = await listen((req, res) => void lean(req, res, new URL(req.url ?? '/', 'http://localhost')));
+    theirs = await listen(createHTTPHandler({ router, basePath: '/trpc/', maxBodySize, createContext }));
+  });
+  afterAll(() => {
+    for (const { server } of [ours, theirs]) server.close();
+  });
+
+  const input = (value: unknown) => encodeURIComponent(JSON.stringify(superjson.serialize(value)));
+  const json = { 'content-type': 'application/json' };
+  const requests: Array<[string, string, RequestInit?]> = [
+    ['a query', `/trpc/hello?input=${input({ name: 'ada' })}`],
+    ['a batch', `/trpc/hello,hello?batch=1&input=${input({ 0: { name: 'a' }, 1: { name: 'b' } })}`],
+    [
+      'a mutation',
+      '/trpc/echo',
+      { method: 'POST', headers: json, body: JSON.stringify(superjson.serialize({ text: 'hi' })) },
+    ],
+    ['an input that fails validation', `/trpc/hello?input=${input({ name: 3 })}`],
+    ['a refusal', '/trpc/refuse'],
+    ['an unknown procedure', '/trpc/nope'],
+    ['a query sent as POST', '/trpc/hello', { method: 'POST', body: '{}' }],
+    ['a body that is not JSON', '/trpc/echo', { method: 'POST', body: '{nope' }],
+    [
+      'a body over the limit',
+      '/trpc/echo',
+      { method: 'POST', body: JSON.stringify({ json: { text: 'x'.repeat(5000) } }) },
+    ],
+    ['HEAD', '/trpc/hello', { method: 'HEAD' }],
+    ['a subscription as an event stream', '/trpc/ticks', { headers: { accept: 'text/event-stream' } }],
+  ];
+
+  for (const [what, path, init] of requests) {
+    it(`for ${what}`, async () => {
+      const [a, b] = await Promise.all([ours, theirs].map(({ url }) => fetch(`${url}${path}`, init)));
+      expect(a!.status).toBe(b!.status);
+      expect(a!.headers.get('content-type')).toBe(b!.headers.get('content-type'));
+      expect(await a!.text()).toBe(await b!.text());
+    });
+  }
+
+  it('sends a JSON answer in one piece with its length, not chunked', async () => {
+    const response = await fetch(`${ours.url}/trpc/hello?input=${input({ name: 'ada' })}`);
+    const body = await response.text();
+    expect(response.headers.get('content-length')).toBe(String(Buffer.byteLength(body)));
+    expect(response.headers.get('transfer-encoding')).toBeNull();
+  });
+
+  it('aborts a streaming call when its client leaves', async () => {
+    let aborted: () => void = () => undefined;
+    const left = new Promise<void>((resolve) => {
+      aborted = resolve;
+    });
+    const slow = initTRPC.create().router({
+      forever: initTRPC.create().procedure.subscription(async function* ({ signal }) {
+        signal?.addEventListener('abort', () => aborted());
+        for (let i = 0; !signal?.aborted; i++) {
+          yield i;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }),
+    });
+    const handler = createNodeHandler({ router: slow, basePath: '/trpc/', maxBodySize, createContext });
+    const { url, server } = await listen((req, res) => void handler(req, res, new URL(req.url ?? '/', 'http://x')));
+    try {
+      const client = new AbortController();
+      const response = await fetch(`${url}/trpc/forever`, { signal: client.signal });
+      const reader = response.body!.getReader();
+      await reader.read();
+      client.abort();
+      await expect(Promise.race([left, new Promise((_, no) => setTimeout(no, 2000))])).resolves.toBeUndefined();
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
