@@ -1,6 +1,8 @@
-// pnpm bench: the service against the raw-SQL baseline, pause/resume round trips, resume-to-active with
-// the process driver against a bare process start, paged logs from a large snapshot, and the embedded
-// default, on this machine. Prints tables; writes results/latest.json.
+// pnpm bench: the service against the raw-SQL baseline (through the SDK, and as plain HTTP with the
+// server's CPU per call), pause/resume round trips, resume-to-active with the process driver against a
+// bare process start, paged logs from a large snapshot, the embedded default, a CPU profile of
+// tasks.get, start-up and idle memory, and the SDK's build; then each performance goal against its
+// figure from this run. Prints tables; writes results/latest.json.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -15,6 +17,9 @@ import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
 import { logPages } from './log-pages.ts';
+import { measureRequestPath, printProfile, profileTasksGet, withoutKeyLimits } from './request-path.ts';
+import { sdkBuild } from './sdk-build.ts';
+import { startUp, startUpTitle } from './start-up.ts';
 import { freePort, measureLoad, metricSum, quantile, seedTask, table, waitFor, withDatabase } from './support.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
@@ -45,6 +50,15 @@ function machine() {
 }
 
 const ms = (n: number) => Math.round(n * 100) / 100;
+const mb = (mebibytes: unknown) => Math.round((Number(mebibytes) * 2 ** 20) / 1e6);
+
+/** Figures the goals are checked against, gathered as the run goes. */
+const goals: Record<string, number> = {};
+
+function goal(what: string, figure: unknown, target: string, met: (value: number) => boolean) {
+  const value = Number(figure);
+  return { goal: what, target, 'this run': value, met: Number.isFinite(value) && met(value) ? 'yes' : 'no' };
+}
 
 /** Runs `call` from `concurrency` loops for `seconds`; throughput and latency percentiles. */
 /** Runs `call` from `concurrency` loops for the run's `seconds`. */
@@ -237,25 +251,23 @@ async function resumeToActive(client: HiatusClient, rounds: number) {
   };
 }
 
-/** The bench measures the server, not one key's share of it: the per-key limits are off. */
-const withoutKeyLimits = {
-  HIATUS_RATE_LIMIT_PER_SECOND: '0',
-  HIATUS_MAX_CONCURRENT_CALLS_PER_KEY: '1000',
-  HIATUS_HEAVY_READ_MS_PER_SECOND: '0',
-};
-
 async function main() {
   const provisionerDir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-bench-provisioner-'));
   await withDatabase(async (url) => {
-    const server = await startServerProcess({
-      DATABASE_URL: url,
-      DATABASE_POOL_SIZE: '20',
-      HIATUS_ADMIN_TOKEN: token,
-      HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
-      HIATUS_PROVISIONER_POLL_MS: '50',
-      HIATUS_PROVISIONER_DIR: provisionerDir,
-      ...withoutKeyLimits,
-    });
+    // The built server, as `pnpm start` runs it.
+    const server = await startServerProcess(
+      {
+        DATABASE_URL: url,
+        DATABASE_POOL_SIZE: '20',
+        HIATUS_ADMIN_TOKEN: token,
+        HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
+        HIATUS_PROVISIONER_POLL_MS: '50',
+        HIATUS_PROVISIONER_DIR: provisionerDir,
+        ...withoutKeyLimits,
+      },
+      [],
+      { compiled: true },
+    );
     const client = createHiatusClient({ url: server.url, token });
     const agent = await (await new FakeAgent().start()).say(10);
     try {
@@ -263,6 +275,18 @@ async function main() {
       const get = await getVersusRaw(url, server, client, task.id);
       results.tasksGet = get;
       table('tasks.get through the SDK vs the same SQL through pg (PostgreSQL on loopback)', get);
+
+      const requests = await measureRequestPath(url, server, task.id, token);
+      results.requestPath = requests;
+      Object.assign(goals, {
+        tasksGetRatio: requests.tasksGetRatio,
+        tasksGetCpu: requests.tasksGetCpuMicros,
+        infoCpu: requests.infoCpuMicros,
+      });
+      table(
+        `the request path at c=${requests.concurrency}: plain HTTP, one call a request, with the server's CPU per call`,
+        requests.rows,
+      );
 
       const roundTrips = [
         await pauseResume(server, client, 100 * 1024, 30),
@@ -298,6 +322,7 @@ async function main() {
 
       const logs = await logPages(server, client);
       results.logs = logs;
+      goals.logPagesRatio = logs.ratio;
       table(
         `tasks.logs of a paused task, page by page (${logs.pageSize} messages a page): the largest snapshot allowed against 1 MiB`,
         logs.rows,
@@ -335,6 +360,50 @@ async function main() {
     await rm(dataDir, { recursive: true, force: true });
     await rm(provisionerDir, { recursive: true, force: true });
   }
+
+  const profile = await profileTasksGet();
+  results.tasksGetProfile = profile;
+  printProfile(profile);
+
+  const starts = await startUp(3);
+  results.startUp = starts;
+  table(startUpTitle(3), starts);
+
+  const build = await sdkBuild();
+  results.sdkBuild = build;
+  table('the SDK build from a clean state (pnpm --filter @hiatus/client build)', [build]);
+
+  const startRow = (start: string, how = 'built') => starts.find((row) => row.start === start && row.how === how)!;
+  const goalRows = [
+    goal('tasks.get ÷ raw pg, plain HTTP, c=16', goals.tasksGetRatio, '≥ 0.67', (v) => v >= 0.67),
+    goal('server CPU per tasks.get, µs', goals.tasksGetCpu, '≤ 400', (v) => v <= 400),
+    goal('server CPU per info, µs', goals.infoCpu, '≤ 100', (v) => v <= 100),
+    goal(
+      'ready on migrated PostgreSQL, ms',
+      startRow('PostgreSQL, migrated')['ready p50 ms'],
+      '< 1000',
+      (v) => v < 1000,
+    ),
+    goal('ready on migrated PGlite, ms', startRow('PGlite, migrated')['ready p50 ms'], '< 1000', (v) => v < 1000),
+    goal(
+      'ready on a fresh PGlite folder, ms',
+      startRow('PGlite, fresh folder')['ready p50 ms'],
+      '< 3000',
+      (v) => v < 3000,
+    ),
+    goal(
+      'idle RSS on PostgreSQL, MB',
+      mb(startRow('PostgreSQL, migrated')['idle RSS p50 MiB']),
+      '< 120',
+      (v) => v < 120,
+    ),
+    goal('idle RSS on PGlite, MB', mb(startRow('PGlite, migrated')['idle RSS p50 MiB']), 'stated', () => true),
+    goal('SDK build, s', build.wallSeconds, '< 10', (v) => v < 10),
+    goal('SDK build peak RSS, MB', build.peakRssMB, '< 500', (v) => v < 500),
+    goal('log pages/s at 32 MiB ÷ at 1 MiB', goals.logPagesRatio, '≥ 0.8', (v) => v >= 0.8),
+  ];
+  results.goals = goalRows;
+  table('the performance goals (issue 17), each against its figure from this run', goalRows);
 
   const out = path.join(import.meta.dirname, 'results', 'latest.json');
   await mkdir(path.dirname(out), { recursive: true });

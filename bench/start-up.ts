@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { quantile, rssKiB, table, withDatabase } from './support.ts';
 
 const root = path.join(import.meta.dirname, '..');
-const runs = Number(process.env.BENCH_START_RUNS ?? 5);
+const defaultRuns = Number(process.env.BENCH_START_RUNS ?? 5);
 const token = `bench-${randomBytes(24).toString('hex')}`;
 const ways = {
   built: ['apps/server/dist/main.mjs'],
@@ -48,7 +48,7 @@ async function startOnce(way: keyof typeof ways, env: Record<string, string>) {
   return { readyMs, rss };
 }
 
-async function series(label: string, way: keyof typeof ways, env: () => Promise<Record<string, string>>) {
+async function series(runs: number, label: string, way: keyof typeof ways, env: () => Promise<Record<string, string>>) {
   const ready: number[] = [];
   const rss: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -69,31 +69,42 @@ async function series(label: string, way: keyof typeof ways, env: () => Promise<
 }
 
 const base = { PORT: '0', LOG_LEVEL: 'info', HIATUS_ADMIN_TOKEN: token, HIATUS_AUTO_PAUSE_INTERVAL_MS: '0' };
-const provisionerDir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-bench-start-'));
-const rows: Array<Record<string, unknown>> = [];
-try {
-  await withDatabase(async (url) => {
-    const env = async () => ({ ...base, DATABASE_URL: url, HIATUS_PROVISIONER_DIR: provisionerDir });
-    await startOnce('built', await env()); // migrates it
-    rows.push(await series('PostgreSQL, migrated', 'built', env));
-    rows.push(await series('PostgreSQL, migrated', 'pnpm start', env));
-    rows.push(await series('PostgreSQL, migrated', 'sources (tsx)', env));
-  });
-  const fresh = async () => ({
-    ...base,
-    DATABASE_URL: '',
-    HIATUS_DATA_DIR: await mkdtemp(path.join(provisionerDir, 'pglite-')),
-    HIATUS_PROVISIONER_DIR: provisionerDir,
-  });
-  rows.push(await series('PGlite, fresh folder', 'built', fresh));
-  const kept = await fresh();
-  await startOnce('built', kept);
-  rows.push(await series('PGlite, migrated', 'built', async () => kept));
-  rows.push(await series('PGlite, migrated', 'sources (tsx)', async () => kept));
-  table(`server start to listening, ${runs} runs each`, rows);
+
+/** Every way and database above, `runs` starts each. */
+export async function startUp(runs = defaultRuns): Promise<Array<Record<string, unknown>>> {
+  const provisionerDir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-bench-start-'));
+  const rows: Array<Record<string, unknown>> = [];
+  try {
+    await withDatabase(async (url) => {
+      const env = async () => ({ ...base, DATABASE_URL: url, HIATUS_PROVISIONER_DIR: provisionerDir });
+      await startOnce('built', await env()); // migrates it
+      rows.push(await series(runs, 'PostgreSQL, migrated', 'built', env));
+      rows.push(await series(runs, 'PostgreSQL, migrated', 'pnpm start', env));
+      rows.push(await series(runs, 'PostgreSQL, migrated', 'sources (tsx)', env));
+    });
+    const fresh = async () => ({
+      ...base,
+      DATABASE_URL: '',
+      HIATUS_DATA_DIR: await mkdtemp(path.join(provisionerDir, 'pglite-')),
+      HIATUS_PROVISIONER_DIR: provisionerDir,
+    });
+    rows.push(await series(runs, 'PGlite, fresh folder', 'built', fresh));
+    const kept = await fresh();
+    await startOnce('built', kept);
+    rows.push(await series(runs, 'PGlite, migrated', 'built', async () => kept));
+    rows.push(await series(runs, 'PGlite, migrated', 'sources (tsx)', async () => kept));
+    return rows;
+  } finally {
+    await rm(provisionerDir, { recursive: true, force: true });
+  }
+}
+
+export const startUpTitle = (runs = defaultRuns) => `server start to listening, ${runs} runs each`;
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const rows = await startUp();
+  table(startUpTitle(), rows);
   const out = path.join(import.meta.dirname, 'results', 'start-up.json');
   await mkdir(path.dirname(out), { recursive: true });
   await writeFile(out, `${JSON.stringify(rows, null, 2)}\n`);
-} finally {
-  await rm(provisionerDir, { recursive: true, force: true });
 }

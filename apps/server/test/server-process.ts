@@ -19,13 +19,21 @@ export type ServerProcess = {
 };
 
 const main = path.join(repoRoot, 'apps/server/src/main.ts');
+/** What `pnpm start` runs: the server built by tsdown (at install). */
+const compiledMain = path.join(repoRoot, 'apps/server/dist/main.mjs');
 
 /**
  * Starts `apps/server/src/main.ts` with `env` on a free port; resolves once it listens. Node loads
- * tsx itself (`--import tsx`), so the pid is the server's own and SIGKILL reaches it.
+ * tsx itself (`--import tsx`), so the pid is the server's own and SIGKILL reaches it. `compiled` runs
+ * the built server instead, as `pnpm start` does (the benches measure that): `built`, or dist/main.mjs.
  */
-export async function startServerProcess(env: Record<string, string>, nodeArgs: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', main], {
+export async function startServerProcess(
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+  { compiled = false, built = compiledMain } = {},
+): Promise<ServerProcess> {
+  const entry = compiled ? [built] : ['--import', 'tsx', main];
+  const child = spawn(process.execPath, [...nodeArgs, ...entry], {
     cwd: repoRoot,
     env: {
       ...process.env,
