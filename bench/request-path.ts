@@ -14,19 +14,12 @@ import { findTaskQuery } from '../apps/server/src/db/tasks.ts';
 import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient } from '../packages/client/src/index.ts';
-import { measureLoad, seedTask, table, withDatabase } from './support.ts';
+import { benchServerEnv, measureLoad, seedTask, table, withDatabase } from './support.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const resultsDir = path.join(import.meta.dirname, 'results');
 const token = `bench-${randomBytes(24).toString('hex')}`;
-
-/** The bench measures the server, not one key's share of it: the per-key limits are off. */
-export const withoutKeyLimits = {
-  HIATUS_RATE_LIMIT_PER_SECOND: '0',
-  HIATUS_MAX_CONCURRENT_CALLS_PER_KEY: '1000',
-  HIATUS_HEAVY_READ_MS_PER_SECOND: '0',
-};
 
 /** A process's user and system CPU so far, in µs (from /proc: clock ticks of 10 ms). */
 async function cpuMicros(pid: number): Promise<{ user: number; system: number }> {
@@ -146,8 +139,9 @@ function profileSummary(profile: CpuProfile, from: number, to: number, top = 15)
   const parent = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
   const stages: Record<string, (frame: ProfileNode['callFrame']) => boolean> = {
-    'request → Fetch Request (adapter)': (f) => f.functionName === 'incomingMessageToRequest',
-    'Fetch Response → socket (adapter)': (f) => f.functionName === 'writeResponse',
+    // tRPC's own adapter's names, and Hiatus's (trpc/node-adapter.ts).
+    'request → request object (adapter)': (f) => ['incomingMessageToRequest', 'NodeRequest'].includes(f.functionName),
+    'answer → socket (adapter)': (f) => f.functionName === 'writeResponse',
     'resolveResponse (tRPC core)': (f) => f.functionName === 'resolveResponse',
     'createContext (key check)': (f) => f.functionName === 'requestContext',
     'database (Kysely + pg)': (f) => ['kysely', 'pg', 'pg-pool', 'pg-protocol'].includes(placeOf(f.url)),
@@ -193,13 +187,7 @@ async function withServer<T>(
 ): Promise<T> {
   return withDatabase(async (url) => {
     const server = await startServerProcess(
-      {
-        DATABASE_URL: url,
-        DATABASE_POOL_SIZE: '20',
-        HIATUS_ADMIN_TOKEN: token,
-        HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
-        ...withoutKeyLimits,
-      },
+      benchServerEnv(url, token),
       nodeArgs,
       // Another build to compare with (a copy of an earlier dist/, say): BENCH_SERVER_MAIN.
       { compiled: true, built: process.env.BENCH_SERVER_MAIN || undefined },

@@ -17,10 +17,21 @@ import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
 import { logPages } from './log-pages.ts';
-import { measureRequestPath, printProfile, profileTasksGet, withoutKeyLimits } from './request-path.ts';
+import { measureRequestPath, printProfile, profileTasksGet } from './request-path.ts';
 import { sdkBuild } from './sdk-build.ts';
 import { startUp, startUpTitle } from './start-up.ts';
-import { freePort, measureLoad, metricSum, quantile, seedTask, table, waitFor, withDatabase } from './support.ts';
+import {
+  benchServerEnv,
+  freePort,
+  measureLoad,
+  metricSum,
+  quantile,
+  seedTask,
+  table,
+  waitFor,
+  withDatabase,
+  withoutKeyLimits,
+} from './support.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 /** Pause + resume rounds of a process-driver task, each followed by one bare start of the same agent. */
@@ -256,15 +267,7 @@ async function main() {
   await withDatabase(async (url) => {
     // The built server, as `pnpm start` runs it.
     const server = await startServerProcess(
-      {
-        DATABASE_URL: url,
-        DATABASE_POOL_SIZE: '20',
-        HIATUS_ADMIN_TOKEN: token,
-        HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
-        HIATUS_PROVISIONER_POLL_MS: '50',
-        HIATUS_PROVISIONER_DIR: provisionerDir,
-        ...withoutKeyLimits,
-      },
+      { ...benchServerEnv(url, token), HIATUS_PROVISIONER_POLL_MS: '50', HIATUS_PROVISIONER_DIR: provisionerDir },
       [],
       { compiled: true },
     );

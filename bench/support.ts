@@ -10,6 +10,24 @@ import type { HiatusClient } from '../packages/client/src/index.ts';
 export const serverUrl =
   process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
+/** The bench measures the server, not one key's share of it: the per-key limits are off. */
+export const withoutKeyLimits = {
+  HIATUS_RATE_LIMIT_PER_SECOND: '0',
+  HIATUS_MAX_CONCURRENT_CALLS_PER_KEY: '1000',
+  HIATUS_HEAVY_READ_MS_PER_SECOND: '0',
+};
+
+/** A bench server's settings on database `url` with admin key `token`: no auto-pause, no key limits. */
+export function benchServerEnv(url: string, token: string): Record<string, string> {
+  return {
+    DATABASE_URL: url,
+    DATABASE_POOL_SIZE: '20',
+    HIATUS_ADMIN_TOKEN: token,
+    HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
+    ...withoutKeyLimits,
+  };
+}
+
 export const quantile = (sorted: number[], q: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
 
