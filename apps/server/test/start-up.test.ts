@@ -8,7 +8,9 @@ import { authenticate } from '../src/auth/principals.ts';
 import { repoRoot } from '../src/config.ts';
 import { type DatabaseConfig, openDatabase } from '../src/db/connection.ts';
 import { migrationFolder, pendingMigrations } from '../src/db/migrate.ts';
+import { apiClient, codeOf } from './api-client.ts';
 import { postgresServerUrl } from './databases.ts';
+import { FakeAgent } from './fake-agent.ts';
 import { testProvisionerDir } from './paths.ts';
 import { startServerProcess } from './server-process.ts';
 
@@ -233,6 +235,52 @@ describe('the server process', () => {
     },
   );
 });
+
+describe('a second Ctrl-C', () => {
+  it.skipIf(!serverUrl)(
+    'is let go while the shutdown is under way: the call in flight gets its answer, and the server exits 0',
+    async () => {
+      const { url } = missingDatabase();
+      const token = 'second-signal-admin-token-0123456789';
+      const agent = await new FakeAgent().start();
+      cleanups.push(() => agent.stop());
+      // A call that holds the shutdown open: a pause whose agent never answers, for the agent timeout.
+      const server = await startServerProcess({
+        DATABASE_URL: url,
+        HIATUS_ADMIN_TOKEN: token,
+        HIATUS_AGENT_TIMEOUT_MS: '3000',
+      });
+      cleanups.push(() => server.kill());
+      const exited = new Promise<number | null>((resolve) => {
+        if (server.child.exitCode !== null) resolve(server.child.exitCode);
+        else server.child.once('exit', (code) => resolve(code));
+      });
+      const api = apiClient(server.url, token);
+      const { task } = await api.tasks.create.mutate({ name: 'held', prompt: '', agentUrl: agent.url });
+      await until(async () => (await api.tasks.get.query({ id: task.id })).status === 'active');
+      agent.mode = 'hang';
+      const reads = agent.historyReads;
+      const inFlight = codeOf(api.tasks.pause.mutate({ id: task.id }));
+      await until(async () => agent.historyReads > reads); // the pause is at the agent
+
+      server.child.kill('SIGINT');
+      await until(async () => server.lines.some((line) => line.msg === 'shutting down'));
+      server.child.kill('SIGINT'); // as pnpm sends it again, while the first is still being served
+      expect(await inFlight).toBe('PRECONDITION_FAILED');
+      expect(await exited).toBe(0);
+      expect(server.lines.at(-1)).toMatchObject({ msg: 'stopped' });
+    },
+  );
+});
+
+/** Until `check` holds, every 20 ms, for at most 10 s. */
+async function until(check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('gave up waiting');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 describe('pnpm db:migrate', () => {
   it.skipIf(!serverUrl)('creates the database DATABASE_URL names when it is missing, then migrates it', async () => {
