@@ -246,6 +246,43 @@ describe.each(testBackends())('REST paths and /openapi.json on %s', (backend) =>
     expect(events.body.items[0].occurredAt).toMatch(isoDate);
   });
 
+  it('keeps a task alive and cancels a queued message', async () => {
+    const created = await call('POST', '/api/v1/tasks', { name: 'inbox', prompt: 'p', agentUrl: agent.url });
+    const id: string = created.body.task.id;
+    await until(id, 'active');
+
+    const kept = await call('POST', `/api/v1/tasks/${id}/keep-alive`, { forSeconds: 600 });
+    expect(kept.status).toBe(200);
+    expect(kept.body.keepAliveUntil).toMatch(isoDate);
+    const until600 = Date.parse(kept.body.keepAliveUntil) - Date.now();
+    expect(until600).toBeGreaterThan(590_000);
+    expect(until600).toBeLessThanOrEqual(600_000);
+    expect(kept.body.task.keepAliveUntil).toBe(kept.body.keepAliveUntil);
+
+    agent.status = 'running'; // a busy agent: the message waits in the inbox
+    try {
+      const sent = await call('POST', `/api/v1/tasks/${id}/send`, { input: 'later' });
+      expect(sent.body).toMatchObject({ queued: true });
+      const route = `/api/v1/tasks/${id}/messages/${sent.body.messageId}/cancel`;
+      // A delivery attempt holds the message while it asks the busy agent: a cancel then is refused
+      // as "being delivered", and a client tries again.
+      let cancelled = await call('POST', route);
+      for (let i = 0; i < 40 && cancelled.status === 409 && /being delivered/.test(cancelled.body.detail); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        cancelled = await call('POST', route);
+      }
+      expect(cancelled.status).toBe(200);
+      expect(cancelled.body).toMatchObject({ messageId: sent.body.messageId, status: 'cancelled' });
+      expect(cancelled.body.cancelledAt).toMatch(isoDate);
+      const again = await call('POST', route);
+      expect(again.status).toBe(409);
+      expect(again.contentType).toBe(problemType);
+      expect(again.body.detail).toMatch(/already cancelled/);
+    } finally {
+      agent.status = 'stable';
+    }
+  });
+
   it('answers errors as problem+json and changes nothing', async () => {
     const created = await call('POST', '/api/v1/tasks', { name: 'errors', prompt: 'p', agentUrl: agent.url });
     const id: string = created.body.task.id;

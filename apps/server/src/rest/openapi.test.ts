@@ -31,6 +31,8 @@ describe('the OpenAPI document', () => {
         'POST /tasks/{id}/pause',
         'POST /tasks/{id}/resume',
         'POST /tasks/{id}/send',
+        'POST /tasks/{id}/keep-alive',
+        'POST /tasks/{id}/messages/{messageId}/cancel',
         'GET /tasks/{id}/logs',
         'GET /tasks/{taskId}/builds',
         'GET /events',

@@ -6,6 +6,8 @@ import { buildReasons, jobStatuses, taskStatuses, workspaceTransitions } from '.
 import { weekdays } from '../domain/schedules.ts';
 import type { listTaskBuilds } from '../lifecycle/builds.ts';
 import type { listEventsFor } from '../lifecycle/events.ts';
+import type { cancelMessage } from '../lifecycle/inbox.ts';
+import type { keepTaskAlive } from '../lifecycle/keep-alive.ts';
 import type { readLogs } from '../lifecycle/logs.ts';
 import type { meteredPause, meteredResume } from '../lifecycle/metered.ts';
 import type { sendToTask } from '../lifecycle/send.ts';
@@ -128,6 +130,14 @@ export const sendOutput = exactly<Result<typeof sendToTask>>()(
     z.object({ queued: z.literal(false), task: taskShape, resumed: z.literal(false) }),
     z.object({ queued: z.literal(true), messageId: z.string(), task: taskShape, resumed: z.boolean() }),
   ]),
+);
+
+export const cancelMessageOutput = exactly<Result<typeof cancelMessage>>()(
+  z.object({ messageId: z.string(), status: z.literal('cancelled'), cancelledAt: instant }),
+);
+
+export const keepAliveOutput = exactly<Result<typeof keepTaskAlive>>()(
+  z.object({ task: taskShape, keepAliveUntil: instant }),
 );
 
 export const logPageOutput = exactly<Result<typeof readLogs>>()(

@@ -14,6 +14,8 @@ import { agentUrlProblem, notAnHttpUrl } from '../../net/url-policy.ts';
 import { withApiErrors } from '../errors.ts';
 import { id, idleTimeoutSeconds, pageLimit, parameterValues, templateName, text } from '../inputs.ts';
 import {
+  cancelMessageOutput,
+  keepAliveOutput,
   logPageOutput,
   pauseOutput,
   resumeOutput,
@@ -212,7 +214,14 @@ export const tasksRouter = router({
 
   /** Cancels a queued message: it never goes. A delivered or cancelled one answers CONFLICT. */
   cancelMessage: writeProcedure
+    .meta(
+      restRoute('POST', '/tasks/{id}/messages/{messageId}/cancel', {
+        summary: 'Cancel a queued message',
+        description: 'It is never delivered. A message already delivered, cancelled or being delivered answers 409.',
+      }),
+    )
     .input(z.object({ id, messageId: id }))
+    .output(cancelMessageOutput)
     .mutation(({ ctx, input }) => cancelMessage(ctx.app, ctx.actor, input.id, input.messageId)),
 
   /**
@@ -220,7 +229,15 @@ export const tasksRouter = router({
    * replacing an earlier keep-alive; audited. It never wakes a paused task (CONFLICT).
    */
   keepAlive: writeProcedure
+    .meta(
+      restRoute('POST', '/tasks/{id}/keep-alive', {
+        summary: 'Hold off auto-pause',
+        description:
+          'For `forSeconds` (an hour by default, a day at most), replacing an earlier keep-alive. A paused task is not woken (409).',
+      }),
+    )
     .input(z.object({ id, forSeconds: z.number().int().min(1).max(defaults.maxKeepAliveSeconds).optional() }))
+    .output(keepAliveOutput)
     .mutation(({ ctx, input }) => keepTaskAlive(ctx.app, ctx.actor, input.id, input.forSeconds)),
 
   /** A page of the task's log, live or from its snapshot; pass `nextCursor` back for the next page. */
