@@ -466,6 +466,86 @@ describe('the hiatus command line, built and run against a live server', { timeo
     expect(table.stdout).toMatch(/^TIME +ACTOR +ACTION +RESOURCE +REASON +REQUEST\n/);
   });
 
+  it("changes a task's settings, keeps it alive, and cancels a queued message", async () => {
+    const first = await new FakeAgent().start();
+    const moved = await new FakeAgent().start();
+    try {
+      const { task } = await admin.tasks.create.mutate({ name: 'cli-settings', prompt: 'p', agentUrl: first.url });
+      const id = task.id;
+      await waitFor(async () => (await admin.tasks.get.query({ id })).status === 'active');
+
+      // Nothing to change: the CLI refuses before asking the server.
+      const nothing = await asLoggedIn('tasks', 'update', id);
+      expect(nothing).toMatchObject({ code: exitCodes.usage, stdout: '' });
+      expect(nothing.stderr).toBe('hiatus: give --agent-url, --idle-timeout or --no-idle-timeout: nothing to change\n');
+
+      const updated = await json('tasks', 'update', id, '--idle-timeout', '900', '--agent-url', moved.url);
+      expect(updated).toMatchObject({ id, idleTimeoutSeconds: 900, agentUrl: moved.url });
+      expect(await json('tasks', 'get', id)).toMatchObject({ idleTimeoutSeconds: 900, agentUrl: moved.url });
+      expect((await asLoggedIn('tasks', 'get', id)).stdout).toMatch(/^idle timeout +15m$/m);
+      // --no-idle-timeout sends null: the task's own timeout is cleared, the agent URL stays.
+      const cleared = await asLoggedIn('tasks', 'update', id, '--no-idle-timeout');
+      expect(cleared.code).toBe(0);
+      expect(cleared.stdout).toMatch(/^idle timeout +default$/m);
+      expect(await json('tasks', 'get', id)).toMatchObject({ idleTimeoutSeconds: null, agentUrl: moved.url });
+
+      const before = Date.now();
+      const kept = await json('tasks', 'keep-alive', id, '--for', '600');
+      const until = new Date(kept.keepAliveUntil).getTime();
+      expect(kept.task).toMatchObject({ id, status: 'active' });
+      expect(until).toBeGreaterThan(Date.now() + 590_000);
+      expect(until).toBeLessThan(before + 610_000);
+      expect(new Date((await json('tasks', 'get', id)).keepAliveUntil).getTime()).toBe(until);
+      // Without --for: the server's hour, replacing the ten minutes above.
+      const hour = await asLoggedIn('tasks', 'keep-alive', id);
+      expect(hour.stdout).toMatch(
+        new RegExp(
+          `^kept alive until \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ \\((1h|59m\\d+s) from now\\): cli-settings \\(${id}\\)\n$`,
+        ),
+      );
+      expect((await asLoggedIn('tasks', 'keep-alive', id, '--for', '0')).code).toBe(exitCodes.usage);
+
+      // A busy agent: messages wait in the task's inbox.
+      moved.status = 'running';
+      const queue = async (text: string): Promise<string> => {
+        const sent = await json('tasks', 'send', id, text);
+        expect(sent).toMatchObject({ queued: true, resumed: false });
+        return sent.messageId;
+      };
+      const dropped = await queue('drop this');
+      const droppedToo = await queue('and this');
+      await queue('keep this');
+      expect(await json('tasks', 'cancel-message', id, dropped)).toMatchObject({
+        messageId: dropped,
+        status: 'cancelled',
+      });
+      const human = await asLoggedIn('tasks', 'cancel-message', id, droppedToo);
+      expect(human).toMatchObject({ code: 0, stderr: '' });
+      expect(human.stdout).toMatch(
+        new RegExp(`^cancelled message ${droppedToo} at \\d{4}-.+Z: it will not be delivered\n$`),
+      );
+      expect((await json('tasks', 'logs', id)).pending.map((p: { content: string }) => p.content)).toEqual([
+        'keep this',
+      ]);
+      const again = await asLoggedIn('tasks', 'cancel-message', id, dropped);
+      expect(again).toMatchObject({ code: exitCodes.conflict, stdout: '' });
+      expect(again.stderr).toMatch(/^hiatus: .*already cancelled.* \(CONFLICT\)\n$/);
+      const unknown = await asLoggedIn('tasks', 'cancel-message', id, '00000000-0000-4000-8000-000000000000');
+      expect(unknown.code).toBe(exitCodes.notFound);
+
+      // Once the agent is stable, only the message left goes.
+      moved.status = 'stable';
+      await waitFor(() => moved.received.includes('keep this'));
+      expect(moved.received).toEqual(['keep this']);
+
+      const help = await asLoggedIn('tasks', 'update', '--help');
+      expect(help.stdout).toContain('--no-idle-timeout');
+    } finally {
+      await first.stop();
+      await moved.stop();
+    }
+  });
+
   it('lists templates, and logs out', async () => {
     const templates = await asLoggedIn('templates', 'ls');
     expect(templates.stdout).toMatch(

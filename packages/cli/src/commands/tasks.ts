@@ -3,17 +3,17 @@ import type { Command } from 'commander';
 import { integer, oneOf, parameter } from '../arguments.ts';
 import { CliError } from '../exit-codes.ts';
 import { followLogs, printLogs } from '../logs.ts';
-import { formatBytes, formatTime, note, say, sayJson, table, wantsJson } from '../output.ts';
+import { formatBytes, formatSeconds, formatTime, note, say, sayJson, table, wantsJson } from '../output.ts';
 import { readStdin } from '../prompt.ts';
 import type { Connection } from '../session.ts';
 import { withSpinner } from '../spinner.ts';
 import { buildReasons, taskDetails, taskName, taskStatuses, taskTable } from '../task-view.ts';
 
-/** `hiatus tasks …`: list, create, read, pause, resume, delete, talk to and follow tasks. */
+/** `hiatus tasks …`: list, create, read, change, pause, resume, keep alive, delete, talk to and follow tasks. */
 export function addTaskCommands(program: Command, connection: Connection): void {
   const tasks = program
     .command('tasks')
-    .description('list, create, pause, resume, delete, message and follow tasks')
+    .description('list, create, change, pause, resume, keep alive, delete, message and follow tasks')
     .addHelpText(
       'after',
       `
@@ -21,6 +21,8 @@ Examples:
   hiatus tasks ls --status paused
   hiatus tasks create fix-ci --prompt "Make CI green" --template claude --param repo=https://example.com/app.git --wait
   hiatus tasks pause <id>          waits for the workspace to stop
+  hiatus tasks update <id> --idle-timeout 1800    auto-pause after 30 minutes idle
+  hiatus tasks keep-alive <id> --for 7200         no auto-pause for the next two hours
   hiatus tasks logs <id> -f        follows the live log, then the snapshot once the task pauses`,
     );
 
@@ -122,6 +124,25 @@ Examples:
     });
 
   tasks
+    .command('update')
+    .description("change a task's agent URL (a task without a template) or idle timeout")
+    .argument('<id>', "the task's id")
+    .option('--agent-url <url>', 'the AgentAPI agent the task talks to from now on')
+    .option('--idle-timeout <seconds>', 'auto-pause after this long idle', integer(1))
+    .option('--no-idle-timeout', "clear the task's own idle timeout: the default applies")
+    .action(async (id: string, options, command: Command) => {
+      // Commander leaves idleTimeout undefined without either flag, false with --no-idle-timeout (null clears it).
+      const idleTimeoutSeconds: number | null | undefined = options.idleTimeout === false ? null : options.idleTimeout;
+      if (options.agentUrl === undefined && idleTimeoutSeconds === undefined) {
+        throw new CliError('usage', 'give --agent-url, --idle-timeout or --no-idle-timeout: nothing to change');
+      }
+      const { client } = await connection.open();
+      const task = await client.tasks.update.mutate({ id, agentUrl: options.agentUrl, idleTimeoutSeconds });
+      if (wantsJson(command)) sayJson(task);
+      else say(taskDetails(task));
+    });
+
+  tasks
     .command('pause')
     .description("pause an active task: its agent's history is saved, then its workspace stops")
     .argument('<id>', "the task's id")
@@ -182,6 +203,21 @@ Examples:
     });
 
   tasks
+    .command('keep-alive')
+    .description('hold off auto-pause of a running task for a while (replaces an earlier keep-alive)')
+    .argument('<id>', "the task's id")
+    .option('--for <seconds>', 'how long, in seconds (default an hour, a day at most)', integer(1))
+    .action(async (id: string, options, command: Command) => {
+      const { client } = await connection.open();
+      const result = await client.tasks.keepAlive.mutate({ id, forSeconds: options.for });
+      if (wantsJson(command)) return sayJson(result);
+      const left = (new Date(result.keepAliveUntil).getTime() - Date.now()) / 1000;
+      say(
+        `kept alive until ${formatTime(result.keepAliveUntil)} (${formatSeconds(Math.max(0, left))} from now): ${taskName(result.task)}`,
+      );
+    });
+
+  tasks
     .command('delete')
     .alias('rm')
     .description('delete a task: its workspace is removed, its log with it')
@@ -217,6 +253,18 @@ Examples:
           `queued for ${taskName(result.task)} as message ${result.messageId} (${why}): it goes once the agent is ready`,
         );
       }
+    });
+
+  tasks
+    .command('cancel-message')
+    .description('cancel a message queued by `tasks send`: it is never delivered')
+    .argument('<id>', "the task's id")
+    .argument('<messageId>', 'the id `tasks send` printed for the queued message')
+    .action(async (id: string, messageId: string, _options, command: Command) => {
+      const { client } = await connection.open();
+      const result = await client.tasks.cancelMessage.mutate({ id, messageId });
+      if (wantsJson(command)) sayJson(result);
+      else say(`cancelled message ${result.messageId} at ${formatTime(result.cancelledAt)}: it will not be delivered`);
     });
 
   tasks
