@@ -33,6 +33,12 @@ export function currentPause(task: Task): { since: Date; reason: BuildReason } |
   return { since: build.createdAt, reason: build.reason };
 }
 
+/** When a keep-alive still holds off auto-pause (`tasks keep-alive`); none once it has passed. */
+function keptAliveUntil(task: Task): string | null {
+  const until = task.keepAliveUntil;
+  return until && new Date(until).getTime() > Date.now() ? formatTime(until) : null;
+}
+
 /** An idle timeout as set on the task, or the server's default. */
 function idleTimeout(task: Task): string {
   return task.idleTimeoutSeconds === null ? 'default' : formatSeconds(task.idleTimeoutSeconds);
@@ -77,6 +83,7 @@ export function taskDetails(task: Task): string {
         .join(' '),
     ],
     ['idle timeout', idleTimeout(task)],
+    ['kept alive until', keptAliveUntil(task)],
     ['owner', task.ownerId],
     ['created', formatTime(task.createdAt)],
     ['deleted', formatTime(task.deletedAt)],

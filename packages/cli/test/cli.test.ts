@@ -503,6 +503,9 @@ describe('the hiatus command line, built and run against a live server', { timeo
           `^kept alive until \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ \\((1h|59m\\d+s) from now\\): cli-settings \\(${id}\\)\n$`,
         ),
       );
+      expect((await asLoggedIn('tasks', 'get', id)).stdout).toMatch(
+        /^kept alive until +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m,
+      );
       expect((await asLoggedIn('tasks', 'keep-alive', id, '--for', '0')).code).toBe(exitCodes.usage);
 
       // A busy agent: messages wait in the task's inbox.
