@@ -8,13 +8,14 @@
 // PostgreSQL server binaries (`pg_config --bindir`), and `runuser` when run as root.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { FakeAgent } from '../apps/server/test/fake-agent.ts';
+import { clusterFolder } from '../apps/server/test/private-postgres.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
 import { freePort, prose, table } from './support.ts';
@@ -35,18 +36,10 @@ type Cluster = { url: (database: string, user?: string) => string; stop(): Promi
 /** A PostgreSQL cluster of this run's own, with pg_stat_statements; removed by stop(). */
 async function privateCluster(): Promise<Cluster> {
   const bin = (await run('pg_config', ['--bindir'])).stdout.trim();
-  const root = process.getuid?.() === 0;
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-scale-'));
-  if (root) {
-    const id = async (flag: string) => Number((await run('id', [flag, 'postgres'])).stdout.trim());
-    await chown(dir, await id('-u'), await id('-g'));
-  }
-  // initdb refuses root: the cluster belongs to the postgres user then.
-  const as = (command: string, args: string[]) =>
-    root ? run('runuser', ['-u', 'postgres', '--', command, ...args]) : run(command, args);
+  const { dir, as } = await clusterFolder('hiatus-scale-', bin);
   const data = path.join(dir, 'data');
   const port = await freePort();
-  await as(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync']);
+  await as('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync']);
   const options = [
     `-p ${port}`,
     `-k ${dir}`,
@@ -55,12 +48,12 @@ async function privateCluster(): Promise<Cluster> {
     '-c pg_stat_statements.track=all',
     '-c pg_stat_statements.max=5000',
   ].join(' ');
-  await as(path.join(bin, 'pg_ctl'), ['-D', data, '-l', path.join(dir, 'log'), '-w', '-o', options, 'start']);
+  await as('pg_ctl', ['-D', data, '-l', path.join(dir, 'log'), '-w', '-o', options, 'start']);
   const url = (database: string, user = 'postgres') => `postgres://${user}@127.0.0.1:${port}/${database}`;
   return {
     url,
     async stop() {
-      await as(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']).catch(() => undefined);
+      await as('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -2,7 +2,6 @@
 // process's memory, percentiles and printed tables.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { type AddressInfo, createServer } from 'node:net';
 import pg from 'pg';
 import type { ServerProcess } from '../apps/server/test/server-process.ts';
 import type { HiatusClient } from '../packages/client/src/index.ts';
@@ -104,13 +103,7 @@ export async function metricSum(server: ServerProcess, name: string): Promise<nu
 }
 
 /** A free TCP port on loopback, for a process started next. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+export { freePort } from '../apps/server/test/private-postgres.ts';
 
 const words =
   'the agent ran tests and fixed a failing build then wrote notes about each change in the repository'.split(' ');

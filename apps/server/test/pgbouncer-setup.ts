@@ -1,7 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -9,6 +8,7 @@ import type { TestProject } from 'vitest/node';
 // The declaration of what this setup provides lives beside its readers.
 import type {} from './databases.ts';
 import { defaultTestDatabaseUrl } from './global-setup.ts';
+import { freePort } from './private-postgres.ts';
 
 /** Debian's PgBouncer, or one on PATH; null when it is not installed. */
 export function findPgbouncer(): string | null {
@@ -18,14 +18,6 @@ export function findPgbouncer(): string | null {
   } catch {
     return null;
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /**

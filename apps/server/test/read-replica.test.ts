@@ -1,8 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, chown, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
+import { appendFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -13,6 +11,7 @@ import { createLogger } from '../src/logger.ts';
 import { type RunningServer, startServer } from '../src/server.ts';
 import { apiClient } from './api-client.ts';
 import { FakeAgent } from './fake-agent.ts';
+import { clusterFolder, freePort } from './private-postgres.ts';
 import { testAdminToken, testServerConfig } from './test-server.ts';
 
 const run = promisify(execFile);
@@ -34,30 +33,13 @@ if (!bin && process.env.CI === 'true') {
 if (!bin)
   console.warn('skipping the read replica test: initdb, pg_ctl or pg_basebackup not found (pg_config --bindir)');
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /**
  * A private primary and a streaming replica of it (pg_basebackup -R), in a temporary folder: the
  * machine's own PostgreSQL is left alone. As root the clusters belong to the postgres user (initdb
  * refuses root).
  */
 async function privatePair(bin: string) {
-  const root = process.getuid?.() === 0;
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-replica-'));
-  if (root) {
-    const id = async (flag: string) => Number((await run('id', [flag, 'postgres'])).stdout.trim());
-    await chown(dir, await id('-u'), await id('-g'));
-  }
-  const as = (command: string, args: string[]) =>
-    root
-      ? run('runuser', ['-u', 'postgres', '--', path.join(bin, command), ...args])
-      : run(path.join(bin, command), args);
+  const { dir, as } = await clusterFolder('hiatus-replica-', bin);
   const started: string[] = [];
   const stop = (data: string) => as('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']).catch(() => undefined);
   const cleanUp = async () => {
