@@ -42,12 +42,13 @@ export type LifecycleBucket = {
  * recorded pause failures.
  */
 export async function lifecycleTelemetry(app: App, range: TelemetryRange): Promise<LifecycleBucket[]> {
+  const db = app.reads();
   const [builds, paused, idle, snapshots, failures] = await Promise.all([
-    buildCounts(app.reads(), range),
-    pausedDurations(app.reads(), range),
-    idleBeforeAutoPause(app.reads(), range),
-    snapshotSizes(app.reads(), range),
-    pauseFailures(app.reads(), range),
+    buildCounts(db, range),
+    pausedDurations(db, range),
+    idleBeforeAutoPause(db, range),
+    snapshotSizes(db, range),
+    pauseFailures(db, range),
   ]);
   const buckets = new Map<number, LifecycleBucket>();
   const at = (start: Date) => {
