@@ -58,7 +58,6 @@ export class ReadRouting {
 
   /** Runs `call` with its lag-tolerant reads on the replica when `keyId` may read there, else on the primary. */
   async run<T>(keyId: string, call: () => Promise<T>): Promise<T> {
-    if (!this.replica) return call(); // `reads()` is the primary anyway: nothing to hold per request
     return this.current.run(await this.choose(keyId), call);
   }
 
