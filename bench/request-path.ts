@@ -14,7 +14,7 @@ import { findTaskQuery } from '../apps/server/src/db/tasks.ts';
 import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient } from '../packages/client/src/index.ts';
-import { benchServerEnv, measureLoad, seedTask, table, withDatabase } from './support.ts';
+import { benchServerEnv, measureLoad, quantile, seedTask, table, withDatabase } from './support.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
@@ -207,6 +207,66 @@ export async function requestPath(): Promise<RequestPathFigures> {
   return withServer([], measureRequestPath);
 }
 
+/**
+ * This build against another (`otherMain`: a copy of an earlier dist/main.mjs, say), both running at
+ * once on one database and loaded in alternate turns (A B B A …), so that the machine's drift
+ * between two runs does not pass for a difference between the builds. Medians over the turns.
+ */
+export async function compareBuilds(otherMain: string, turns = Number(process.env.BENCH_TURNS ?? 6)) {
+  return withDatabase(async (url) => {
+    const start = (built?: string) =>
+      startServerProcess(benchServerEnv(url, token), [], { compiled: true, built: built || undefined });
+    const builds = { other: await start(otherMain), this: await start() };
+    const agent = await (await new FakeAgent().start()).say(10);
+    try {
+      const task = await seedTask(createHiatusClient({ url: builds.this.url, token }), agent.url, 'compare');
+      const input = encodeURIComponent(JSON.stringify({ json: { id: task.id } }));
+      const auth = { authorization: `Bearer ${token}` };
+      const rows: Array<Record<string, unknown>> = [];
+      for (const [name, pathAndQuery, headers] of [
+        ['info', '/trpc/info', {}],
+        ['tasks.get', `/trpc/tasks.get?input=${input}`, auth],
+      ] as const) {
+        type Turn = { perSecond: number; cpu: number };
+        const figures: Record<'other' | 'this', Turn[]> = { other: [], this: [] };
+        const calls = {
+          other: getter(builds.other.url, pathAndQuery, headers),
+          this: getter(builds.this.url, pathAndQuery, headers),
+        };
+        for (const which of ['other', 'this'] as const) await measureLoad(1, concurrency, calls[which]); // warm up
+        for (let turn = 0; turn < turns; turn++) {
+          const order = turn % 2 === 0 ? (['other', 'this'] as const) : (['this', 'other'] as const);
+          for (const which of order) {
+            const run = await loadWithCpu(builds[which].pid, calls[which]);
+            figures[which].push({ perSecond: run.perSecond, cpu: run.cpuPerCall });
+          }
+        }
+        const median = (values: number[]) =>
+          quantile(
+            [...values].sort((a, b) => a - b),
+            0.5,
+          );
+        const of = (which: 'other' | 'this') => ({
+          perSecond: median(figures[which].map((f) => f.perSecond)),
+          cpu: median(figures[which].map((f) => f.cpu)),
+        });
+        const [other, current] = [of('other'), of('this')];
+        rows.push({
+          call: name,
+          'other req/s': other.perSecond,
+          'this req/s': current.perSecond,
+          'other CPU µs/call': other.cpu,
+          'this CPU µs/call': current.cpu,
+          'CPU this ÷ other': Math.round((current.cpu / other.cpu) * 100) / 100,
+        });
+      }
+      return rows;
+    } finally {
+      await Promise.all([builds.other.stop(), builds.this.stop(), agent.stop()]);
+    }
+  });
+}
+
 /** The monotonic clock in µs, as V8 stamps profile samples. */
 const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
 
@@ -249,6 +309,16 @@ export function printProfile(profile: Awaited<ReturnType<typeof profileTasksGet>
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  const against = process.argv.indexOf('--against');
+  if (against > 0) {
+    const other = process.argv[against + 1];
+    if (!other) throw new Error("--against needs the other build's main.mjs");
+    table(
+      `this build against ${other}, alternate turns of ${seconds} s at c=${concurrency}`,
+      await compareBuilds(other),
+    );
+    process.exit(0);
+  }
   const figures = await requestPath();
   table(`the request path at c=${concurrency}, plain HTTP against the compiled server on PostgreSQL`, figures.rows);
   if (process.argv.includes('--profile')) {

@@ -79,11 +79,50 @@ describe("the lean tRPC adapter answers as tRPC's own node adapter does", () => 
     });
   }
 
-  it('sends a JSON answer in one piece with its length, not chunked', async () => {
-    const response = await fetch(`${ours.url}/trpc/hello?input=${input({ name: 'ada' })}`);
+  it('sends a JSON answer in one piece with its length in bytes, not chunked', async () => {
+    const response = await fetch(`${ours.url}/trpc/hello?input=${input({ name: 'Zoë ✓' })}`);
     const body = await response.text();
+    expect(body).toContain('hello Zoë ✓');
     expect(response.headers.get('content-length')).toBe(String(Buffer.byteLength(body)));
     expect(response.headers.get('transfer-encoding')).toBeNull();
+  });
+
+  // tRPC is patched (patches/@trpc__server*.patch) to hand a query or a mutation the request's
+  // signal itself rather than a linked copy: a client that leaves must still abort the call.
+  it('aborts a query when its client leaves', async () => {
+    let aborted: () => void = () => undefined;
+    const left = new Promise<void>((resolve) => {
+      aborted = resolve;
+    });
+    let started: () => void = () => undefined;
+    const running = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const waiting = initTRPC.create().router({
+      wait: initTRPC.create().procedure.query(
+        ({ signal }) =>
+          new Promise<string>((resolve) => {
+            signal?.addEventListener('abort', () => {
+              aborted();
+              resolve('aborted');
+            });
+            started();
+          }),
+      ),
+    });
+    const handler = createNodeHandler({ router: waiting, basePath: '/trpc/', maxBodySize, createContext });
+    const { url, server } = await listen((req, res) => void handler(req, res, new URL(req.url ?? '/', 'http://x')));
+    try {
+      const client = new AbortController();
+      const request = fetch(`${url}/trpc/wait`, { signal: client.signal }).catch(() => 'left');
+      await running;
+      client.abort();
+      await expect(Promise.race([left, new Promise((_, no) => setTimeout(no, 2000))])).resolves.toBeUndefined();
+      expect(await request).toBe('left');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it('aborts a streaming call when its client leaves', async () => {

@@ -167,8 +167,9 @@ async function writeResponse(response: Response, res: http.ServerResponse, signa
   if (!response.body) return void res.end();
   const type = response.headers.get('content-type') ?? '';
   if (!streamedTypes.some((streamed) => type.startsWith(streamed))) {
-    const body = Buffer.from(await response.arrayBuffer());
-    res.setHeader('content-length', body.length);
+    // A string goes out with the head in one write; tRPC's JSON answers are text.
+    const body = await response.text();
+    res.setHeader('content-length', Buffer.byteLength(body));
     return void res.end(body);
   }
   const reader = response.body.getReader();
