@@ -2,11 +2,14 @@
 // request, no SDK batching) against the compiled server on PostgreSQL, with the server's own CPU per
 // request read from /proc, beside the same tasks.get SQL through a raw pg pool. `--profile` also
 // writes a CPU profile of the server under the tasks.get load and prints where its time went.
+
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { DB } from '../apps/server/src/db/schema.ts';
@@ -19,6 +22,7 @@ import { benchServerEnv, measureLoad, quantile, seedTask, table, withDatabase } 
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const resultsDir = path.join(import.meta.dirname, 'results');
+const serverDir = path.join(import.meta.dirname, '..', 'apps', 'server');
 const token = `bench-${randomBytes(24).toString('hex')}`;
 
 /** A process's user and system CPU so far, in µs (from /proc: clock ticks of 10 ms). */
@@ -62,6 +66,26 @@ function getter(base: string, pathAndQuery: string, headers: Record<string, stri
     });
 }
 
+/**
+ * The floor under the request path (test/bare-trpc-server.ts, its own process): `info`'s answer from a
+ * plain node:http handler, and from a bare tRPC router through the server's adapter.
+ */
+async function withFloor<T>(run: (floor: { url: string; pid: number }) => Promise<T>): Promise<T> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(serverDir, 'test', 'bare-trpc-server.ts')], {
+    cwd: serverDir,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`the bare tRPC server exited with ${code}`)));
+      createInterface({ input: child.stdout! }).once('line', (line) => resolve(JSON.parse(line).port));
+    });
+    return await run({ url: `http://127.0.0.1:${port}`, pid: child.pid! });
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+
 export type RequestPathFigures = Awaited<ReturnType<typeof measureRequestPath>>;
 
 /** The request path's figures against `server` (on database `url`), for a task it holds. */
@@ -83,6 +107,13 @@ export async function measureRequestPath(url: string, server: ServerProcess, tas
     const rows: Array<Record<string, unknown>> = [];
     const perCall: Record<string, ReturnType<typeof loadWithCpu> extends Promise<infer T> ? T : never> = {};
     for (const [name, call] of Object.entries(calls)) perCall[name] = await loadWithCpu(server.pid, call);
+    await withFloor(async (floor) => {
+      const bare = getter(floor.url, '/trpc/info', {});
+      const plain = getter(floor.url, '/plain', {});
+      for (const call of [bare, plain]) await measureLoad(1, 4, call); // warm up
+      perCall['info floor: bare tRPC, same adapter'] = await loadWithCpu(floor.pid, bare);
+      perCall['info floor: plain node:http'] = await loadWithCpu(floor.pid, plain);
+    });
     const viaPg = await loadWithCpu(null, raw);
     perCall['tasks.get (SDK)'] = await loadWithCpu(server.pid, viaSdk);
     for (const [name, figures] of Object.entries(perCall)) {
@@ -109,6 +140,10 @@ export async function measureRequestPath(url: string, server: ServerProcess, tas
       tasksGetRatio: Math.round((perCall['tasks.get']!.perSecond / viaPg.perSecond) * 100) / 100,
       tasksGetCpuMicros: perCall['tasks.get']!.cpuPerCall,
       infoCpuMicros: perCall.info!.cpuPerCall,
+      floorCpuMicros: {
+        bareTrpc: perCall['info floor: bare tRPC, same adapter']!.cpuPerCall,
+        plainHttp: perCall['info floor: plain node:http']!.cpuPerCall,
+      },
     };
   } finally {
     await pgPool.end();

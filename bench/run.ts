@@ -65,14 +65,15 @@ const mb = (mebibytes: unknown) => Math.round((Number(mebibytes) * 2 ** 20) / 1e
 
 /** Figures the goals are checked against, gathered as the run goes. */
 const goals: Record<string, number> = {};
+/** The floor under the request path, measured in the same run (bench/request-path.ts). */
+let floor: { bareTrpc: number; plainHttp: number } | undefined;
 
 function goal(what: string, figure: unknown, target: string, met: (value: number) => boolean) {
   const value = Number(figure);
   return { goal: what, target, 'this run': value, met: Number.isFinite(value) && met(value) ? 'yes' : 'no' };
 }
 
-/** Runs `call` from `concurrency` loops for `seconds`; throughput and latency percentiles. */
-/** Runs `call` from `concurrency` loops for the run's `seconds`. */
+/** Runs `call` from `concurrency` loops for the run's `seconds`; throughput and latency percentiles. */
 const load = (concurrency: number, call: () => Promise<unknown>) => measureLoad(seconds, concurrency, call);
 
 async function getVersusRaw(url: string, server: ServerProcess, client: HiatusClient, taskId: string) {
@@ -286,6 +287,7 @@ async function main() {
         tasksGetCpu: requests.tasksGetCpuMicros,
         infoCpu: requests.infoCpuMicros,
       });
+      floor = requests.floorCpuMicros;
       table(
         `the request path at c=${requests.concurrency}: plain HTTP, one call a request, with the server's CPU per call`,
         requests.rows,
@@ -407,6 +409,11 @@ async function main() {
   ];
   results.goals = goalRows;
   table('the performance goals (issue 17), each against its figure from this run', goalRows);
+  if (floor) {
+    console.log(
+      `the floor under info in this run: ${floor.bareTrpc} µs of CPU a call for a bare tRPC router through the same adapter, ${floor.plainHttp} µs for plain node:http`,
+    );
+  }
 
   const out = path.join(import.meta.dirname, 'results', 'latest.json');
   await mkdir(path.dirname(out), { recursive: true });
