@@ -4,7 +4,8 @@ import { defineConfig } from 'tsdown';
 // `pnpm start` runs this build (dist/main.mjs), not the sources through tsx: no TypeScript
 // transform at start, no loader in memory. The migrations are built beside it (dist/migrations/),
 // where db/migrate.ts looks for them in the built server. Dependencies stay in node_modules; the
-// workspace's provisioner, whose package exports TypeScript sources, is bundled.
+// workspace's provisioner, whose package exports TypeScript sources, is bundled. The build script
+// then runs dist/make-pglite-seed.mjs, which makes dist/pglite-seed/ (see db/pglite-seed.ts).
 const migrations = Object.fromEntries(
   readdirSync('../../migrations')
     .filter((file) => /^\d{4}_.+\.ts$/.test(file))
@@ -12,7 +13,7 @@ const migrations = Object.fromEntries(
 );
 
 export default defineConfig({
-  entry: { main: 'src/main.ts', ...migrations },
+  entry: { main: 'src/main.ts', 'make-pglite-seed': 'src/cli/make-pglite-seed.ts', ...migrations },
   format: 'esm',
   platform: 'node',
   target: 'node20',

@@ -13,13 +13,18 @@ try {
 }
 
 const log = createLogger(config.logLevel);
-const changed = await sourceNewerThanBuild(import.meta.url);
-if (changed) {
-  log.warn(
-    { changed },
-    `${changed} changed after this server was built: \`pnpm install\` builds it again (\`pnpm dev\` runs the sources)`,
-  );
-}
+// Looked for while the server starts (the database opening meanwhile), not before; a look that
+// fails (a file gone mid-walk) only costs the warning.
+void sourceNewerThanBuild(import.meta.url).then(
+  (changed) => {
+    if (!changed) return;
+    log.warn(
+      { changed },
+      `${changed} changed after this server was built: \`pnpm install\` builds it again (\`pnpm dev\` runs the sources)`,
+    );
+  },
+  () => undefined,
+);
 // Ctrl-C (SIGINT) and SIGTERM stop the server gracefully, and a clean stop exits 0, quietly. A
 // signal during start-up waits for the start to finish (a migration is never cut short), then stops.
 // Signals after the first are let go: under `pnpm start`, Ctrl-C reaches the server twice (from the

@@ -45,17 +45,20 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const database = openDatabase(config.database);
   const { backend, location } = database.description;
   log.info({ backend, location }, `opening the database: ${backend} at ${location}`);
+  if (database.seeded) log.info('a new database: started as a copy of the seed, without initdb');
   let schemaCurrent = false;
   try {
-    if (config.migrateOnStart) {
+    let pending = await pendingMigrations(database.db);
+    // A current schema (the usual start) needs neither the migration lock nor Kysely's Migrator.
+    if (config.migrateOnStart && pending.length) {
       // Through PgBouncer, migrations take a direct connection of their own.
       const migrating = session === config.database ? null : openDatabase(session);
       const applied = await migrateToLatest((migrating ?? database).db, ({ name, done, total }) =>
         log.info({ migration: name, done, total }, `migrating ${done} of ${total}: ${name}`),
       ).finally(() => migrating?.close());
       log.info({ applied: applied.length }, applied.length ? 'migrations applied' : 'schema is current');
-    }
-    const pending = await pendingMigrations(database.db);
+      pending = await pendingMigrations(database.db);
+    } else if (config.migrateOnStart) log.info({ applied: 0 }, 'schema is current');
     schemaCurrent = pending.length === 0;
     if (schemaCurrent) await announceAdmin(await bootstrapAdmin(database.db, config.adminToken), log);
     else log.warn({ pending }, 'migrations are pending: not ready, and no admin bootstrap until they are applied');
@@ -81,7 +84,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   if (schemaCurrent && config.demoTemplate && (await ensureTemplate(app, 'demo', demoTemplate()))) {
     log.info('created the template "demo": a demo agent that needs nothing installed');
   }
-  const stopLoops = startLoops(backgroundLoops(app, config), log);
+  // Listed (and so set up: verified keys wait for notifications) before any request can come in.
+  const loops = backgroundLoops(app, config);
   const metrics = createMetrics(app);
 
   const server = createHttpServer({
@@ -100,6 +104,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url }, 'listening');
+  // Started once listening: on PGlite their first passes' queries run on this thread, and held the
+  // listening back (0.1 s here, more under load); a first request now queues behind them instead.
+  const stopLoops = startLoops(loops, log);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {

@@ -14,6 +14,8 @@ declare module 'vitest' {
      * databases are then reached through it, and only PostgreSQL is tested.
      */
     pgbouncerUrl?: string | null;
+    /** An initialised, empty PGlite data folder as a tarball (see global-setup.ts), or null. */
+    pgliteSeed: string | null;
   }
 }
 
@@ -45,8 +47,9 @@ export async function createTestDatabase(backend: BackendName): Promise<TestData
   const closeAll = () => Promise.all(handles.map((h) => h.close().catch(() => undefined)));
 
   if (backend === 'pglite') {
-    // One PGlite instance is one database: every open() shares it.
-    const config: DatabaseConfig = { kind: 'pglite', dataDir: 'memory://' };
+    // One PGlite instance is one database: every open() shares it. It starts from the initialised
+    // empty folder the global setup made, without an initdb of its own.
+    const config: DatabaseConfig = { kind: 'pglite', dataDir: 'memory://', seed: inject('pgliteSeed') };
     const handle = openDatabase(config);
     handles.push(handle);
     return { backend, config, open: () => handle.db, drop: async () => void (await closeAll()) };

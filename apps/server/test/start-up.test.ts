@@ -200,6 +200,26 @@ describe('the server process', () => {
     expect(await databaseExists(name)).toBe(true);
   });
 
+  it('starts on a new PGlite folder as a copy of the seed the build made: no initdb, no migration', async () => {
+    const dataDir = path.join(await tempDir(), 'data');
+    const server = await startServerProcess(
+      { DATABASE_URL: '', HIATUS_DATA_DIR: dataDir, HIATUS_ADMIN_TOKEN: 'seeded-folder-admin-token-0123456789' },
+      [],
+      { compiled: true },
+    );
+    try {
+      const messages = server.lines.map((l) => l.msg);
+      expect(messages).toContain('a new database: started as a copy of the seed, without initdb');
+      expect(messages).toContain('schema is current');
+      expect(messages.filter((m) => String(m).startsWith('migrating '))).toEqual([]);
+    } finally {
+      await server.stop();
+    }
+    expect(server.child.exitCode).toBe(0);
+    // The admin key is made at start, in the copy: the seed holds none.
+    expect(await usable({ kind: 'pglite', dataDir }, 'seeded-folder-admin-token-0123456789')).toBe(true);
+  });
+
   it.skipIf(!serverUrl)(
     'stops cleanly on Ctrl-C under `pnpm start`: the signal reaches pnpm and the server, and all exit 0 quietly',
     async () => {
