@@ -49,16 +49,21 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   let schemaCurrent = false;
   try {
     let pending = await pendingMigrations(database.db);
-    // A current schema (the usual start) needs neither the migration lock nor Kysely's Migrator.
-    if (config.migrateOnStart && pending.length) {
-      // Through PgBouncer, migrations take a direct connection of their own.
-      const migrating = session === config.database ? null : openDatabase(session);
-      const applied = await migrateToLatest((migrating ?? database).db, ({ name, done, total }) =>
-        log.info({ migration: name, done, total }, `migrating ${done} of ${total}: ${name}`),
-      ).finally(() => migrating?.close());
-      log.info({ applied: applied.length }, applied.length ? 'migrations applied' : 'schema is current');
-      pending = await pendingMigrations(database.db);
-    } else if (config.migrateOnStart) log.info({ applied: 0 }, 'schema is current');
+    if (config.migrateOnStart) {
+      let applied = 0;
+      // A current schema (the usual start) needs neither the migration lock nor Kysely's Migrator.
+      if (pending.length) {
+        // Through PgBouncer, migrations take a direct connection of their own.
+        const migrating = session === config.database ? null : openDatabase(session);
+        applied = (
+          await migrateToLatest((migrating ?? database).db, ({ name, done, total }) =>
+            log.info({ migration: name, done, total }, `migrating ${done} of ${total}: ${name}`),
+          ).finally(() => migrating?.close())
+        ).length;
+        pending = await pendingMigrations(database.db);
+      }
+      log.info({ applied }, applied ? 'migrations applied' : 'schema is current');
+    }
     schemaCurrent = pending.length === 0;
     if (schemaCurrent) await announceAdmin(await bootstrapAdmin(database.db, config.adminToken), log);
     else log.warn({ pending }, 'migrations are pending: not ready, and no admin bootstrap until they are applied');

@@ -43,26 +43,29 @@ export type DatabaseHandle = {
  * PGlite persisted in a folder (`dataDir: 'memory://'` keeps it in memory, for tests).
  */
 export function openDatabase(config: DatabaseConfig): DatabaseHandle {
-  const seed = config.kind === 'pglite' ? seedPglite(config) : null;
-  const dialect = config.kind === 'pglite' ? pgliteDialect(config.dataDir, seed?.tarball) : createDialect(config);
+  const { dialect, seeded } =
+    config.kind === 'pglite' ? openPglite(config) : { dialect: createDialect(config), seeded: false };
   const db = new Kysely<Database>({ dialect });
-  return { db, description: describeDatabase(config), seeded: seed !== null, close: () => db.destroy() };
+  return { db, description: describeDatabase(config), seeded, close: () => db.destroy() };
 }
 
 /**
- * How a PGlite database that does not exist yet starts from the seed: its folder made a copy of
- * the seed folder, or PGlite loading the seed tarball. Null when it does not (it exists, or there
- * is no seed): PGlite then opens the folder, or runs its initdb.
+ * PGlite in its folder (made if missing). A database that does not exist yet starts from the
+ * seed: its folder made a copy of the seed folder, or PGlite loading the seed tarball (`seeded`).
+ * Without a seed, or on a folder that holds a database, PGlite opens the folder or runs its initdb.
  */
-function seedPglite({ dataDir, seed }: { dataDir: string; seed?: string | null }): { tarball?: Blob } | null {
+function openPglite({ dataDir, seed }: { dataDir: string; seed?: string | null }): {
+  dialect: Dialect;
+  seeded: boolean;
+} {
   const inMemory = dataDir.startsWith('memory://');
   if (!inMemory) mkdirSync(dataDir, { recursive: true });
-  if (seed === null) return null;
-  if (seed !== undefined && isSeedTarball(seed)) {
+  if (seed !== null && seed !== undefined && isSeedTarball(seed)) {
     const tarball = pgliteSeedTarball(dataDir, seed);
-    return tarball ? { tarball } : null;
+    return { dialect: pgliteDialect(dataDir, tarball), seeded: tarball !== undefined };
   }
-  return !inMemory && plantPgliteSeed(dataDir, seed) ? {} : null;
+  const seeded = seed !== null && !inMemory && plantPgliteSeed(dataDir, seed);
+  return { dialect: pgliteDialect(dataDir), seeded };
 }
 
 /** The Kysely dialect for a configuration; kysely-ctl uses it too, so both run on the same connection rules. */
@@ -75,8 +78,7 @@ export function createDialect(config: DatabaseConfig): Dialect {
     pool.on('connect', (client) => client.on('error', () => undefined));
     return new PostgresDialect({ pool });
   }
-  if (!config.dataDir.startsWith('memory://')) mkdirSync(config.dataDir, { recursive: true });
-  return pgliteDialect(config.dataDir);
+  return openPglite(config).dialect;
 }
 
 /**

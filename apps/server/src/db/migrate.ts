@@ -15,17 +15,22 @@ export const migrationFolder = existsSync(path.join(here, 'migrations'))
   : path.resolve(here, '../../../../migrations');
 const migrationFile = /^(\d{4}_.+)\.(ts|mjs)$/;
 
+/** The migration files in `migrations/`, in order, each with its name (the file's without extension). */
+async function migrationFiles(): Promise<Array<{ name: string; file: string }>> {
+  const files = (await readdir(migrationFolder)).filter((f) => migrationFile.test(f)).sort();
+  return files.map((file) => ({ name: file.replace(migrationFile, '$1'), file }));
+}
+
 /**
  * Reads `migrations/` like Kysely's FileMigrationProvider, but imports from this module so the
  * TypeScript loader that runs the server (tsx, or Vitest) also loads the migration files.
  */
-const folderProvider: MigrationProvider = {
+export const folderProvider: MigrationProvider = {
   async getMigrations() {
-    const files = (await readdir(migrationFolder)).filter((f) => migrationFile.test(f)).sort();
     const entries = await Promise.all(
-      files.map(async (file) => {
+      (await migrationFiles()).map(async ({ name, file }) => {
         const module = (await import(pathToFileURL(path.join(migrationFolder, file)).href)) as Migration;
-        return [file.replace(migrationFile, '$1'), module] as const;
+        return [name, module] as const;
       }),
     );
     return Object.fromEntries(entries);
@@ -95,9 +100,8 @@ async function migrateSteps(db: AnyDb, onApplied?: MigrationProgress): Promise<M
  * introspect every table for it (some 0.5 s on PGlite), a cost a start on a current schema skips.
  */
 export async function pendingMigrations(db: AnyDb): Promise<string[]> {
-  const [files, applied] = await Promise.all([readdir(migrationFolder), appliedMigrations(db)]);
-  const names = files.flatMap((file) => file.match(migrationFile)?.[1] ?? []).sort();
-  return names.filter((name) => !applied.has(name));
+  const [files, applied] = await Promise.all([migrationFiles(), appliedMigrations(db)]);
+  return files.map(({ name }) => name).filter((name) => !applied.has(name));
 }
 
 /** The migrations Kysely's table records as applied (none before the first migration made it). */

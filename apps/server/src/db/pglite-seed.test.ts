@@ -3,8 +3,7 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { type Migration, Migrator, sql } from 'kysely';
+import { Migrator, sql } from 'kysely';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { testProvisionerDir } from '../../test/paths.ts';
@@ -12,7 +11,7 @@ import { loadConfig } from '../config.ts';
 import { startServer } from '../server.ts';
 import { type DatabaseConfig, openDatabase } from './connection.ts';
 import { makePgliteSeed } from './make-pglite-seed.ts';
-import { migrateToLatest, migrationFolder, pendingMigrations } from './migrate.ts';
+import { folderProvider, migrateToLatest, migrationFolder, pendingMigrations } from './migrate.ts';
 import { plantPgliteSeed } from './pglite-seed.ts';
 
 // A new PGlite folder starts as a copy of the seed the build makes (dist/pglite-seed/), not
@@ -89,7 +88,7 @@ describe('a PGlite seed', () => {
     const older = path.join(scratch, 'older-seed');
     await cp(seed, older, { recursive: true });
     await withFolder({ dataDir: older, seed: null }, async (database) => {
-      const migrator = new Migrator({ db: database.db, provider: { getMigrations: allMigrations } });
+      const migrator = new Migrator({ db: database.db, provider: folderProvider });
       expect((await migrator.migrateDown()).error).toBeUndefined();
     });
     const lines: Array<{ msg: string }> = [];
@@ -141,13 +140,3 @@ describe.runIf(inject('pgliteSeed'))('a seed tarball', () => {
     });
   });
 });
-
-async function allMigrations(): Promise<Record<string, Migration>> {
-  const entries = await Promise.all(
-    names.map(async (name) => {
-      const module = (await import(pathToFileURL(path.join(migrationFolder, `${name}.ts`)).href)) as Migration;
-      return [name, module] as const;
-    }),
-  );
-  return Object.fromEntries(entries);
-}
