@@ -88,14 +88,17 @@ async function withFloor<T>(run: (floor: { url: string; pid: number }) => Promis
 
 export type RequestPathFigures = Awaited<ReturnType<typeof measureRequestPath>>;
 
+/** `tasks.get` of a task as a plain GET, the tRPC wire format's `?input=` (superjson's envelope). */
+const tasksGetPath = (taskId: string) =>
+  `/trpc/tasks.get?input=${encodeURIComponent(JSON.stringify({ json: { id: taskId } }))}`;
+
 /** The request path's figures against `server` (on database `url`), for a task it holds. */
 export async function measureRequestPath(url: string, server: ServerProcess, taskId: string, key = token) {
   const auth = { authorization: `Bearer ${key}` };
-  const getInput = encodeURIComponent(JSON.stringify({ json: { id: taskId } }));
   const calls = {
     healthz: getter(server.url, '/healthz', {}),
     info: getter(server.url, '/trpc/info', {}),
-    'tasks.get': getter(server.url, `/trpc/tasks.get?input=${getInput}`, auth),
+    'tasks.get': getter(server.url, tasksGetPath(taskId), auth),
   };
   const pgPool = new pg.Pool({ connectionString: url, max: concurrency });
   const compiled = findTaskQuery(new Kysely<DB>({ dialect: new PostgresDialect({ pool: pgPool }) }), taskId).compile();
@@ -255,12 +258,11 @@ export async function compareBuilds(otherMain: string, turns = Number(process.en
     const agent = await (await new FakeAgent().start()).say(10);
     try {
       const task = await seedTask(createHiatusClient({ url: builds.this.url, token }), agent.url, 'compare');
-      const input = encodeURIComponent(JSON.stringify({ json: { id: task.id } }));
       const auth = { authorization: `Bearer ${token}` };
       const rows: Array<Record<string, unknown>> = [];
       for (const [name, pathAndQuery, headers] of [
         ['info', '/trpc/info', {}],
-        ['tasks.get', `/trpc/tasks.get?input=${input}`, auth],
+        ['tasks.get', tasksGetPath(task.id), auth],
       ] as const) {
         type Turn = { perSecond: number; cpu: number };
         const figures: Record<'other' | 'this', Turn[]> = { other: [], this: [] };
@@ -312,11 +314,10 @@ export async function profileTasksGet(procedure: 'tasks.get' | 'info' = 'tasks.g
     let from = 0;
     let to = 0;
     await withServer([`--cpu-prof`, `--cpu-prof-dir=${dir}`], async (_url, server, taskId) => {
-      const input = encodeURIComponent(JSON.stringify({ json: { id: taskId } }));
       const call =
         procedure === 'info'
           ? getter(server.url, '/trpc/info', {})
-          : getter(server.url, `/trpc/tasks.get?input=${input}`, { authorization: `Bearer ${token}` });
+          : getter(server.url, tasksGetPath(taskId), { authorization: `Bearer ${token}` });
       await measureLoad(1, concurrency, call);
       from = monotonicMicros();
       await measureLoad(seconds, concurrency, call);
