@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { initTRPC, TRPCError } from '@trpc/server';
+import { type AnyTRPCRouter, initTRPC, TRPCError } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import superjson from 'superjson';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,67 +90,72 @@ describe("the lean tRPC adapter answers as tRPC's own node adapter does", () => 
   // tRPC is patched (patches/@trpc__server*.patch) to hand a query or a mutation the request's
   // signal itself rather than a linked copy: a client that leaves must still abort the call.
   it('aborts a query when its client leaves', async () => {
-    let aborted: () => void = () => undefined;
-    const left = new Promise<void>((resolve) => {
-      aborted = resolve;
-    });
-    let started: () => void = () => undefined;
-    const running = new Promise<void>((resolve) => {
-      started = resolve;
-    });
+    const left = deferred();
+    const running = deferred();
     const waiting = initTRPC.create().router({
       wait: initTRPC.create().procedure.query(
         ({ signal }) =>
           new Promise<string>((resolve) => {
             signal?.addEventListener('abort', () => {
-              aborted();
+              left.resolve();
               resolve('aborted');
             });
-            started();
+            running.resolve();
           }),
       ),
     });
-    const handler = createNodeHandler({ router: waiting, basePath: '/trpc/', maxBodySize, createContext });
-    const { url, server } = await listen((req, res) => void handler(req, res, new URL(req.url ?? '/', 'http://x')));
-    try {
+    await serving(waiting, async (url) => {
       const client = new AbortController();
       const request = fetch(`${url}/trpc/wait`, { signal: client.signal }).catch(() => 'left');
-      await running;
+      await running.promise;
       client.abort();
-      await expect(Promise.race([left, new Promise((_, no) => setTimeout(no, 2000))])).resolves.toBeUndefined();
+      await expect(within2s(left.promise)).resolves.toBeUndefined();
       expect(await request).toBe('left');
-    } finally {
-      server.closeAllConnections();
-      server.close();
-    }
+    });
   });
 
   it('aborts a streaming call when its client leaves', async () => {
-    let aborted: () => void = () => undefined;
-    const left = new Promise<void>((resolve) => {
-      aborted = resolve;
-    });
+    const left = deferred();
     const slow = initTRPC.create().router({
       forever: initTRPC.create().procedure.subscription(async function* ({ signal }) {
-        signal?.addEventListener('abort', () => aborted());
+        signal?.addEventListener('abort', () => left.resolve());
         for (let i = 0; !signal?.aborted; i++) {
           yield i;
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }),
     });
-    const handler = createNodeHandler({ router: slow, basePath: '/trpc/', maxBodySize, createContext });
-    const { url, server } = await listen((req, res) => void handler(req, res, new URL(req.url ?? '/', 'http://x')));
-    try {
+    await serving(slow, async (url) => {
       const client = new AbortController();
       const response = await fetch(`${url}/trpc/forever`, { signal: client.signal });
-      const reader = response.body!.getReader();
-      await reader.read();
+      await response.body!.getReader().read();
       client.abort();
-      await expect(Promise.race([left, new Promise((_, no) => setTimeout(no, 2000))])).resolves.toBeUndefined();
-    } finally {
-      server.closeAllConnections();
-      server.close();
-    }
+      await expect(within2s(left.promise)).resolves.toBeUndefined();
+    });
   });
 });
+
+/** A promise and its resolve, for a test to wait on something a procedure does. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve: () => void = () => undefined;
+  const promise = new Promise<void>((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
+}
+
+/** `promise`, or a rejection after 2 s. */
+const within2s = <T>(promise: Promise<T>) =>
+  Promise.race([promise, new Promise<never>((_, no) => setTimeout(() => no(new Error('not within 2 s')), 2000))]);
+
+/** Runs `use` against `router` behind the lean adapter on loopback, then closes it. */
+async function serving(router: AnyTRPCRouter, use: (url: string) => Promise<void>): Promise<void> {
+  const handler = createNodeHandler({ router, basePath: '/trpc/', maxBodySize, createContext });
+  const { url, server } = await listen((req, res) => void handler(req, res, new URL(req.url ?? '/', 'http://x')));
+  try {
+    await use(url);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
