@@ -1,6 +1,6 @@
 // Run by the server's build (`pnpm install` builds it) after tsdown, as dist/make-pglite-seed.mjs:
 // makes dist/pglite-seed/, the migrated PGlite folder a new data folder starts as. It costs the
-// build one PGlite initdb and the migrations (6–9 s here); every first start on PGlite saves as much.
+// build one PGlite initdb and the migrations (some 6 s); every first start on PGlite saves as much.
 // A seed that cannot be made fails neither the build nor the install (a server on PostgreSQL never
 // needs it): new PGlite folders then run initdb at their first start, as without a seed.
 import { makePgliteSeed } from '../db/make-pglite-seed.ts';
