@@ -61,7 +61,11 @@ export async function pauseTask(
     skipped = `no fresh snapshot: ${error.message}`;
   }
 
-  const { build, value: snapshot } = await laps.time('db', () =>
+  const {
+    task,
+    build,
+    value: snapshot,
+  } = await laps.time('db', () =>
     commitTaskChange(app, actor, {
       operation: 'pause',
       reason: options.reason,
@@ -86,7 +90,7 @@ export async function pauseTask(
       },
     }),
   );
-  return { task: await getTask(app, actor, taskId), build, snapshot };
+  return { task, build, snapshot };
 }
 
 /** The domain error for an agent that could not give its history. */

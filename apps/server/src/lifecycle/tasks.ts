@@ -64,7 +64,7 @@ export async function createTask(app: App, actor: Actor, input: NewTask): Promis
     if (refusal) throw new HiatusError('bad_input', `agentUrl: ${refusal}`);
     row = { ...base, agentUrl: input.agentUrl, idleTimeoutSeconds: input.idleTimeoutSeconds ?? null };
   }
-  const { taskId, build } = await commitTaskChange(app, actor, {
+  const { task, build } = await commitTaskChange(app, actor, {
     operation: 'create',
     reason: 'initiator',
     task: row,
@@ -84,7 +84,7 @@ export async function createTask(app: App, actor: Actor, input: NewTask): Promis
     }
     throw error;
   });
-  return { task: await getTask(app, actor, taskId), build };
+  return { task, build };
 }
 
 export type TaskPage = { items: Task[]; nextCursor: string | null };

@@ -53,7 +53,7 @@ export async function commitTaskChange<T = undefined>(
   app: App,
   actor: Actor,
   change: TaskChange<T>,
-): Promise<{ taskId: string; build: Build; value: T; eventId: string | undefined }> {
+): Promise<{ taskId: string; task: Task; build: Build; value: T; eventId: string | undefined }> {
   const transition = operationTransition[change.operation];
   const committed = await app.db.transaction().execute(async (trx) => {
     let ref: TaskRef;
@@ -98,7 +98,11 @@ export async function commitTaskChange<T = undefined>(
     const [event] = await insertEvents(trx, [
       lifecycleEvent(change, { taskId: ref.id, ownerId, build, snapshotBytes: snapshotBytes ?? null }),
     ]);
-    return { taskId: ref.id, build, value, eventId: event?.id };
+    // The task as this change left it, read before the commit: a provisioner woken by the commit
+    // may finish the build before a read after it, and the answer must say what the change did.
+    const task = await findTask(trx, ref.id);
+    if (!task) throw taskNotFound(ref.id);
+    return { taskId: ref.id, task, build, value, eventId: event?.id };
   });
   app.events.emit('build', {
     taskId: committed.taskId,
@@ -148,7 +152,7 @@ function lifecycleEvent(
 /**
  * An operation on a task the actor may see, by id: refused early when its state does not allow it
  * (no lock taken), committed through `commitTaskChange` (which checks again under the lock), and
- * answered with the task as it is afterwards.
+ * answered with the task as the change left it.
  */
 export async function changeVisibleTask<T = undefined>(
   app: App,
@@ -160,6 +164,6 @@ export async function changeVisibleTask<T = undefined>(
 ): Promise<{ task: Task; build: Build; value: T }> {
   const visible = await getTask(app, actor, taskId);
   assertAllowed(operation, visible);
-  const { build, value } = await commitTaskChange(app, actor, { operation, reason, task: visible, effect });
-  return { task: await getTask(app, actor, taskId), build, value };
+  const { task, build, value } = await commitTaskChange(app, actor, { operation, reason, task: visible, effect });
+  return { task, build, value };
 }
