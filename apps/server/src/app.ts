@@ -1,27 +1,21 @@
-import { EventEmitter } from 'node:events';
-import { AgentClient } from './agentapi/client.ts';
-import type { KeyBook } from './auth/principals.ts';
-import { KeyUses, VerifiedKeys } from './auth/verified-keys.ts';
+// The app's services and what they share, as types only: a leaf below the services (it imports
+// nothing above db/), so a service depends on what it uses, never on how it is built. The
+// composition root that builds an App is create-app.ts, imported by server.ts and tests alone.
+import type { EventEmitter } from 'node:events';
+import type { AgentClient, AgentHistory } from './agentapi/client.ts';
 import type { Build } from './db/builds.ts';
 import type { Db } from './db/connection.ts';
 import type { ChangeNotice } from './db/events.ts';
-import { defaults } from './defaults.ts';
-import { HiatusError } from './domain/errors.ts';
+import type { VerifiedKey } from './domain/actor.ts';
 import type { PauseReason } from './domain/lifecycle.ts';
-import { LiveHistories } from './lifecycle/live-history.ts';
-import { ReadRouting } from './lifecycle/reads.ts';
-import { ConcurrencyGate } from './limits/concurrency.ts';
-import type { Logger } from './logger.ts';
-import { createAgentDispatcher } from './net/agent-dispatcher.ts';
-import { postWebhook, type WebhookPost } from './net/post-webhook.ts';
-import { AgentAddressPolicy, parseAllowance, webhookSubject } from './net/url-policy.ts';
+import type { Gate } from './limits/concurrency.ts';
+import type { WebhookPost } from './net/post-webhook.ts';
 
 /** The settings the services read, from the configuration (each defaults to `defaults`). */
 export type AppSettings = {
   agentTimeoutMs: number;
   maxSnapshotBytes: number;
   defaultIdleTimeoutSeconds: number;
-  resumeWaitMs: number;
   /**
    * Networks (CIDRs) and host names a user's agent may be at beyond public addresses
    * (HIATUS_ALLOWED_AGENT_NETWORKS); loopback, private, link-local and metadata ones are refused otherwise.
@@ -69,11 +63,8 @@ export type AutoPauseEvent = { checked: number; paused: number; failed: number; 
 /** A resume attempt ended; for metrics. */
 export type ResumeEvent = { outcome: 'succeeded' | 'failed'; durationMs: number };
 
-/**
- * In-process notifications: the built-in provisioner and watchers follow builds, metrics follow
- * everything. A service never waits for a listener.
- */
-export class AppEvents extends EventEmitter<{
+/** What the in-process notifications carry, by name. */
+export type AppEventMap = {
   build: [BuildEvent];
   /** Something committed that watchers should look at, here or (through notifications) in another process. */
   change: [ChangeNotice];
@@ -81,7 +72,53 @@ export class AppEvents extends EventEmitter<{
   resume: [ResumeEvent];
   delivery: [DeliveryEvent];
   autoPause: [AutoPauseEvent];
-}> {}
+};
+
+/**
+ * In-process notifications: the built-in provisioner and watchers follow builds, metrics follow
+ * everything. A service never waits for a listener.
+ */
+export type AppEvents = EventEmitter<AppEventMap>;
+
+/** Chooses per request between the read replica and the primary (db/read-routing.ts). */
+export interface ReadRouter {
+  /** The database for the current request's lag-tolerant reads. */
+  reads(): Db;
+  /** After `keyId`'s write committed: its next replica reads wait for the replica to pass this point. */
+  noteWrite(keyId: string): Promise<void>;
+  /** Runs `call` with its lag-tolerant reads on the replica when `keyId` may read there. */
+  run<T>(keyId: string, call: () => Promise<T>): Promise<T>;
+}
+
+/** Agents' histories as last fetched, for the live log's pages (agentapi/live-history.ts). */
+export interface LiveHistoryCache {
+  get(taskId: string, agentUrl: string | null, load: () => Promise<AgentHistory>): Promise<AgentHistory>;
+  forget(taskId: string, agentUrl: string | null): void;
+}
+
+/** API keys a process verified recently (auth/verified-keys.ts). */
+export interface VerifiedKeyCache {
+  get(id: string): VerifiedKey | undefined;
+  /** Taken before a lookup: what it finds is kept only if no eviction came in between. */
+  mark(): number;
+  remember(key: VerifiedKey, mark: number): void;
+  forget(ids: readonly string[]): void;
+  /** Notifications may have been missed: start again from nothing. */
+  restart(): void;
+  /** Notifications are not followed for now: serve nothing until `restart`. */
+  suspend(): void;
+}
+
+/** Keys' last uses, written in the background in one statement per flush. */
+export interface KeyUseLog {
+  readonly resolutionMs: number;
+  note(id: string): void;
+  /** The keys noted since the last call. */
+  take(): string[];
+}
+
+/** Where a process keeps the keys it verified, and the uses it records in the background. */
+export type KeyBook = { verified: VerifiedKeyCache; uses: KeyUseLog };
 
 /**
  * The app's services share this: the database, the settings, the event bus and a way to reach an
@@ -95,7 +132,7 @@ export type App = {
    */
   reads(): Db;
   /** Chooses per request between the replica and the primary, and remembers callers' writes. */
-  readRouting: ReadRouting;
+  readRouting: ReadRouter;
   settings: AppSettings;
   events: AppEvents;
   /**
@@ -105,9 +142,9 @@ export type App = {
    */
   agentUrlRefusal(url: string): Promise<string | null>;
   /** Whole-history reads wait here for a place, so the memory they hold stays bounded. */
-  heavyReads: ConcurrencyGate;
+  heavyReads: Gate;
   /** Agents' histories kept a few seconds for the live log's pages. */
-  liveHistories: LiveHistories;
+  liveHistories: LiveHistoryCache;
   /**
    * A client for the agent at `baseUrl`; null (no URL yet) gives one whose calls fail as
    * unreachable. A user's URL is held to the address policy at every connection; `trusted` is for a
@@ -127,93 +164,3 @@ export type App = {
    */
   keys: KeyBook;
 };
-
-/** A task's agent URL is trusted when Hiatus's own driver reported it: the task has a template. */
-export function agentTrust(task: { templateId: string | null }): { trusted: boolean } {
-  return { trusted: task.templateId !== null };
-}
-
-export function createApp(
-  db: Db,
-  settings: Partial<AppSettings> = {},
-  replica: { db: Db; waitMs: number; log?: Logger } | null = null,
-): App {
-  const merged: AppSettings = {
-    agentTimeoutMs: settings.agentTimeoutMs ?? defaults.agentTimeoutMs,
-    maxSnapshotBytes: settings.maxSnapshotBytes ?? defaults.maxSnapshotBytes,
-    defaultIdleTimeoutSeconds: settings.defaultIdleTimeoutSeconds ?? defaults.defaultIdleTimeoutSeconds,
-    resumeWaitMs: settings.resumeWaitMs ?? defaults.resumeWaitMs,
-    allowedAgentNetworks: settings.allowedAgentNetworks ?? defaults.allowedAgentNetworks,
-    heavyReadConcurrency: settings.heavyReadConcurrency ?? defaults.heavyReadConcurrency,
-    heavyReadQueue: settings.heavyReadQueue ?? defaults.heavyReadQueue,
-    heavyReadShareMsPerSecond: settings.heavyReadShareMsPerSecond ?? defaults.heavyReadShareMsPerSecond,
-    heavyReadShareBurstMs: settings.heavyReadShareBurstMs ?? defaults.heavyReadShareBurstMs,
-    liveHistoryTtlMs: settings.liveHistoryTtlMs ?? defaults.liveHistoryTtlMs,
-    liveHistoryMaxBytes: settings.liveHistoryMaxBytes ?? defaults.liveHistoryMaxBytes,
-    autoPauseWarningSeconds: settings.autoPauseWarningSeconds ?? defaults.autoPauseWarningSeconds,
-    allowedWebhookNetworks: settings.allowedWebhookNetworks ?? defaults.allowedWebhookNetworks,
-    keyCacheMs: settings.keyCacheMs ?? defaults.keyCacheMs,
-  };
-  const agentAddresses = new AgentAddressPolicy(parseAllowance(merged.allowedAgentNetworks), {
-    resolveTimeoutMs: merged.agentTimeoutMs,
-  });
-  const connectTimeoutMs = merged.agentTimeoutMs;
-  const userAgents = createAgentDispatcher(agentAddresses, { connectTimeoutMs });
-  const trustedAgents = createAgentDispatcher(null, { connectTimeoutMs });
-  const webhookAddresses = new AgentAddressPolicy(parseAllowance(merged.allowedWebhookNetworks), {
-    resolveTimeoutMs: merged.agentTimeoutMs,
-    subject: webhookSubject,
-  });
-  const webhookEndpoints = createAgentDispatcher(webhookAddresses, { connectTimeoutMs });
-  const events = new AppEvents();
-  events.setMaxListeners(0);
-  const keys: KeyBook = {
-    verified: new VerifiedKeys({ ttlMs: merged.keyCacheMs, max: defaults.keyCacheMax, followingAtStart: true }),
-    uses: new KeyUses(defaults.keyLastUsedResolutionMs),
-  };
-  events.on('change', (notice) => {
-    if (notice.revokedKeyIds) keys.verified.forget(notice.revokedKeyIds);
-  });
-  const readRouting = new ReadRouting(db, replica?.db ?? null, {
-    waitMs: replica?.waitMs ?? defaults.readReplicaWaitMs,
-    maxKeys: defaults.readReplicaKeys,
-    positionTtlMs: defaults.readReplicaPositionTtlMs,
-    pollMs: defaults.readReplicaPollMs,
-    complaintIntervalMs: defaults.readReplicaComplaintMs,
-    log: replica?.log,
-  });
-  return {
-    db,
-    reads: () => readRouting.reads(),
-    readRouting,
-    settings: merged,
-    events,
-    agentUrlRefusal: (url) => agentAddresses.refusalForUrl(url),
-    heavyReads: new ConcurrencyGate({
-      concurrency: merged.heavyReadConcurrency,
-      queue: merged.heavyReadQueue,
-      // One caller may fill every place but not the line behind them.
-      perOwner: merged.heavyReadConcurrency,
-      retryAfterMs: defaults.heavyReadRetryAfterMs,
-      what: 'whole-history reads',
-      share:
-        merged.heavyReadShareMsPerSecond > 0
-          ? { perSecondMs: merged.heavyReadShareMsPerSecond, burstMs: merged.heavyReadShareBurstMs }
-          : undefined,
-    }),
-    liveHistories: new LiveHistories({ ttlMs: merged.liveHistoryTtlMs, maxBytes: merged.liveHistoryMaxBytes }),
-    checkWebhookUrl: async (url) => {
-      const refused = await webhookAddresses.refusalForUrl(url);
-      if (refused) throw new HiatusError('bad_input', refused);
-      return url;
-    },
-    postWebhook: (url, post) => postWebhook(webhookEndpoints, url, post),
-    keys,
-    agent: (baseUrl, options = {}) =>
-      new AgentClient(baseUrl, {
-        timeoutMs: merged.agentTimeoutMs,
-        maxBytes: merged.maxSnapshotBytes,
-        dispatcher: options.trusted ? trustedAgents : userAgents,
-      }),
-  };
-}

@@ -46,8 +46,6 @@ export const defaults = Object.freeze({
   autoPauseBatchSize: 200,
   /** Idle time after which auto-pause stops a task that sets no timeout of its own. */
   defaultIdleTimeoutSeconds: 30 * 60,
-  /** How long `send` with `resumeIfPaused` waits for the task to become active. */
-  resumeWaitMs: 60_000,
   /** `tasks.keepAlive` without `forSeconds` holds off auto-pause this long; no keep-alive may be longer than the maximum. */
   keepAliveSeconds: 3_600,
   maxKeepAliveSeconds: 24 * 3_600,

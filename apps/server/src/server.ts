@@ -1,12 +1,13 @@
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { type App, createApp } from './app.ts';
+import type { App } from './app.ts';
 import { prepareAuditPartitions, removeOldAuditRecords } from './audit/audit.ts';
 import { adminKeyBox } from './auth/admin-key.ts';
 import { type BootstrapResult, bootstrapAdmin } from './auth/bootstrap.ts';
 import { writeKeyUses } from './auth/principals.ts';
 import { type Config, repoRoot } from './config.ts';
+import { createApp } from './create-app.ts';
 import { type DatabaseHandle, openDatabase, sessionDatabase } from './db/connection.ts';
 import { ensureDatabaseExists } from './db/create-database.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
@@ -72,7 +73,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     throw error;
   }
 
-  // Reads that may lag go to the replica when there is one (see lifecycle/reads.ts).
+  // Reads that may lag go to the replica when there is one (see db/read-routing.ts).
   const replica = config.readReplica
     ? openDatabase({ kind: 'postgres', url: config.readReplica.url, poolSize: config.readReplica.poolSize })
     : null;

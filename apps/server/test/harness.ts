@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
-import { type App, type AppSettings, createApp } from '../src/app.ts';
+import type { App, AppSettings } from '../src/app.ts';
+import { createApp } from '../src/create-app.ts';
 import type { Db } from '../src/db/connection.ts';
 import type { Task } from '../src/db/tasks.ts';
 import { insertUser } from '../src/db/users.ts';
@@ -22,7 +23,6 @@ import { testProvisionerDir } from './paths.ts';
  */
 export const fastSettings: Partial<AppSettings> = {
   agentTimeoutMs: 5_000,
-  resumeWaitMs: 10_000,
   allowedAgentNetworks: loopbackNetworks,
   // And so do the webhook receivers.
   allowedWebhookNetworks: loopbackNetworks,

@@ -1,11 +1,11 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAgentDispatcher } from '../net/agent-dispatcher.ts';
-import { AgentAddressPolicy, parseAllowance, type Resolver } from '../net/url-policy.ts';
+import { createOutboundDispatcher } from '../net/outbound-dispatcher.ts';
+import { OutboundAddressPolicy, parseAllowance, type Resolver } from '../net/url-policy.ts';
 import { AgentClient, AgentError } from './client.ts';
 
-const loopback = new AgentAddressPolicy(parseAllowance(['127.0.0.0/8', '::1/128']));
+const loopback = new OutboundAddressPolicy(parseAllowance(['127.0.0.0/8', '::1/128']));
 const opened: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((s) => s.close()));
@@ -44,8 +44,8 @@ async function listen(server: net.Server) {
   return handle;
 }
 
-function client(url: string | null, policy: AgentAddressPolicy | null = loopback, timeoutMs = 2_000): AgentClient {
-  const dispatcher = createAgentDispatcher(policy, { connectTimeoutMs: timeoutMs });
+function client(url: string | null, policy: OutboundAddressPolicy | null = loopback, timeoutMs = 2_000): AgentClient {
+  const dispatcher = createOutboundDispatcher(policy, { connectTimeoutMs: timeoutMs });
   return new AgentClient(url, { timeoutMs, maxBytes: 1024 * 1024, dispatcher });
 }
 
@@ -123,7 +123,7 @@ describe('the AgentAPI client', () => {
     const resolve: Resolver = async (host) => {
       throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
     };
-    const policy = new AgentAddressPolicy(parseAllowance(['nowhere.example']), { resolve });
+    const policy = new OutboundAddressPolicy(parseAllowance(['nowhere.example']), { resolve });
     const error = await failure(client('http://nowhere.example:3284', policy).status());
     expect(error).toMatchObject({ failure: 'unreachable', message: 'the agent is unreachable' });
   });
@@ -142,7 +142,7 @@ describe('the AgentAPI client', () => {
 
   it('refuses a refused address before connecting, whatever its spelling', async () => {
     const agent = await serve((_req, res) => json(res, 200, { status: 'stable' }));
-    const strict = new AgentAddressPolicy(parseAllowance([]));
+    const strict = new OutboundAddressPolicy(parseAllowance([]));
     for (const url of [agent.url, `http://0x7f.1:${agent.port}`, `http://[::ffff:127.0.0.1]:${agent.port}`]) {
       const error = await failure(client(url, strict).status());
       expect(error).toMatchObject({ failure: 'not_allowed' });
@@ -156,7 +156,7 @@ describe('the AgentAPI client', () => {
     // The name was public when the task was created; by the time Hiatus connects it points at loopback.
     let answer = '93.184.216.34';
     const resolve: Resolver = async () => [{ address: answer, family: 4 }];
-    const strict = new AgentAddressPolicy(parseAllowance([]), { resolve });
+    const strict = new OutboundAddressPolicy(parseAllowance([]), { resolve });
     const url = `http://rebind.example:${agent.port}`;
     expect(await strict.refusalForUrl(url)).toBeNull();
     answer = '127.0.0.1';
@@ -169,7 +169,7 @@ describe('the AgentAPI client', () => {
     expect(agent.paths).toEqual([]);
 
     // Allowed by name, the connection goes to the address the check saw.
-    const named = new AgentAddressPolicy(parseAllowance(['rebind.example']), { resolve });
+    const named = new OutboundAddressPolicy(parseAllowance(['rebind.example']), { resolve });
     expect(await client(url, named).status()).toBe('stable');
     expect(agent.paths).toEqual(['/status']);
   });

@@ -15,7 +15,7 @@ export type AgentClientOptions = {
   timeoutMs: number;
   /** Largest answer body accepted, in bytes. */
   maxBytes: number;
-  /** The connection pool: it decides which addresses may be connected to (net/agent-dispatcher.ts). */
+  /** The connection pool: it decides which addresses may be connected to (net/outbound-dispatcher.ts). */
   dispatcher: Dispatcher;
 };
 

@@ -86,7 +86,7 @@ export type AuditPage = { items: AuditRecord[]; nextCursor: string | null };
 
 /** Audit records newest first; `cursor` is the previous page's `nextCursor`. */
 export async function listAudit(
-  app: App,
+  app: Pick<App, 'reads'>,
   filter: Omit<AuditFilter, 'beforeId'> & { cursor?: string },
 ): Promise<AuditPage> {
   const { items, more } = await listAuditLogs(app.reads(), { ...filter, beforeId: filter.cursor });
@@ -98,7 +98,7 @@ export async function listAudit(
  * land in their month's partition rather than the default one, and retention can drop them whole.
  * Returns the partitions it created.
  */
-export async function prepareAuditPartitions(app: App, now: Date = new Date()): Promise<string[]> {
+export async function prepareAuditPartitions(app: Pick<App, 'db'>, now: Date = new Date()): Promise<string[]> {
   const created: string[] = [];
   for (const month of [monthStart(now), monthStart(now, 1)]) {
     const made = await withLockRetries(() =>
@@ -120,7 +120,7 @@ export type AuditRetentionResult = { droppedPartitions: string[]; deleted: numbe
  * once: a partition is dropped once, and a row deleted by one is skipped by the other.
  */
 export async function removeOldAuditRecords(
-  app: App,
+  app: Pick<App, 'db'>,
   maxAgeDays: number,
   batchSize: number,
   now: Date = new Date(),

@@ -22,7 +22,7 @@ const pageOf = <T extends { id: string }>({ items, more }: { items: T[]; more: b
 
 /** Every user, by name, page by page (admins only); `cursor` is the previous page's `nextCursor`. */
 export async function listUsersFor(
-  app: App,
+  app: Pick<App, 'db'>,
   actor: Actor,
   page: { limit?: number; cursor?: string } = {},
 ): Promise<Page<User>> {
@@ -35,7 +35,7 @@ export async function listUsersFor(
  * included: their ids, names, scopes, dates and last use, never a secret or its hash.
  */
 export async function listApiKeysFor(
-  app: App,
+  app: Pick<App, 'db'>,
   actor: Actor,
   page: { userId?: string; limit?: number; cursor?: string } = {},
 ): Promise<Page<ApiKeyInfo>> {
@@ -61,7 +61,7 @@ export type Identity = {
 };
 
 /** Who the presented key speaks for: its user and the key itself. */
-export async function describePrincipal(app: App, principal: Principal): Promise<Identity> {
+export async function describePrincipal(app: Pick<App, 'db'>, principal: Principal): Promise<Identity> {
   const [user, key] = await Promise.all([
     findUser(app.db, principal.actor.userId),
     findApiKey(app.db, principal.keyId),
@@ -81,7 +81,11 @@ export async function describePrincipal(app: App, principal: Principal): Promise
 }
 
 /** Creates a user (admins only), audited. */
-export async function createUser(app: App, actor: Actor, input: { username: string; role: UserRole }): Promise<User> {
+export async function createUser(
+  app: Pick<App, 'db'>,
+  actor: Actor,
+  input: { username: string; role: UserRole },
+): Promise<User> {
   assertAdmin(actor, 'create users');
   try {
     return await app.db.transaction().execute(async (trx) => {
@@ -117,7 +121,7 @@ export type NewApiKey = {
  * create their own keys; provisioner keys are for admins to hand out.
  */
 export async function createApiKey(
-  app: App,
+  app: Pick<App, 'db'>,
   actor: Actor,
   input: NewApiKey,
 ): Promise<{ key: string; apiKey: ApiKeyInfo }> {
@@ -167,7 +171,7 @@ export async function createApiKey(
 }
 
 /** Revokes a key: its owner or an admin may. Revoking twice is a conflict. */
-export async function revokeApiKey(app: App, actor: Actor, keyId: string): Promise<ApiKeyInfo> {
+export async function revokeApiKey(app: Pick<App, 'db' | 'events'>, actor: Actor, keyId: string): Promise<ApiKeyInfo> {
   if (actor.kind !== 'user') throw new HiatusError('forbidden', 'keys belong to users');
   const revoked = await app.db.transaction().execute(async (trx) => {
     const key = await findApiKey(trx, keyId, { forUpdate: true });

@@ -1,9 +1,9 @@
+import type { KeyBook, KeyUseLog } from '../app.ts';
 import { findKeyForAuth, isApiKeyUsable, touchApiKeys } from '../db/api-keys.ts';
 import type { Db } from '../db/connection.ts';
-import type { ApiKeyScope, RequestOrigin, UserActor } from '../domain/actor.ts';
+import type { ApiKeyScope, RequestOrigin, UserActor, VerifiedKey } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import { hashesMatch, keyDigest } from './keys.ts';
-import type { KeyUses, VerifiedKey, VerifiedKeys } from './verified-keys.ts';
 
 /** Who a request speaks for, and what its key lets it do. */
 export type Principal = {
@@ -15,9 +15,6 @@ export type Principal = {
 };
 
 export type Authentication = { ok: true; principal: Principal } | { ok: false; reason: string };
-
-/** Where a process keeps the keys it verified, and the uses it records in the background. */
-export type KeyBook = { verified: VerifiedKeys; uses: KeyUses };
 
 /**
  * Finds the key a request presents: unknown, revoked and expired keys are refused alike from the
@@ -69,7 +66,7 @@ export async function assertKeyStillValid(db: Db, keyId: string): Promise<void> 
 }
 
 /** Writes the key uses noted since the last call, in one statement (a background loop calls it). */
-export async function writeKeyUses(db: Db, uses: KeyUses): Promise<number> {
+export async function writeKeyUses(db: Db, uses: KeyUseLog): Promise<number> {
   const ids = uses.take();
   await touchApiKeys(db, ids, uses.resolutionMs);
   return ids.length;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { KeyUses, type VerifiedKey, VerifiedKeys } from './verified-keys.ts';
+import type { VerifiedKey } from '../domain/actor.ts';
+import { KeyUses, VerifiedKeys } from './verified-keys.ts';
 
 const key = (id: string, expiresAt: number | null = null): VerifiedKey => ({
   id,

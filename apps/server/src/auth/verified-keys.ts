@@ -1,17 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { ApiKeyScope, UserRole } from '../domain/actor.ts';
-
-/** What a verified key lets its holder do, as authentication needs it again. */
-export type VerifiedKey = {
-  id: string;
-  secretHash: Buffer;
-  /** Epoch ms, or null for a key that never expires. */
-  expiresAt: number | null;
-  scope: ApiKeyScope;
-  taskId: string | null;
-  userId: string;
-  role: UserRole;
-};
+import type { VerifiedKey } from '../domain/actor.ts';
 
 /**
  * Keys this process verified recently, so that an authenticated request costs one query (its own)

@@ -39,3 +39,15 @@ export function seesAllTasks(actor: Actor): boolean {
 export function assertAdmin(actor: Actor, what: string): void {
   if (actor.kind === 'user' && actor.role !== 'admin') throw new HiatusError('forbidden', `only an admin may ${what}`);
 }
+
+/** What a verified key lets its holder do, as authentication needs it again. */
+export type VerifiedKey = {
+  id: string;
+  secretHash: Buffer;
+  /** Epoch ms, or null for a key that never expires. */
+  expiresAt: number | null;
+  scope: ApiKeyScope;
+  taskId: string | null;
+  userId: string;
+  role: UserRole;
+};

@@ -9,7 +9,7 @@ import { taskNotFound } from '../domain/errors.ts';
  * refused attempt is audited (it changes nothing, so it is the one record without a change), once
  * a minute per actor and task however often it is repeated.
  */
-export async function getTask(app: App, actor: Actor, taskId: string): Promise<Task> {
+export async function getTask(app: Pick<App, 'db'>, actor: Actor, taskId: string): Promise<Task> {
   const ownerOnly = !seesAllTasks(actor) && actor.kind === 'user' ? { ownerId: actor.userId } : {};
   const task = await findTask(app.db, taskId, ownerOnly);
   if (task) return task;
@@ -20,7 +20,7 @@ export async function getTask(app: App, actor: Actor, taskId: string): Promise<T
 }
 
 /** A live task by id, whoever owns it, or undefined: for callers that checked the actor otherwise (a workspace key). */
-export async function findLiveTask(app: App, taskId: string): Promise<Task | undefined> {
+export async function findLiveTask(app: Pick<App, 'db'>, taskId: string): Promise<Task | undefined> {
   const task = await findTask(app.db, taskId);
   return task && task.status !== 'deleted' ? task : undefined;
 }

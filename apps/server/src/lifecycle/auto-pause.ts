@@ -1,9 +1,10 @@
 import { AgentError } from '../agentapi/client.ts';
-import { type App, agentTrust } from '../app.ts';
+import type { App } from '../app.ts';
 import { databaseNow } from '../db/connection.ts';
 import { claimDueAgentChecks, markAgentIdle, markAgentRunning, type Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { systemActor } from '../domain/actor.ts';
+import { agentTrust } from '../domain/agent-trust.ts';
 import { HiatusError } from '../domain/errors.ts';
 import { forEachLimited } from '../limits/concurrency.ts';
 import { warnBeforeAutoPause } from './events.ts';
@@ -32,7 +33,7 @@ export type AutoPausePass = {
  * broken agent never holds up the others.
  */
 export async function autoPausePass(
-  app: App,
+  app: Pick<App, 'agent' | 'db' | 'events' | 'settings'>,
   options: { concurrency?: number; intervalMs?: number; batchSize?: number } = {},
 ): Promise<AutoPausePass> {
   const started = performance.now();
@@ -60,7 +61,7 @@ export async function autoPausePass(
   return { checked, paused, failed };
 }
 
-async function checkIdle(app: App, task: Task): Promise<boolean> {
+async function checkIdle(app: Pick<App, 'agent' | 'db' | 'events' | 'settings'>, task: Task): Promise<boolean> {
   const seen = await app
     .agent(task.agentUrl, agentTrust(task))
     .status()

@@ -6,7 +6,7 @@ import type { App, BuildEvent } from '../app.ts';
  * again, those of other processes.
  */
 export function nextBuildEvent(
-  app: App,
+  app: Pick<App, 'events'>,
   matches: (event: BuildEvent) => boolean,
   ms: number,
   signal?: AbortSignal,

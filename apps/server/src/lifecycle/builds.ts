@@ -7,7 +7,7 @@ import { getTask } from './tasks.ts';
 
 /** A task's lifecycle history, newest first: every build with its transition, reason and job status. */
 export async function listTaskBuilds(
-  app: App,
+  app: Pick<App, 'db' | 'reads'>,
   actor: Actor,
   taskId: string,
   options: { reason?: BuildReason; limit?: number; cursor?: number },

@@ -19,7 +19,7 @@ export class ChangeWaiter {
   };
 
   constructor(
-    private readonly app: App,
+    private readonly app: Pick<App, 'events'>,
     private readonly matches: (notice: ChangeNotice) => boolean = () => true,
   ) {
     app.events.on('build', this.onBuild);

@@ -24,7 +24,7 @@ export type EventQuery = { taskId?: string; after?: string; types?: readonly Eve
 
 /** Events the actor may see (their own tasks', or all for an admin), in commit order after `after`. */
 export async function listEventsFor(
-  app: App,
+  app: Pick<App, 'reads'>,
   actor: Actor,
   query: EventQuery,
 ): Promise<{ items: HiatusEvent[]; nextCursor: string | null }> {
@@ -38,7 +38,7 @@ export async function listEventsFor(
  * passes the last id it saw misses nothing and sees nothing twice, ids being in commit order.
  */
 export async function* watchEvents(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   query: { taskId?: string; after?: string; types?: readonly EventType[] },
   signal: AbortSignal,
@@ -81,7 +81,7 @@ function visible(actor: Actor, query: EventQuery): EventFilter {
  * was the cause, announced as `task.pause_failed`, both in one transaction.
  */
 export async function recordPauseFailure(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   failure: { taskId: string; reason: PauseReason; cause: PauseFailureCause; message: string },
 ): Promise<void> {
   const eventId = await app.db.transaction().execute(async (trx: Db) => {
@@ -142,7 +142,7 @@ export async function recordJobEnd(trx: Db, build: Build, taskId: string | null)
  * process sees it first. Returns whether this call recorded the warning.
  */
 export async function warnBeforeAutoPause(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   task: { id: string; ownerId: string },
   idle: { idleSeconds: number; idleTimeoutSeconds: number },
 ): Promise<boolean> {
@@ -169,7 +169,7 @@ export async function warnBeforeAutoPause(
 }
 
 /** Removes events older than `days` (not those a delivery still waits for), in batches; returns how many. */
-export async function removeOldEvents(app: App, days: number, batchSize: number): Promise<number> {
+export async function removeOldEvents(app: Pick<App, 'db'>, days: number, batchSize: number): Promise<number> {
   const before = new Date(Date.now() - days * 86_400_000);
   let removed = 0;
   for (;;) {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../agentapi/client.ts';
-import { type App, agentTrust } from '../app.ts';
+import type { App } from '../app.ts';
 import { audit } from '../audit/audit.ts';
 import { lockWorkspace } from '../db/builds.ts';
 import type { Db } from '../db/connection.ts';
@@ -19,6 +19,7 @@ import {
 import { findTask, resetIdleClock, type Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { type Actor, initiatorId } from '../domain/actor.ts';
+import { agentTrust } from '../domain/agent-trust.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
 import { forEachLimited } from '../limits/concurrency.ts';
 import type { Logger } from '../logger.ts';
@@ -82,7 +83,7 @@ export async function queueInTransaction(
  * takes one; answers undefined, storing nothing, when it does not.
  */
 export async function queueMessage(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   task: { id: string; workspaceId: string },
   content: string,
@@ -100,7 +101,7 @@ export async function queueMessage(
 }
 
 /** The task's queued messages, oldest first, for its log. */
-export async function pendingMessages(app: App, taskId: string): Promise<PendingMessage[]> {
+export async function pendingMessages(app: Pick<App, 'db'>, taskId: string): Promise<PendingMessage[]> {
   const queued = await listQueuedMessages(app.db, taskId, defaults.maxLogPageSize);
   return queued.map((m) => ({
     messageId: m.id,
@@ -117,7 +118,7 @@ export async function pendingMessages(app: App, taskId: string): Promise<Pending
  * `task.cancel_message` and announced as `task.message_cancelled`.
  */
 export async function cancelMessage(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   taskId: string,
   messageId: string,
@@ -146,7 +147,7 @@ export async function cancelMessage(
 }
 
 /** How long a process holds a message it delivers: past the agent's two answers (status, POST) and a margin. */
-export function deliveryLeaseMs(app: App): number {
+export function deliveryLeaseMs(app: Pick<App, 'settings'>): number {
   return app.settings.agentTimeoutMs * 2 + defaults.inboxLeaseMarginMs;
 }
 
@@ -157,7 +158,10 @@ export function deliveryLeaseMs(app: App): number {
  * idle clock reset: a delivery is activity) commits before the next is claimed. A busy, absent or
  * refusing agent gives the message back for a later pass. Returns how many went.
  */
-export async function deliverInbox(app: App, taskId: string): Promise<number> {
+export async function deliverInbox(
+  app: Pick<App, 'agent' | 'db' | 'events' | 'liveHistories' | 'settings'>,
+  taskId: string,
+): Promise<number> {
   let delivered = 0;
   for (;;) {
     const task = await findTask(app.db, taskId);
@@ -193,7 +197,11 @@ export async function deliverInbox(app: App, taskId: string): Promise<number> {
   }
 }
 
-async function recordDelivery(app: App, task: Task, messageId: string): Promise<void> {
+async function recordDelivery(
+  app: Pick<App, 'db' | 'events' | 'liveHistories'>,
+  task: Task,
+  messageId: string,
+): Promise<void> {
   const eventId = await app.db.transaction().execute(async (trx) => {
     const marked = await markMessageDelivered(trx, messageId);
     if (!marked) return undefined;
@@ -227,7 +235,10 @@ export type InboxDeliveryOptions = {
  * succeeded: here or, through notifications, in another process), else every `pollMs`. Every
  * process may run it: the inbox lock and the leases let one deliver each message.
  */
-export function startInboxDelivery(app: App, options: InboxDeliveryOptions): StopLoop {
+export function startInboxDelivery(
+  app: Pick<App, 'agent' | 'db' | 'events' | 'liveHistories' | 'settings'>,
+  options: InboxDeliveryOptions,
+): StopLoop {
   const stop = new AbortController();
   const waiter = new ChangeWaiter(app);
   const loop = (async () => {

@@ -49,7 +49,7 @@ export type AcquireOptions = JobFilter & {
  * this process, and looking again every `provisionerPollMs` for those of other processes.
  */
 export async function acquireBuildJob(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   holder: Holder,
   options: AcquireOptions = {},
 ): Promise<ProvisionerJob | null> {
@@ -79,7 +79,7 @@ export async function acquireBuildJob(
  * stops whatever else it finds. A task this database does not know is not its to stop (another
  * Hiatus may share the folder), so it is in the answer too.
  */
-export async function tasksThatShouldRun(app: App, taskIds: readonly string[]): Promise<string[]> {
+export async function tasksThatShouldRun(app: Pick<App, 'db'>, taskIds: readonly string[]): Promise<string[]> {
   const known = new Map((await findTasks(app.db, taskIds)).map((task) => [task.id, task.status]));
   return taskIds.filter((id) => {
     const status = known.get(id);
@@ -92,7 +92,7 @@ export async function tasksThatShouldRun(app: App, taskIds: readonly string[]): 
  * calls), any running job; with one, only a job that holder acquired: a provisioner cannot keep
  * another's job alive.
  */
-export async function heartbeatBuildJob(app: App, buildId: string, holder?: Holder): Promise<void> {
+export async function heartbeatBuildJob(app: Pick<App, 'db'>, buildId: string, holder?: Holder): Promise<void> {
   if (!(await heartbeatJob(app.db, buildId, holder === undefined ? undefined : holderOf(holder)))) {
     throw notRunning(buildId);
   }
@@ -103,7 +103,7 @@ export async function heartbeatBuildJob(app: App, buildId: string, holder?: Hold
  * `holder`, only a job that holder acquired.
  */
 export async function completeBuildJob(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   buildId: string,
   outcome: { error?: string; holder?: Holder; actor?: Actor; outputs?: Record<string, unknown> } = {},
 ): Promise<Build> {
@@ -128,13 +128,13 @@ export async function completeBuildJob(
 }
 
 /** Tells this process's watchers and waiters about a job's end once committed. */
-function announce(app: App, { build, taskId, eventId }: RecordedEnd): void {
+function announce(app: Pick<App, 'events'>, { build, taskId, eventId }: RecordedEnd): void {
   app.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
   if (eventId) app.events.emit('change', { eventId, workspaceId: build.workspaceId, ...(taskId ? { taskId } : {}) });
 }
 
 /** Fails running jobs whose provisioner has been silent longer than `staleAfterMs`; returns them. */
-export async function failStaleBuildJobs(app: App, staleAfterMs: number): Promise<Build[]> {
+export async function failStaleBuildJobs(app: Pick<App, 'db' | 'events'>, staleAfterMs: number): Promise<Build[]> {
   const failed = await app.db.transaction().execute(async (trx) => {
     const jobs: RecordedEnd[] = [];
     for (const job of await failStaleJobs(trx, staleAfterMs)) {

@@ -15,7 +15,7 @@ import { getTask } from './access.ts';
  * `conflict`. Audited as `task.keep_alive` and announced as the event of the same name.
  */
 export async function keepTaskAlive(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   taskId: string,
   forSeconds: number = defaults.keepAliveSeconds,

@@ -1,10 +1,11 @@
 import { AgentError } from '../agentapi/client.ts';
 import type { AgentMessage } from '../agentapi/schema.ts';
-import { type App, agentTrust } from '../app.ts';
+import type { App } from '../app.ts';
 import { findSnapshotMeta, snapshotMessageRange } from '../db/snapshots.ts';
 import type { Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { type Actor, initiatorId } from '../domain/actor.ts';
+import { agentTrust } from '../domain/agent-trust.ts';
 import { type PendingMessage, pendingMessages } from './inbox.ts';
 import { assertKnownFormat, parseStoredMessages } from './snapshots.ts';
 import { getTask } from './tasks.ts';
@@ -36,7 +37,7 @@ export type LogPage = {
  * messages. Reading changes nothing: it never wakes a task nor resets its idle clock.
  */
 export async function readLogs(
-  app: App,
+  app: Pick<App, 'agent' | 'db' | 'heavyReads' | 'liveHistories' | 'reads'>,
   actor: Actor,
   taskId: string,
   options: { cursor?: number; limit?: number } = {},
@@ -47,7 +48,7 @@ export async function readLogs(
 }
 
 async function logEntries(
-  app: App,
+  app: Pick<App, 'agent' | 'db' | 'heavyReads' | 'liveHistories' | 'reads'>,
   actor: Actor,
   task: Task,
   options: { cursor?: number; limit?: number },
@@ -71,7 +72,7 @@ async function logEntries(
  * page. A fetch is a heavy read: it waits for a place in `app.heavyReads`.
  */
 async function liveLogs(
-  app: App,
+  app: Pick<App, 'agent' | 'heavyReads' | 'liveHistories'>,
   actor: Actor,
   task: Task,
   cursor: number | undefined,
@@ -92,7 +93,7 @@ async function liveLogs(
 }
 
 async function snapshotLogs(
-  app: App,
+  app: Pick<App, 'db' | 'reads'>,
   task: Task,
   cursor: number | undefined,
   limit: number,

@@ -15,7 +15,7 @@ import type { PolicyNote } from './transition.ts';
 
 /** `pauseTask`, timed and announced; a failed pause is counted by cause and announced as an event. */
 export async function meteredPause(
-  app: App,
+  app: Pick<App, 'agent' | 'db' | 'events'>,
   actor: Actor,
   taskId: string,
   options: PauseOptions,
@@ -50,7 +50,7 @@ export async function meteredPause(
 
 /** `resumeTask`, timed and announced. */
 export async function meteredResume(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   taskId: string,
   policy?: PolicyNote,

@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../agentapi/client.ts';
-import { type App, agentTrust } from '../app.ts';
+import type { App } from '../app.ts';
 import type { Task } from '../db/tasks.ts';
 import { findTemplateById } from '../db/templates.ts';
+import { agentTrust } from '../domain/agent-trust.ts';
 
 const pollMs = 200;
 
@@ -13,7 +14,7 @@ const pollMs = 200;
  * best effort: an agent that cannot take the message is paused all the same.
  * Returns whether the notice was delivered.
  */
-export async function givePrePauseNotice(app: App, task: Task): Promise<boolean> {
+export async function givePrePauseNotice(app: Pick<App, 'agent' | 'db'>, task: Task): Promise<boolean> {
   const template = task.templateId ? await findTemplateById(app.db, task.templateId) : undefined;
   const notice = template?.prePauseNotice;
   if (!notice) return false;

@@ -1,9 +1,10 @@
 import { AgentError, type AgentHistory } from '../agentapi/client.ts';
-import { type App, agentTrust } from '../app.ts';
+import type { App } from '../app.ts';
 import type { Build } from '../db/builds.ts';
 import { type StoredSnapshot, upsertSnapshot } from '../db/snapshots.ts';
 import { findAgentActivity, type Task } from '../db/tasks.ts';
 import type { Actor } from '../domain/actor.ts';
+import { agentTrust } from '../domain/agent-trust.ts';
 import { HiatusError } from '../domain/errors.ts';
 import { assertAllowed, type PauseReason } from '../domain/lifecycle.ts';
 import { Laps } from './laps.ts';
@@ -40,7 +41,7 @@ export type PauseOptions = {
  * `laps` names the phases (notice, asking the agent, the transaction) for whoever measures them.
  */
 export async function pauseTask(
-  app: App,
+  app: Pick<App, 'agent' | 'db' | 'events'>,
   actor: Actor,
   taskId: string,
   options: PauseOptions,

@@ -26,7 +26,10 @@ export type BuiltinProvisionerOptions = {
  * several at a time. On start it reconciles: whatever a driver left running for a task that
  * should not run is stopped. Returns a stop function that waits for the jobs in flight.
  */
-export function startBuiltinProvisioner(app: App, options: BuiltinProvisionerOptions): () => Promise<void> {
+export function startBuiltinProvisioner(
+  app: Pick<App, 'db' | 'events'>,
+  options: BuiltinProvisionerOptions,
+): () => Promise<void> {
   const id = `builtin-${process.pid}`;
   const inFlight = new Set<Promise<void>>();
   let stopped = false;
@@ -78,7 +81,7 @@ export function startBuiltinProvisioner(app: App, options: BuiltinProvisionerOpt
 
 /** Runs one job's driver (the same way the daemon does) with heartbeats, then reports how it ended. */
 async function runDriverJob(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   provisionerId: string,
   job: ProvisionerJob,
   options: BuiltinProvisionerOptions,
@@ -111,7 +114,7 @@ async function runDriverJob(
 }
 
 /** Stops what the drivers left running (a crash, a restart) for tasks whose status says they should not run. */
-async function reconcileDrivers(app: App, options: BuiltinProvisionerOptions): Promise<void> {
+async function reconcileDrivers(app: Pick<App, 'db'>, options: BuiltinProvisionerOptions): Promise<void> {
   for (const driver of Object.values(drivers) as Driver[]) {
     try {
       const stopped = await driver.reconcile?.(async (taskId) => (await tasksThatShouldRun(app, [taskId])).length > 0, {

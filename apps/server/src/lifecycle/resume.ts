@@ -9,7 +9,7 @@ import { changeVisibleTask, type PolicyNote } from './transition.ts';
  * `task_resume`. The snapshot stays readable until the next pause overwrites it.
  */
 export async function resumeTask(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   taskId: string,
   /** The policy the system resumes for (a schedule), named in the audit record. */

@@ -32,7 +32,10 @@ export type RetentionOptions = {
  * its limit is warned now and deleted `warningSeconds` later. A task resumed or changed since the
  * pass looked is left alone (the delete re-checks under the workspace lock).
  */
-export async function retentionPass(app: App, options: RetentionOptions): Promise<RetentionPass> {
+export async function retentionPass(
+  app: Pick<App, 'db' | 'events'>,
+  options: RetentionOptions,
+): Promise<RetentionPass> {
   const now = options.now ?? new Date();
   const pass: RetentionPass = { warned: [], deleted: [], failed: [] };
   let after: string | undefined;

@@ -48,7 +48,10 @@ export type SchedulePassOptions = {
  * Each occasion is claimed in the database first, so with several server processes one acts; a
  * pause or resume that loses a race (the task changed meanwhile) is not a failure.
  */
-export async function schedulePass(app: App, options: SchedulePassOptions = {}): Promise<SchedulePass> {
+export async function schedulePass(
+  app: Pick<App, 'agent' | 'db' | 'events'>,
+  options: SchedulePassOptions = {},
+): Promise<SchedulePass> {
   const now = options.now ?? new Date();
   const warningSeconds = options.warningSeconds ?? defaults.schedulePauseWarningSeconds;
   const pass: SchedulePass = { checked: 0, paused: [], resumed: [], warned: [], failed: [] };
@@ -82,7 +85,7 @@ export async function schedulePass(app: App, options: SchedulePassOptions = {}):
 }
 
 async function applySchedule(
-  app: App,
+  app: Pick<App, 'agent' | 'db' | 'events'>,
   task: ScheduledTask,
   state: ScheduleState,
   clock: { now: Date; warningSeconds: number },
@@ -121,7 +124,12 @@ async function applySchedule(
  * changed meanwhile: `conflict`, `not_found`) keeps the claim and is no failure; any other error
  * gives the claim back, so a later pass tries again, and is thrown to be counted.
  */
-async function claimed(app: App, key: OccasionKey, now: Date, act: () => Promise<unknown>): Promise<boolean> {
+async function claimed(
+  app: Pick<App, 'db'>,
+  key: OccasionKey,
+  now: Date,
+  act: () => Promise<unknown>,
+): Promise<boolean> {
   if (!(await claimOccasion(app.db, key, now))) return false;
   try {
     await act();
@@ -133,7 +141,11 @@ async function claimed(app: App, key: OccasionKey, now: Date, act: () => Promise
   }
 }
 
-function pauseForSchedule(app: App, task: ScheduledTask, key: OccasionKey): Promise<unknown> {
+function pauseForSchedule(
+  app: Pick<App, 'agent' | 'db' | 'events'>,
+  task: ScheduledTask,
+  key: OccasionKey,
+): Promise<unknown> {
   return meteredPause(app, systemActor, task.id, {
     reason: 'task_auto_pause',
     policy: {
@@ -144,7 +156,7 @@ function pauseForSchedule(app: App, task: ScheduledTask, key: OccasionKey): Prom
   });
 }
 
-function resumeForSchedule(app: App, task: ScheduledTask, key: OccasionKey): Promise<unknown> {
+function resumeForSchedule(app: Pick<App, 'db' | 'events'>, task: ScheduledTask, key: OccasionKey): Promise<unknown> {
   const pausedBy = task.latestBuildId!;
   return meteredResume(app, systemActor, task.id, {
     diff: { policy: 'schedule', schedule: task.schedule, windowStartedAt: key.dueAt.toISOString() },
@@ -162,7 +174,12 @@ function resumeForSchedule(app: App, task: ScheduledTask, key: OccasionKey): Pro
  * Records a warning `event` once per occasion, whichever process comes first: the claim and the
  * event commit together. Returns whether this call recorded it.
  */
-export async function warnOnce(app: App, key: OccasionKey, now: Date, event: NewEvent): Promise<boolean> {
+export async function warnOnce(
+  app: Pick<App, 'db' | 'events'>,
+  key: OccasionKey,
+  now: Date,
+  event: NewEvent,
+): Promise<boolean> {
   const eventId = await app.db.transaction().execute(async (trx) => {
     if (!(await claimOccasion(trx, key, now))) return undefined;
     const [recorded] = await insertEvents(trx, [event]);

@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../agentapi/client.ts';
-import { type App, agentTrust } from '../app.ts';
+import type { App } from '../app.ts';
 import type { InboxMessage } from '../db/inbox.ts';
 import { hasQueuedMessages } from '../db/inbox.ts';
 import { findTask, resetIdleClock, type Task } from '../db/tasks.ts';
 import type { Actor } from '../domain/actor.ts';
+import { agentTrust } from '../domain/agent-trust.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
 import { deriveState, type SendRule, type TaskStatus } from '../domain/lifecycle.ts';
 import { queueInTransaction, queueMessage } from './inbox.ts';
@@ -33,7 +34,7 @@ const sendRounds = 4;
  * message is queued. What each state allows is the state table's `send` column.
  */
 export async function sendToTask(
-  app: App,
+  app: Pick<App, 'agent' | 'db' | 'events' | 'liveHistories'>,
   actor: Actor,
   taskId: string,
   input: string,
@@ -74,7 +75,11 @@ function queueableRule(rule: SendRule, resumeIfPaused: boolean): boolean {
  * the agent `stable`. False when it must be queued instead; an agent that cannot be asked fails
  * the send (nothing stored). A delivered message resets the task's idle clock.
  */
-async function deliverNow(app: App, task: Task, input: string): Promise<boolean> {
+async function deliverNow(
+  app: Pick<App, 'agent' | 'db' | 'liveHistories'>,
+  task: Task,
+  input: string,
+): Promise<boolean> {
   if (await hasQueuedMessages(app.db, task.id)) return false;
   const agent = app.agent(task.agentUrl, agentTrust(task));
   try {
@@ -97,7 +102,12 @@ async function deliverNow(app: App, task: Task, input: string): Promise<boolean>
  * or neither. Undefined when the resume is refused because the task changed (a concurrent send's
  * resume won): the caller reads it again and queues behind that resume.
  */
-async function resumeWithMessage(app: App, actor: Actor, task: Task, input: string): Promise<InboxMessage | undefined> {
+async function resumeWithMessage(
+  app: Pick<App, 'db' | 'events'>,
+  actor: Actor,
+  task: Task,
+  input: string,
+): Promise<InboxMessage | undefined> {
   const started = performance.now();
   try {
     const { value } = await commitTaskChange(app, actor, {
@@ -129,7 +139,12 @@ function notActive(task: Task): HiatusError {
 }
 
 /** Waits until the task reaches `wanted`; fails at once if it ends in error or is deleted. */
-export async function waitForStatus(app: App, taskId: string, wanted: TaskStatus, timeoutMs: number): Promise<Task> {
+export async function waitForStatus(
+  app: Pick<App, 'db'>,
+  taskId: string,
+  wanted: TaskStatus,
+  timeoutMs: number,
+): Promise<Task> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const task = await findTask(app.db, taskId);

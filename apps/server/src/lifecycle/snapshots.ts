@@ -49,7 +49,7 @@ export function parseStoredMessages(taskId: string, raw: unknown): AgentMessage[
 }
 
 /** The whole stored snapshot of a task the actor may see; not_found when it has none. */
-export async function getSnapshot(app: App, actor: Actor, taskId: string): Promise<Snapshot> {
+export async function getSnapshot(app: Pick<App, 'db'>, actor: Actor, taskId: string): Promise<Snapshot> {
   await getTask(app, actor, taskId);
   const meta = await findSnapshotMeta(app.db, taskId);
   const stored = meta && (await findSnapshotDocument(app.db, taskId));
@@ -75,7 +75,7 @@ export type PushResult = { stored: true; snapshot: StoredSnapshot } | { stored: 
  * to what a pause takes from an agent: the same schema and bounds, the same size limit.
  */
 export async function pushSnapshot(
-  app: App,
+  app: Pick<App, 'db' | 'settings'>,
   taskId: string,
   input: { messages: AgentMessage[]; takenAt?: Date; actor?: Actor },
 ): Promise<PushResult> {

@@ -43,7 +43,11 @@ export type NewTask = {
  * `initiator`), through the same change path as every other lifecycle step. A template's task
  * keeps the template version it was created from, and its idle timeout unless it sets its own.
  */
-export async function createTask(app: App, actor: Actor, input: NewTask): Promise<{ task: Task; build: Build }> {
+export async function createTask(
+  app: Pick<App, 'agentUrlRefusal' | 'db' | 'events'>,
+  actor: Actor,
+  input: NewTask,
+): Promise<{ task: Task; build: Build }> {
   if (actor.kind !== 'user') throw new HiatusError('forbidden', 'tasks belong to users: the system cannot own one');
   let row: NewTaskRow;
   const base = { ownerId: actor.userId, name: input.name, prompt: input.prompt, schedule: input.schedule ?? null };
@@ -91,7 +95,7 @@ export type TaskPage = { items: Task[]; nextCursor: string | null };
 
 /** Tasks the actor may see, newest first. A member's `ownerId` filter can only name themselves. */
 export async function listTasksFor(
-  app: App,
+  app: Pick<App, 'reads'>,
   actor: Actor,
   options: { status?: TaskStatus; ownerId?: string; limit?: number; cursor?: string },
 ): Promise<TaskPage> {
@@ -131,7 +135,12 @@ function decodeTaskCursor(cursor: string): { createdAt: Date; id: string } {
  *
  * @example await updateTask(app, actor, taskId, { idleTimeoutSeconds: null });
  */
-export async function updateTask(app: App, actor: Actor, taskId: string, settings: TaskSettings): Promise<Task> {
+export async function updateTask(
+  app: Pick<App, 'agentUrlRefusal' | 'db' | 'liveHistories'>,
+  actor: Actor,
+  taskId: string,
+  settings: TaskSettings,
+): Promise<Task> {
   const before = await getTask(app, actor, taskId);
   if (before.status === 'deleted') throw deletedTask(taskId);
   if (settings.agentUrl !== undefined) {
@@ -177,7 +186,7 @@ function deletedTask(taskId: string): HiatusError {
  * system deletes for a `policy` (retention of paused tasks), named in the audit record.
  */
 export async function deleteTask(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   taskId: string,
   policy?: PolicyNote,

@@ -50,7 +50,7 @@ function checkDefinition(definition: TemplateDefinition): void {
 
 /** Saves a new template as version 1 (admins only), audited. */
 export async function createTemplate(
-  app: App,
+  app: Pick<App, 'db'>,
   actor: Actor,
   name: string,
   definition: TemplateDefinition,
@@ -70,7 +70,11 @@ export async function createTemplate(
  * Creates the template `name` as the system when no template of that name exists (servers starting
  * together create it once); an existing one, even archived or changed by an admin, is left alone.
  */
-export async function ensureTemplate(app: App, name: string, definition: TemplateDefinition): Promise<boolean> {
+export async function ensureTemplate(
+  app: Pick<App, 'db'>,
+  name: string,
+  definition: TemplateDefinition,
+): Promise<boolean> {
   checkDefinition(definition);
   return app.db.transaction().execute(async (trx) => {
     await lockTemplateName(trx, name);
@@ -82,7 +86,7 @@ export async function ensureTemplate(app: App, name: string, definition: Templat
 
 /** Saves the next version of a template, taking what `changes` does not say from the latest; audited. */
 export async function updateTemplate(
-  app: App,
+  app: Pick<App, 'db'>,
   actor: Actor,
   name: string,
   changes: Partial<TemplateDefinition>,
@@ -138,7 +142,7 @@ async function saveVersion(
 }
 
 /** A template's latest version, or the one asked for. Any user may read templates: they create tasks from them. */
-export async function getTemplate(app: App, name: string, version?: number): Promise<Template> {
+export async function getTemplate(app: Pick<App, 'db'>, name: string, version?: number): Promise<Template> {
   const template = await findTemplate(app.db, name, version);
   if (!template) {
     throw new HiatusError('not_found', `template "${name}"${version ? ` version ${version}` : ''} not found`);
@@ -146,12 +150,12 @@ export async function getTemplate(app: App, name: string, version?: number): Pro
   return template;
 }
 
-export function listTemplates(app: App, options: { archived?: boolean } = {}): Promise<Template[]> {
+export function listTemplates(app: Pick<App, 'db'>, options: { archived?: boolean } = {}): Promise<Template[]> {
   return listLatestTemplates(app.db, { archived: options.archived ?? false });
 }
 
 /** Archives a template: no new task may use it; tasks built from it keep running. */
-export async function archiveTemplate(app: App, actor: Actor, name: string): Promise<Template> {
+export async function archiveTemplate(app: Pick<App, 'db'>, actor: Actor, name: string): Promise<Template> {
   assertAdmin(actor, 'change templates');
   return app.db.transaction().execute(async (trx) => {
     const latest = await findTemplate(trx, name);

@@ -50,7 +50,7 @@ export type TaskChange<T> = (
  * event (the outbox). The build is announced in this process once committed.
  */
 export async function commitTaskChange<T = undefined>(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   change: TaskChange<T>,
 ): Promise<{ taskId: string; task: Task; build: Build; value: T; eventId: string | undefined }> {
@@ -155,7 +155,7 @@ function lifecycleEvent(
  * answered with the task as the change left it.
  */
 export async function changeVisibleTask<T = undefined>(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   taskId: string,
   operation: Exclude<Operation, 'create'>,

@@ -14,7 +14,7 @@ export type WaitOptions = { wait?: boolean; waitMs: number; signal?: AbortSignal
 
 /** `result` as it is without `wait`; with it, `waitForBuild`'s answer. */
 export async function afterWaitIfAsked<T extends { task: Task; build: Build }>(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   result: T,
   { wait, waitMs, signal }: WaitOptions,
@@ -35,7 +35,7 @@ const ended: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
  * fallback look (`pollMs`) covers a lost notification.
  */
 export async function waitForBuild<T extends { task: Task; build: Build }>(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   result: T,
   waitMs: number,

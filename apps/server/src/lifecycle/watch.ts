@@ -23,7 +23,7 @@ export type WatchOptions = {
  * other; `pollMs` is only the fallback look when no notification comes (a lost connection).
  */
 export async function* watchTask(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: Actor,
   taskId: string,
   signal: AbortSignal,

@@ -30,6 +30,13 @@ type Share = { balanceMs: number; at: number };
 /** Owners' shares past this many are swept of the full ones. */
 const sweepSharesAbove = 10_000;
 
+/** What a caller of a gate uses: a place to wait for, or work run in one. */
+export interface Gate {
+  acquire(owner: string, signal?: AbortSignal, options?: { charged?: boolean }): Promise<Release>;
+  run<T>(owner: string, work: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+  readonly load: { active: number; waiting: number };
+}
+
 /**
  * A process-wide bound on work that holds much memory while it runs: at most `concurrency` at
  * once, then up to `queue` callers wait in line (first come, first served), and no owner holds or
@@ -43,7 +50,7 @@ const sweepSharesAbove = 10_000;
  * @example
  * const history = await gate.run(actor.userId, () => agent.messages());
  */
-export class ConcurrencyGate {
+export class ConcurrencyGate implements Gate {
   private active = 0;
   private readonly waiting: Waiter[] = [];
   private readonly byOwner = new Map<string, number>();
@@ -185,7 +192,7 @@ export class ConcurrencyGate {
  * await hold(actor.userId, 'snapshots.get');
  */
 export function requestPlace(
-  gate: ConcurrencyGate,
+  gate: Gate,
   whenDone: (then: () => void) => void,
 ): (owner: string, what: string) => Promise<void> {
   let taken = false;

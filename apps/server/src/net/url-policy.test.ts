@@ -2,14 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../config.ts';
 import {
   AddressNotAllowedError,
-  AgentAddressPolicy,
   agentUrlProblem,
+  OutboundAddressPolicy,
   parseAllowance,
   type Resolver,
   specialAddress,
 } from './url-policy.ts';
 
-const strict = new AgentAddressPolicy(parseAllowance([]));
+const strict = new OutboundAddressPolicy(parseAllowance([]));
 const how = 'HIATUS_ALLOWED_AGENT_NETWORKS';
 
 /** A resolver answering from a table, as DNS would; an unknown name does not resolve. */
@@ -84,7 +84,7 @@ describe('the agent address policy', () => {
 
   it('checks what a host name resolves to: localhost is refused, unless allowed by name or network', async () => {
     const resolve = table({ localhost: ['127.0.0.1'], 'agents.example': ['93.184.216.34'] });
-    const policy = (allow: string[]) => new AgentAddressPolicy(parseAllowance(allow), { resolve });
+    const policy = (allow: string[]) => new OutboundAddressPolicy(parseAllowance(allow), { resolve });
     expect(await policy([]).refusalForUrl('http://localhost:3284')).toBe(
       `the agent's address is not allowed: localhost resolves to a loopback address (${how} can allow it)`,
     );
@@ -102,17 +102,17 @@ describe('the agent address policy', () => {
 
   it('refuses a name when any of its addresses is refused', async () => {
     const resolve = table({ mixed: ['93.184.216.34', '10.0.0.1'] });
-    const policy = new AgentAddressPolicy(parseAllowance([]), { resolve });
+    const policy = new OutboundAddressPolicy(parseAllowance([]), { resolve });
     await expect(policy.resolve('mixed')).rejects.toBeInstanceOf(AddressNotAllowedError);
     expect(await policy.refusalForUrl('http://mixed/')).toMatch(/mixed resolves to a private address/);
   });
 
   it('refuses a host that does not resolve, or not in time', async () => {
-    const policy = new AgentAddressPolicy(parseAllowance([]), { resolve: table({}) });
+    const policy = new OutboundAddressPolicy(parseAllowance([]), { resolve: table({}) });
     expect(await policy.refusalForUrl('http://nowhere.example/')).toBe(
       "the agent URL's host nowhere.example does not resolve to an address",
     );
-    const slow = new AgentAddressPolicy(parseAllowance([]), {
+    const slow = new OutboundAddressPolicy(parseAllowance([]), {
       resolve: () => new Promise(() => undefined),
       resolveTimeoutMs: 50,
     });
@@ -120,7 +120,7 @@ describe('the agent address policy', () => {
   });
 
   it('keeps cloud metadata addresses refused inside an allowed network, unless named alone', async () => {
-    const wide = new AgentAddressPolicy(parseAllowance(['169.254.0.0/16', '100.64.0.0/10', 'metadata.internal']), {
+    const wide = new OutboundAddressPolicy(parseAllowance(['169.254.0.0/16', '100.64.0.0/10', 'metadata.internal']), {
       resolve: table({ 'metadata.internal': ['169.254.169.254'] }),
     });
     expect(wide.refusal('169.254.1.1', '169.254.1.1')).toBeNull();
@@ -128,12 +128,12 @@ describe('the agent address policy', () => {
     expect(wide.refusal('169.254.169.254', '169.254.169.254')).toMatch(/cloud metadata address/);
     expect(wide.refusal('100.100.100.200', '100.100.100.200')).toMatch(/cloud metadata address/);
     expect(await wide.refusalForUrl('http://metadata.internal/')).toMatch(/cloud metadata address/);
-    const named = new AgentAddressPolicy(parseAllowance(['169.254.169.254/32']));
+    const named = new OutboundAddressPolicy(parseAllowance(['169.254.169.254/32']));
     expect(named.refusal('169.254.169.254', '169.254.169.254')).toBeNull();
   });
 
   it('lets an IPv4 network hold the IPv6 spellings of its addresses, and IPv6 networks their own', () => {
-    const policy = new AgentAddressPolicy(parseAllowance(['127.0.0.0/8', 'fd00::/8']));
+    const policy = new OutboundAddressPolicy(parseAllowance(['127.0.0.0/8', 'fd00::/8']));
     expect(policy.refusal('::ffff:7f00:1', '::ffff:7f00:1')).toBeNull();
     expect(policy.refusal('fd12::1', 'fd12::1')).toBeNull();
     expect(policy.refusal('::1', '::1')).toMatch(/loopback/);

@@ -183,7 +183,7 @@ export type Resolver = (host: string) => Promise<LookupAddress[]>;
 
 const systemResolver: Resolver = (host) => lookup(host, { all: true });
 
-export type AgentAddressPolicyOptions = {
+export type OutboundAddressPolicyOptions = {
   /** How host names are resolved; the system's by default (tests give their own). */
   resolve?: Resolver;
   /** Longest wait for a name to resolve when a task is created. */
@@ -193,23 +193,23 @@ export type AgentAddressPolicyOptions = {
 };
 
 /**
- * Which addresses Hiatus may connect to for a user's agent: public addresses, and what the
- * operator allows. Loopback, private, link-local, unspecified, carrier-grade NAT, multicast,
+ * Which addresses Hiatus may connect to for a user's agent or a webhook endpoint (see `subject`):
+ * public addresses, and what the operator allows. Loopback, private, link-local, unspecified, carrier-grade NAT, multicast,
  * reserved and cloud metadata addresses are refused, in every spelling (`0x7f.1`, `2130706433`,
  * `::ffff:127.0.0.1`), because the check is made on the parsed or resolved address.
  *
  * @example
- * const policy = new AgentAddressPolicy(parseAllowance(['10.1.0.0/16', 'agents.internal']));
+ * const policy = new OutboundAddressPolicy(parseAllowance(['10.1.0.0/16', 'agents.internal']));
  * await policy.refusalForUrl('http://169.254.169.254/'); // 'the agent's address is not allowed: …'
  */
-export class AgentAddressPolicy {
+export class OutboundAddressPolicy {
   private readonly resolver: Resolver;
   private readonly resolveTimeoutMs: number;
   private readonly subject: PolicySubject;
 
   constructor(
     private readonly allowance: AgentAllowance,
-    options: AgentAddressPolicyOptions = {},
+    options: OutboundAddressPolicyOptions = {},
   ) {
     this.resolver = options.resolve ?? systemResolver;
     this.resolveTimeoutMs = options.resolveTimeoutMs ?? 5_000;

@@ -41,7 +41,7 @@ export type LifecycleBucket = {
  * keeps each pause's snapshot size and idle time after the snapshot itself is overwritten) and the
  * recorded pause failures.
  */
-export async function lifecycleTelemetry(app: App, range: TelemetryRange): Promise<LifecycleBucket[]> {
+export async function lifecycleTelemetry(app: Pick<App, 'reads'>, range: TelemetryRange): Promise<LifecycleBucket[]> {
   const db = app.reads();
   const [builds, paused, idle, snapshots, failures] = await Promise.all([
     buildCounts(db, range),

@@ -9,7 +9,7 @@ import { taskStatuses } from '../domain/lifecycle.ts';
  * services' events, task counts by status read from the database at scrape time, and the usual
  * process metrics. Returns the registry and a function that stops listening.
  */
-export function createMetrics(app: App): { registry: Registry; stop(): void } {
+export function createMetrics(app: Pick<App, 'db' | 'events'>): { registry: Registry; stop(): void } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'hiatus_' });
 

@@ -47,7 +47,10 @@ export function deliveryBody(event: HiatusEvent): string {
  * this and each delivery goes to one), posts them signed, and records each attempt. Woken at once
  * by changes committed in this process or announced by another; else it looks every `pollMs`.
  */
-export function startWebhookDelivery(app: App, options: DeliveryOptions & { log: Logger }): StopLoop {
+export function startWebhookDelivery(
+  app: Pick<App, 'db' | 'events' | 'postWebhook'>,
+  options: DeliveryOptions & { log: Logger },
+): StopLoop {
   const stop = new AbortController();
   // A lease outlives the longest attempt (and its bookkeeping), so a live worker never loses a
   // delivery to another; a dead worker's deliveries are taken again once it runs out.
@@ -76,7 +79,11 @@ export function startWebhookDelivery(app: App, options: DeliveryOptions & { log:
   };
 }
 
-async function attempt(app: App, delivery: ClaimedDelivery, options: DeliveryOptions): Promise<void> {
+async function attempt(
+  app: Pick<App, 'db' | 'events' | 'postWebhook'>,
+  delivery: ClaimedDelivery,
+  options: DeliveryOptions,
+): Promise<void> {
   const body = deliveryBody(delivery.event);
   const started = performance.now();
   let outcome: AttemptOutcome;

@@ -25,7 +25,7 @@ export type NewWebhook = { url: string; eventTypes?: readonly EventType[]; descr
 
 /** Creates an endpoint; its signing secret is in the answer this once. */
 export async function createWebhook(
-  app: App,
+  app: Pick<App, 'checkWebhookUrl' | 'db'>,
   actor: UserActor,
   input: NewWebhook,
 ): Promise<Webhook & { secret: string }> {
@@ -42,17 +42,22 @@ export async function createWebhook(
   return { ...webhook, secret };
 }
 
-export async function listWebhooksFor(app: App, actor: UserActor): Promise<Webhook[]> {
+export async function listWebhooksFor(app: Pick<App, 'db'>, actor: UserActor): Promise<Webhook[]> {
   return listWebhooks(app.db, seesAllTasks(actor) ? {} : { ownerId: actor.userId });
 }
 
-export async function getWebhook(app: App, actor: UserActor, id: string): Promise<Webhook> {
+export async function getWebhook(app: Pick<App, 'db'>, actor: UserActor, id: string): Promise<Webhook> {
   const webhook = await findWebhook(app.db, id, seesAllTasks(actor) ? {} : { ownerId: actor.userId });
   if (!webhook) throw new HiatusError('not_found', `webhook ${id} not found`);
   return webhook;
 }
 
-export async function changeWebhook(app: App, actor: UserActor, id: string, changes: WebhookChanges): Promise<Webhook> {
+export async function changeWebhook(
+  app: Pick<App, 'checkWebhookUrl' | 'db'>,
+  actor: UserActor,
+  id: string,
+  changes: WebhookChanges,
+): Promise<Webhook> {
   await getWebhook(app, actor, id);
   const checked = changes.url === undefined ? changes : { ...changes, url: await app.checkWebhookUrl(changes.url) };
   const updated = await updateWebhook(app.db, id, checked);
@@ -60,14 +65,14 @@ export async function changeWebhook(app: App, actor: UserActor, id: string, chan
   return updated;
 }
 
-export async function removeWebhook(app: App, actor: UserActor, id: string): Promise<{ deleted: true }> {
+export async function removeWebhook(app: Pick<App, 'db'>, actor: UserActor, id: string): Promise<{ deleted: true }> {
   await getWebhook(app, actor, id);
   if (!(await deleteWebhook(app.db, id))) throw new HiatusError('not_found', `webhook ${id} not found`);
   return { deleted: true };
 }
 
 export async function webhookDeliveries(
-  app: App,
+  app: Pick<App, 'db'>,
   actor: UserActor,
   id: string,
   page: { limit: number; before?: string },
@@ -78,7 +83,12 @@ export async function webhookDeliveries(
 }
 
 /** Sends one of the endpoint's deliveries again, from now. */
-export async function redeliver(app: App, actor: UserActor, id: string, deliveryId: string): Promise<{ queued: true }> {
+export async function redeliver(
+  app: Pick<App, 'db' | 'events'>,
+  actor: UserActor,
+  id: string,
+  deliveryId: string,
+): Promise<{ queued: true }> {
   await getWebhook(app, actor, id);
   if (!(await requeueDelivery(app.db, id, deliveryId))) {
     throw new HiatusError('not_found', `webhook ${id} has no delivery ${deliveryId}`);
@@ -89,7 +99,7 @@ export async function redeliver(app: App, actor: UserActor, id: string, delivery
 
 /** Queues a `webhook.test` event for this endpoint alone. */
 export async function testWebhook(
-  app: App,
+  app: Pick<App, 'db' | 'events'>,
   actor: UserActor,
   id: string,
 ): Promise<{ eventId: string; deliveryId: string }> {

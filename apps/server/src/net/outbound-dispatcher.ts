@@ -2,22 +2,25 @@ import type { LookupFunction } from 'node:net';
 // undici (Node's own HTTP client, as a package so its connect hook is ours to set): the policy is
 // applied where the socket is opened, to the very address it is opened to.
 import { Agent, buildConnector, type Dispatcher } from 'undici';
-import { type AgentAddressPolicy, isIpLiteral } from './url-policy.ts';
+import { isIpLiteral, type OutboundAddressPolicy } from './url-policy.ts';
 
-export type AgentDispatcherOptions = {
+export type OutboundDispatcherOptions = {
   /** Longest wait for a connection; the client's own timeout bounds the whole answer anyway. */
   connectTimeoutMs: number;
 };
 
 /**
- * The HTTP connection pool for agents. With a policy, every connection is checked where it is
+ * An HTTP connection pool for outbound calls (users' agents, webhook endpoints). With a policy, every connection is checked where it is
  * opened: a literal address before connecting, a host name by a lookup that resolves it, checks
  * every address and hands only those to the socket, so the address connected to is the one that
  * was checked (a name that changes its answer between the task's creation and the connection,
  * DNS rebinding, gains nothing). Without a policy (agents Hiatus's own drivers started) nothing is
  * checked. Either way the client follows no redirect: undici's `request` never does.
  */
-export function createAgentDispatcher(policy: AgentAddressPolicy | null, options: AgentDispatcherOptions): Dispatcher {
+export function createOutboundDispatcher(
+  policy: OutboundAddressPolicy | null,
+  options: OutboundDispatcherOptions,
+): Dispatcher {
   const connector = buildConnector({
     timeout: options.connectTimeoutMs,
     ...(policy ? { lookup: checkedLookup(policy) } : {}),
@@ -33,7 +36,7 @@ export function createAgentDispatcher(policy: AgentAddressPolicy | null, options
 }
 
 /** A `lookup` for `net.connect` that answers only with addresses the policy allows. */
-export function checkedLookup(policy: AgentAddressPolicy): LookupFunction {
+export function checkedLookup(policy: OutboundAddressPolicy): LookupFunction {
   return (hostname, options, callback) => {
     policy.resolve(hostname).then(
       (addresses) => {
