@@ -21,11 +21,11 @@ import { failStaleBuildJobs } from './lifecycle/jobs.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import { purgeDeletedTasks } from './lifecycle/purge.ts';
 import { retentionPass } from './lifecycle/retention.ts';
-import { schedulePass } from './lifecycle/schedules.ts';
-import { ensureTemplate, type TemplateDefinition } from './lifecycle/templates.ts';
 import type { Logger } from './logger.ts';
 import { type Loop, periodic, startLoops, startPeriodic } from './loops.ts';
+import { schedulePass } from './schedules/schedules.ts';
 import { createMetrics } from './telemetry/metrics.ts';
+import { ensureTemplate, type TemplateDefinition } from './templates/templates.ts';
 import { startWebhookDelivery } from './webhooks/delivery.ts';
 
 export type RunningServer = {

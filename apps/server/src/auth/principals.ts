@@ -1,8 +1,7 @@
 import type { KeyBook, KeyUseLog } from '../app.ts';
-import { findKeyForAuth, isApiKeyUsable, touchApiKeys } from '../db/api-keys.ts';
+import { findKeyForAuth, touchApiKeys } from '../db/api-keys.ts';
 import type { Db } from '../db/connection.ts';
 import type { ApiKeyScope, RequestOrigin, UserActor, VerifiedKey } from '../domain/actor.ts';
-import { HiatusError } from '../domain/errors.ts';
 import { hashesMatch, keyDigest } from './keys.ts';
 
 /** Who a request speaks for, and what its key lets it do. */
@@ -53,16 +52,6 @@ function principalOf(key: VerifiedKey, origin: RequestOrigin | undefined): Princ
     scope: key.scope,
     taskId: key.taskId,
   };
-}
-
-/**
- * Refuses a long-lived call (a watch) once the key it was opened with is revoked or expired:
- * it was checked when the call began, and is checked again while the call lasts.
- */
-export async function assertKeyStillValid(db: Db, keyId: string): Promise<void> {
-  if (!(await isApiKeyUsable(db, keyId))) {
-    throw new HiatusError('unauthorized', 'the API key was revoked or has expired: this stream has ended');
-  }
 }
 
 /** Writes the key uses noted since the last call, in one statement (a background loop calls it). */

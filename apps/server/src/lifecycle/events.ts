@@ -1,5 +1,4 @@
 import type { App } from '../app.ts';
-import { assertKeyStillValid } from '../auth/principals.ts';
 import type { Build } from '../db/builds.ts';
 import type { Db } from '../db/connection.ts';
 import {
@@ -19,6 +18,7 @@ import { type Actor, seesAllTasks } from '../domain/actor.ts';
 import type { EventType, HiatusEvent, NewEvent } from '../domain/events.ts';
 import type { PauseReason } from '../domain/lifecycle.ts';
 import { ChangeWaiter } from './changes.ts';
+import { assertKeyStillValid } from './stream-keys.ts';
 
 export type EventQuery = { taskId?: string; after?: string; types?: readonly EventType[]; limit: number };
 

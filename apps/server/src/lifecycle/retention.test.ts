@@ -5,11 +5,11 @@ import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
 import { listAuditLogs } from '../db/audit.ts';
 import type { Task } from '../db/tasks.ts';
+import { createTemplate } from '../templates/templates.ts';
 import { meteredPause, meteredResume } from './metered.ts';
 import { type RetentionOptions, retentionPass } from './retention.ts';
 import { getSnapshot } from './snapshots.ts';
 import { createTask, getTask } from './tasks.ts';
-import { createTemplate } from './templates.ts';
 
 const day = 86_400_000;
 const hour = 3_600_000;

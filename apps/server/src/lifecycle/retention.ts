@@ -4,7 +4,7 @@ import { defaults } from '../defaults.ts';
 import { systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import { forEachLimited } from '../limits/concurrency.ts';
-import { warnOnce } from './schedules.ts';
+import { warnOnce } from './occasions.ts';
 import { deleteTask } from './tasks.ts';
 
 export type RetentionPass = {

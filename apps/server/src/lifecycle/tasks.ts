@@ -19,8 +19,8 @@ import { HiatusError } from '../domain/errors.ts';
 import type { TaskStatus } from '../domain/lifecycle.ts';
 import type { Schedule } from '../domain/schedules.ts';
 import { resolveParameters } from '../domain/templates.ts';
+import { getTemplate } from '../templates/templates.ts';
 import { getTask } from './access.ts';
-import { getTemplate } from './templates.ts';
 import { changeVisibleTask, commitTaskChange, type PolicyNote } from './transition.ts';
 
 /**

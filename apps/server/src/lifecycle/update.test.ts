@@ -4,10 +4,10 @@ import { testBackends } from '../../test/databases.ts';
 import { FakeAgent } from '../../test/fake-agent.ts';
 import { useHarness } from '../../test/harness.ts';
 import { listAuditLogs } from '../db/audit.ts';
+import { createTemplate } from '../templates/templates.ts';
 import { readLogs } from './logs.ts';
 import { getSnapshot } from './snapshots.ts';
 import { createTask, deleteTask, getTask, updateTask } from './tasks.ts';
-import { createTemplate } from './templates.ts';
 
 describe.each(testBackends())('changing a task on %s', (backend) => {
   const h = useHarness(backend);

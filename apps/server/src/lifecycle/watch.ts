@@ -1,9 +1,9 @@
 import type { App } from '../app.ts';
-import { assertKeyStillValid } from '../auth/principals.ts';
 import type { Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import type { Actor } from '../domain/actor.ts';
 import { ChangeWaiter } from './changes.ts';
+import { assertKeyStillValid } from './stream-keys.ts';
 import { getTask } from './tasks.ts';
 
 export type WatchOptions = {

@@ -12,8 +12,8 @@ import type { readLogs } from '../lifecycle/logs.ts';
 import type { meteredPause, meteredResume } from '../lifecycle/metered.ts';
 import type { sendToTask } from '../lifecycle/send.ts';
 import type { createTask, listTasksFor } from '../lifecycle/tasks.ts';
-import type { getTemplate } from '../lifecycle/templates.ts';
 import type { afterWaitIfAsked } from '../lifecycle/wait.ts';
+import type { getTemplate } from '../templates/templates.ts';
 
 /*
  * What the procedures served as REST paths answer, as zod schemas: tRPC checks every answer

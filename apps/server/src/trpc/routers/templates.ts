@@ -6,7 +6,7 @@ import {
   getTemplate,
   listTemplates,
   updateTemplate,
-} from '../../lifecycle/templates.ts';
+} from '../../templates/templates.ts';
 import { idleTimeoutSeconds, parameterName, templateName, text } from '../inputs.ts';
 import { templateListOutput, templateOutput } from '../outputs.ts';
 import { adminProcedure, readProcedure, restRoute, router } from '../trpc.ts';

@@ -1,6 +1,5 @@
 import type { App } from '../app.ts';
 import type { Db } from '../db/connection.ts';
-import { insertEvents } from '../db/events.ts';
 import {
   buildFollows,
   claimOccasion,
@@ -16,8 +15,9 @@ import { systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import type { NewEvent } from '../domain/events.ts';
 import { type Schedule, type ScheduleState, scheduleAt } from '../domain/schedules.ts';
+import { meteredPause, meteredResume } from '../lifecycle/metered.ts';
+import { warnOnce } from '../lifecycle/occasions.ts';
 import { forEachLimited } from '../limits/concurrency.ts';
-import { meteredPause, meteredResume } from './metered.ts';
 
 export type SchedulePass = {
   checked: number;
@@ -168,23 +168,4 @@ function resumeForSchedule(app: Pick<App, 'db' | 'events'>, task: ScheduledTask,
       await recordOccasionBuild(trx, key, build.id);
     },
   });
-}
-
-/**
- * Records a warning `event` once per occasion, whichever process comes first: the claim and the
- * event commit together. Returns whether this call recorded it.
- */
-export async function warnOnce(
-  app: Pick<App, 'db' | 'events'>,
-  key: OccasionKey,
-  now: Date,
-  event: NewEvent,
-): Promise<boolean> {
-  const eventId = await app.db.transaction().execute(async (trx) => {
-    if (!(await claimOccasion(trx, key, now))) return undefined;
-    const [recorded] = await insertEvents(trx, [event]);
-    return recorded?.id;
-  });
-  if (eventId) app.events.emit('change', { eventId, taskId: key.taskId });
-  return eventId !== undefined;
 }

@@ -5,11 +5,11 @@ import { useHarness } from '../../test/harness.ts';
 import { listAuditLogs } from '../db/audit.ts';
 import type { Task } from '../db/tasks.ts';
 import { weekdays } from '../domain/schedules.ts';
-import { autoPausePass } from './auto-pause.ts';
-import { meteredPause, meteredResume } from './metered.ts';
+import { autoPausePass } from '../lifecycle/auto-pause.ts';
+import { meteredPause, meteredResume } from '../lifecycle/metered.ts';
+import { createTask, getTask, updateTask } from '../lifecycle/tasks.ts';
+import { createTemplate } from '../templates/templates.ts';
 import { schedulePass } from './schedules.ts';
-import { createTask, getTask, updateTask } from './tasks.ts';
-import { createTemplate } from './templates.ts';
 
 /** Every day 08:00–19:00 in Berlin. The clock is injected: the DST days of 2027, after any real "now" of these tests. */
 const office = {
