@@ -1,5 +1,8 @@
 import { defineConfig } from 'tsdown';
 
+// In this workspace the package's `exports` name its source (the console, the provisioner and the tests
+// run it as it is); `publishConfig` swaps in this build's dist/ when the package is packed.
+//
 // ESM with declarations that carry the server's router types inside them (@hiatus/server is a
 // devDependency, so it is bundled): the published package imports nothing from this workspace.
 //

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 
-export const consoleDir = fileURLToPath(new URL('..', import.meta.url));
+const consoleDir = fileURLToPath(new URL('..', import.meta.url));
 export const repoDir = path.resolve(consoleDir, '../..');
 
 /** Debian's chromium (Playwright's own download cannot work here), or `CHROMIUM_PATH`; null when there is none. */
@@ -20,10 +20,12 @@ function newestChange(entry: string): number {
   return Math.max(info.mtimeMs, ...readdirSync(entry).map((name) => newestChange(path.join(entry, name))));
 }
 
-/** Builds the console (as `pnpm install` does) when its dist is missing or older than its sources. */
+/** Builds the console (as `pnpm install` does) when its dist is missing or older than its sources (the SDK's included). */
 export async function ensureConsoleBuilt(): Promise<void> {
   const built = path.join(consoleDir, 'dist', 'index.html');
-  const sources = ['src', 'index.html', 'vite.config.ts'].map((p) => path.join(consoleDir, p));
+  const sources = ['src', 'index.html', 'vite.config.ts', '../../packages/client/src'].map((p) =>
+    path.join(consoleDir, p),
+  );
   if (existsSync(built) && statSync(built).mtimeMs >= Math.max(...sources.map(newestChange))) return;
   await promisify(execFile)('pnpm', ['--filter', '@hiatus/console', 'build'], { cwd: repoDir });
 }

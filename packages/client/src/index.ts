@@ -16,6 +16,7 @@ import {
   splitLink,
   type TRPCClient,
   TRPCClientError,
+  type TRPCLink,
 } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import { EventSource } from 'eventsource';
@@ -58,42 +59,59 @@ export type HiatusClientOptions = {
   token: string;
   /** A fetch to use instead of the global one (for tests, proxies, retries). */
   fetch?: typeof globalThis.fetch;
+  /**
+   * Whether queries and mutations made together go in one request (the default, at most 50 to it).
+   * `false` sends each alone: for calls that must not wait on one another, such as a long poll beside
+   * short calls, each bounded by its own signal.
+   */
+  batch?: boolean;
 };
 
 /** A typed client: `client.tasks.pause.mutate({ id })`, `client.tasks.watch.subscribe({ id }, { onData })`. */
 export function createHiatusClient(options: HiatusClientOptions): HiatusClient {
+  return createTRPCClient<AppRouter>({ links: hiatusLinks(options) });
+}
+
+/**
+ * The links `createHiatusClient` is made of, for a tRPC client of your own (with more links, or
+ * through `@trpc/tanstack-react-query`): dates as `Date`, the key on every request, subscriptions as
+ * server-sent events, `snapshots.get` always alone, everything else batched unless `batch: false`.
+ *
+ * ```ts
+ * const client = createTRPCClient<AppRouter>({ links: [loggerLink(), ...hiatusLinks({ url, token })] });
+ * ```
+ */
+export function hiatusLinks(options: HiatusClientOptions): TRPCLink<AppRouter>[] {
   const url = `${options.url.replace(/\/+$/, '')}/trpc`;
   const authorization = `Bearer ${options.token}`;
-  const fetchImpl = options.fetch ?? globalThis.fetch;
-  return createTRPCClient<AppRouter>({
-    links: [
-      splitLink({
-        condition: (op) => op.type === 'subscription',
-        true: httpSubscriptionLink({
-          url,
-          transformer: superjson,
-          // Server-sent events through a fetch that carries the key, which a browser EventSource cannot.
-          EventSource,
-          eventSourceOptions: {
-            fetch: (input, init) => fetchImpl(input, { ...init, headers: { ...init?.headers, authorization } }),
-          },
-        }),
-        false: splitLink({
-          // The server takes one whole snapshot per request: such a read is never batched with another.
-          condition: (op) => op.path === 'snapshots.get',
-          true: httpLink({ url, transformer: superjson, fetch: fetchImpl, headers: { authorization } }),
-          // Within the server's batch limit (HIATUS_MAX_BATCH_SIZE, 100 by default).
-          false: httpBatchLink({
-            url,
-            transformer: superjson,
-            fetch: fetchImpl,
-            headers: { authorization },
-            maxItems: 50,
-          }),
-        }),
+  // Without a fetch of the caller's, tRPC takes the global one at each request; so does the stream.
+  const { fetch } = options;
+  const single = httpLink({ url, transformer: superjson, fetch, headers: { authorization } });
+  return [
+    splitLink({
+      condition: (op) => op.type === 'subscription',
+      true: httpSubscriptionLink({
+        url,
+        transformer: superjson,
+        // Server-sent events through a fetch that carries the key, which a browser EventSource cannot.
+        EventSource,
+        eventSourceOptions: {
+          fetch: (input, init) =>
+            (fetch ?? globalThis.fetch)(input, { ...init, headers: { ...init?.headers, authorization } }),
+        },
       }),
-    ],
-  });
+      false:
+        options.batch === false
+          ? single
+          : splitLink({
+              // The server takes one whole snapshot per request: such a read is never batched with another.
+              condition: (op) => op.path === 'snapshots.get',
+              true: single,
+              // Within the server's batch limit (HIATUS_MAX_BATCH_SIZE, 100 by default).
+              false: httpBatchLink({ url, transformer: superjson, fetch, headers: { authorization }, maxItems: 50 }),
+            }),
+    }),
+  ];
 }
 
 /** The codes a Hiatus call can fail with. */

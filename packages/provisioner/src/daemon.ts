@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { hiatusErrorCode } from '@hiatus/client';
 import { externalDriver, runBuildJob } from './build-job.ts';
 import { defaults } from './defaults.ts';
 import type { Driver } from './driver.ts';
 import { jsonLogger, type Logger } from './log.ts';
-import { type BuildJob, callFailure, createProvisionerApi, describeFailure, serverCode } from './provisioner-api.ts';
+import { type BuildJob, callFailure, createProvisionerApi, describeFailure } from './provisioner-api.ts';
 import { batchedShouldRun } from './reconcile.ts';
 import { type DriverName, drivers } from './registry.ts';
 import { Backoff, GaveUp, pause, retrying } from './retry.ts';
@@ -171,7 +172,7 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
 
 /** A refused key needs someone to act; a server away for a while does not (yet). */
 function levelOf(error: unknown): 'warn' | 'error' {
-  const code = serverCode(error);
+  const code = hiatusErrorCode(error);
   return code === 'UNAUTHORIZED' || code === 'FORBIDDEN' ? 'error' : 'warn';
 }
 

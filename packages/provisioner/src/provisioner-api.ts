@@ -1,13 +1,9 @@
-import type { AppRouter } from '@hiatus/server/router';
-import { createTRPCClient, httpLink, type TRPCClient, TRPCClientError } from '@trpc/client';
-import superjson from 'superjson';
+import { createHiatusClient, hiatusErrorCode, type RouterOutputs } from '@hiatus/client';
 import { defaults } from './defaults.ts';
 import type { JobOutcome } from './perform.ts';
 
-type ProvisionerClient = TRPCClient<AppRouter>['provisioner'];
-
 /** A job as `provisioner.acquire` hands it out: the build, its task and template version, the last start's outputs. */
-export type BuildJob = NonNullable<Awaited<ReturnType<ProvisionerClient['acquire']['mutate']>>>;
+export type BuildJob = NonNullable<RouterOutputs['provisioner']['acquire']>;
 
 /** Which jobs a provisioner takes: by the template's driver (`external` without one), by template name. */
 export type JobFilter = { drivers?: string[]; templates?: string[] };
@@ -37,17 +33,12 @@ export type ProvisionerApiOptions = {
   provisionerId: string;
 };
 
-/** The protocol over the server's tRPC API, every call bounded in time (a long poll by its wait, plus a margin). */
+/**
+ * The protocol over the server's tRPC API (the SDK's client), every call bounded in time (a long poll
+ * by its wait, plus a margin) and sent alone: a heartbeat never waits in a batch behind a long poll.
+ */
 export function createProvisionerApi(options: ProvisionerApiOptions): ProvisionerApi {
-  const { provisioner } = createTRPCClient<AppRouter>({
-    links: [
-      httpLink({
-        url: `${options.url.replace(/\/+$/, '')}/trpc`,
-        transformer: superjson,
-        headers: { authorization: `Bearer ${options.token}` },
-      }),
-    ],
-  });
+  const { provisioner } = createHiatusClient({ url: options.url, token: options.token, batch: false });
   const { provisionerId } = options;
   const within = (ms: number) => ({ signal: AbortSignal.timeout(ms) });
   return {
@@ -73,22 +64,15 @@ export function createProvisionerApi(options: ProvisionerApiOptions): Provisione
 export type CallFailure = 'lost' | 'refused' | 'unavailable';
 
 export function callFailure(error: unknown): CallFailure {
-  const code = serverCode(error);
+  const code = hiatusErrorCode(error);
   if (code === 'CONFLICT' || code === 'NOT_FOUND') return 'lost';
   if (code === 'BAD_REQUEST' || code === 'PAYLOAD_TOO_LARGE' || code === 'UNPROCESSABLE_CONTENT') return 'refused';
   return 'unavailable';
 }
 
-/** The server's error code, or null when there was no answer from Hiatus (the network, a proxy, a timeout). */
-export function serverCode(error: unknown): string | null {
-  if (!(error instanceof TRPCClientError)) return null;
-  const code = (error.data as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' ? code : null;
-}
-
 /** "CONFLICT: build … is not a running job", "fetch failed: connect ECONNREFUSED 127.0.0.1:8080": for a log line. */
 export function describeFailure(error: unknown): string {
-  const code = serverCode(error);
+  const code = hiatusErrorCode(error);
   if (code) return `${code}: ${(error as Error).message}`;
   // fetch hides the reason in its causes.
   const messages: string[] = [];
