@@ -6,7 +6,7 @@ import pg from 'pg';
 import type { ServerProcess } from '../apps/server/test/server-process.ts';
 import type { HiatusClient } from '../packages/client/src/index.ts';
 
-export const serverUrl =
+const serverUrl =
   process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 /** The bench measures the server, not one key's share of it: the per-key limits are off. */

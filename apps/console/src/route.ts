@@ -8,7 +8,7 @@ export type Route =
   | { page: 'telemetry' }
   | { page: 'not-found'; path: string };
 
-export function parseRoute(location: Pick<Location, 'pathname' | 'search'>): Route {
+function parseRoute(location: Pick<Location, 'pathname' | 'search'>): Route {
   const path = location.pathname.replace(/\/+$/, '') || '/';
   if (path === '/' || path === '/tasks') {
     return { page: 'tasks', status: new URLSearchParams(location.search).get('status') };

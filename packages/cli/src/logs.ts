@@ -10,7 +10,7 @@ type Origin = Pick<LogPage, 'source' | 'snapshotAt' | 'notice'>;
  * The marker line before entries from one origin: `-- live from the agent --`, or
  * `-- from the snapshot taken at … --` (a paused task's log is what its agent had said by then).
  */
-export function originMarker(origin: Origin): string {
+function originMarker(origin: Origin): string {
   if (origin.source === 'live') return '-- live from the agent --';
   const why = origin.notice ? ` (${origin.notice})` : '';
   if (!origin.snapshotAt) return `-- no snapshot${why} --`;
@@ -18,7 +18,7 @@ export function originMarker(origin: Origin): string {
 }
 
 /** An entry as one line (continuation lines indented): `[time] input: text`. */
-export function formatEntry(entry: LogEntry): string {
+function formatEntry(entry: LogEntry): string {
   return `[${formatTime(entry.time)}] ${entry.role}: ${entry.content.replace(/\n/g, '\n    ')}`;
 }
 

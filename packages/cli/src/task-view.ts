@@ -27,7 +27,7 @@ const reasonSet: Record<BuildReason, true> = {
 export const buildReasons = Object.keys(reasonSet) as BuildReason[];
 
 /** The pause a task is in (its latest build stops it): since when, and why. */
-export function currentPause(task: Task): { since: Date; reason: BuildReason } | null {
+function currentPause(task: Task): { since: Date; reason: BuildReason } | null {
   const build = task.latestBuild;
   if (build?.transition !== 'stop' || task.status === 'deleted') return null;
   return { since: build.createdAt, reason: build.reason };

@@ -5,7 +5,7 @@ import { type DaemonOptions, daemonDrivers, startProvisionerDaemon } from './dae
 import { defaults } from './defaults.ts';
 import { jsonLogger } from './log.ts';
 
-export const usage = `Usage: hiatus-provisioner [options]
+const usage = `Usage: hiatus-provisioner [options]
 
 Runs a Hiatus server's build jobs on this host with the provisioner's drivers.
 Flags override the environment.

@@ -25,13 +25,13 @@ function isStatus(value: string | null): value is TaskStatus {
 }
 
 /** When the task's last pause finished, if it is paused now. */
-export function pausedSince(task: Task): Date | null {
+function pausedSince(task: Task): Date | null {
   if (task.status !== 'paused' || !task.latestBuild) return null;
   return task.latestBuild.completedAt ?? task.latestBuild.createdAt;
 }
 
 /** Why the task is paused or pausing (its latest build's reason), else nothing. */
-export function pauseReason(task: Task): string {
+function pauseReason(task: Task): string {
   const build = task.latestBuild;
   return build && build.transition === 'stop' ? formatReason(build.reason) : '—';
 }

@@ -96,12 +96,6 @@ export async function listQueuedMessages(db: Db, taskId: string, limit: number):
   return rows.map(toMessage);
 }
 
-/** One message by id, whatever its status. */
-export async function findMessage(db: Db, messageId: string): Promise<InboxMessage | undefined> {
-  const row = await db.selectFrom('task_messages').where('id', '=', messageId).selectAll().executeTakeFirst();
-  return row && toMessage(row);
-}
-
 /**
  * Active tasks with a queued message that no process is delivering now, at most `limit`: what a
  * delivery pass looks at.

@@ -148,13 +148,3 @@ export async function failStaleJobs(trx: Db, staleAfterMs: number): Promise<JobR
     .execute();
   return rows.map(toJobRow);
 }
-
-/** Build ids still queued or running: a provisioner has work left. */
-export async function listOpenJobs(db: Db): Promise<string[]> {
-  const rows = await db
-    .selectFrom('workspace_builds')
-    .where('job_status', 'in', ['pending', 'running'])
-    .select('id')
-    .execute();
-  return rows.map((r) => r.id);
-}

@@ -45,7 +45,7 @@ function migrator(db: AnyDb): Migrator {
   return new Migrator({ db, provider: folderProvider });
 }
 
-export class MigrationError extends Error {
+class MigrationError extends Error {
   override name = 'MigrationError';
 }
 

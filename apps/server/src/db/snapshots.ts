@@ -3,9 +3,6 @@ import type { AgentMessage } from '../agentapi/schema.ts';
 import type { Db } from './connection.ts';
 import type { SnapshotSource } from './schema.ts';
 
-/** The stored envelope: its format can evolve while old snapshots stay readable or clearly refused. */
-export type SnapshotEnvelope = { format: 'agentapi'; data: { messages: AgentMessage[] } };
-
 export type SnapshotMeta = {
   taskId: string;
   format: string | null;
@@ -32,9 +29,10 @@ export async function upsertSnapshot(
     onlyIfNotOlderThanStored?: boolean;
   },
 ): Promise<StoredSnapshot | null> {
-  // Each message serialized once: for the envelope and for its page.
+  // Each message serialized once: for the envelope and for its page. The stored envelope names its
+  // format, which can evolve while old snapshots stay readable or clearly refused.
   const parts = input.messages.map((message) => JSON.stringify(message));
-  const json = `{"format":"agentapi","data":{"messages":[${parts.join(',')}]}}`; // JSON.stringify of a SnapshotEnvelope
+  const json = `{"format":"agentapi","data":{"messages":[${parts.join(',')}]}}`;
   const takenAt = input.takenAt ? sql`${input.takenAt}::timestamptz` : sql`NOW()`;
   const guard = input.onlyIfNotOlderThanStored
     ? sql`WHERE task_snapshots.log_snapshot_created_at <= excluded.log_snapshot_created_at`

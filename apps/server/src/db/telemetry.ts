@@ -56,7 +56,7 @@ export function pausedDurations(db: Db, { since, until, bucket }: TelemetryRange
     .then((r) => r.rows);
 }
 
-export function auditPercentiles(
+function auditPercentiles(
   db: Db,
   { since, until, bucket }: TelemetryRange,
   value: ReturnType<typeof sql>,
