@@ -1,11 +1,18 @@
 import { defineConfig } from 'vitest/config';
 import { findPgbouncer } from './apps/server/test/pgbouncer-setup.ts';
+import { SlowestFilesReporter } from './test/slowest-files-reporter.ts';
 
 const pgbouncerSuites = ['apps/server/src/trpc/api.test.ts', 'apps/server/test/race.test.ts'];
 
 export default defineConfig({
   test: {
     globalSetup: ['apps/server/test/global-setup.ts'],
+    // Vitest's own reporters (github-actions is one of them on GitHub), then the slowest files of the run.
+    reporters: [
+      'default',
+      ...(process.env.GITHUB_ACTIONS === 'true' ? ['github-actions'] : []),
+      new SlowestFilesReporter(),
+    ],
     // Generous: a hang still ends the test, but this machine's speed at system calls varies by some 3×
     // from one day to the next (a fresh PGlite server start took 7 s alone and 30+ s under the suite).
     testTimeout: 90_000,
