@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Where `pnpm install` (or `pnpm --filter @hiatus/console build`) puts the built console. */
-export const defaultConsoleDir = fileURLToPath(new URL('../../console/dist', import.meta.url));
+const defaultConsoleDir = fileURLToPath(new URL('../../console/dist', import.meta.url));
 
 /** The paths the server answers itself: never the console's, even when nothing answers there. */
 const serverPaths = ['/trpc', '/api', '/healthz', '/readyz', '/metrics', '/openapi.json'];

@@ -254,7 +254,7 @@ function retryAfter(errors: TRPCError[]): { headers?: Headers } {
 type Readiness = { status: number; body: { status: 'ready' | 'not ready'; reason?: string } };
 
 /** Ready when the database answers and every migration has been applied. */
-export async function readiness(db: Db): Promise<Readiness> {
+async function readiness(db: Db): Promise<Readiness> {
   try {
     await pingDatabase(db);
     const pending = await pendingMigrations(db);

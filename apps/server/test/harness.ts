@@ -21,7 +21,7 @@ import { testProvisionerDir } from './paths.ts';
  * machine (a test about a slow agent sets a shorter one); a dead agent refuses at once anyway.
  * The fake agents and webhook receivers listen on loopback, so it is allowed.
  */
-export const fastSettings: Partial<AppSettings> = {
+const fastSettings: Partial<AppSettings> = {
   agentTimeoutMs: 5_000,
   allowedAgentNetworks: loopbackNetworks,
   // And so do the webhook receivers.

@@ -126,7 +126,7 @@ export class AgentClient {
  * `endpoint` under the agent's base URL, its path kept (`http://proxy/agents/7` and
  * `http://proxy/agents/7/` both give `http://proxy/agents/7/messages`), its query too.
  */
-export function endpointUrl(baseUrl: string, endpoint: string): URL {
+function endpointUrl(baseUrl: string, endpoint: string): URL {
   let url: URL;
   try {
     url = new URL(baseUrl);

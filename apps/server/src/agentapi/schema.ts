@@ -35,7 +35,7 @@ const agentApiFields = new Set(['id', 'role', 'content', 'time']);
  * @example extraFieldsProblem({ id: 0, role: 'agent', content: '', time, x: { y: ['\u0000'] } })
  *   // → "it holds text PostgreSQL cannot store (NUL or a lone surrogate)"
  */
-export function extraFieldsProblem(message: Record<string, unknown>): string | null {
+function extraFieldsProblem(message: Record<string, unknown>): string | null {
   const limits = {
     fields: defaults.maxAgentMessageExtraFields,
     bytes: defaults.maxAgentMessageExtraBytes,

@@ -28,7 +28,7 @@ export function secretsMatch(presented: string, expected: string): boolean {
 }
 
 /** The least an operator-chosen secret (HIATUS_ADMIN_TOKEN, HIATUS_METRICS_TOKEN) must be. */
-export const secretRules = Object.freeze({ minLength: 32, minDistinctCharacters: 10 });
+const secretRules = Object.freeze({ minLength: 32, minDistinctCharacters: 10 });
 
 /**
  * Why an operator-chosen secret is too weak to guard the service, or null when it will do: shorter

@@ -93,9 +93,9 @@ export const stateByBuild: Readonly<Record<WorkspaceTransition, Readonly<Record<
   });
 
 /** A soft-deleted task, whatever its builds say. */
-export const deletedState = state('deleted', [], 'refuse');
+const deletedState = state('deleted', [], 'refuse');
 /** A task is created with its first build in one transaction: no build means it is being created. */
-export const creatingState = state('pending', ['delete'], 'wait');
+const creatingState = state('pending', ['delete'], 'wait');
 
 export type LatestBuildFacts = { transition: WorkspaceTransition; jobStatus: JobStatus } | null;
 

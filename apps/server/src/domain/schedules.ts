@@ -22,7 +22,7 @@ export type Schedule = { timeZone: string; windows: ScheduleWindow[] };
 export type ScheduleBoundary = { at: Date; kind: 'start' | 'end' };
 
 /** Whether `timeZone` is a zone `Intl` knows (an IANA name such as `Europe/Berlin`, or `UTC`). */
-export function isKnownTimeZone(timeZone: string): boolean {
+function isKnownTimeZone(timeZone: string): boolean {
   try {
     new Intl.DateTimeFormat('en-US', { timeZone });
     return true;

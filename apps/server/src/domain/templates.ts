@@ -13,9 +13,6 @@ export type TemplateParameter = {
 /** Sent to the agent before a pause takes its snapshot, so its last answer is in it. */
 export type PrePauseNotice = { message: string; waitSeconds: number };
 
-/** The driver of a workspace Hiatus does not manage: its builds complete at once. */
-export const externalDriver = 'external';
-
 /**
  * The values a task runs with: each declared parameter's given value or default. Unknown names,
  * missing required values and values that do not match their pattern are refused, all at once.

@@ -147,7 +147,7 @@ export async function cancelMessage(
 }
 
 /** How long a process holds a message it delivers: past the agent's two answers (status, POST) and a margin. */
-export function deliveryLeaseMs(app: Pick<App, 'settings'>): number {
+function deliveryLeaseMs(app: Pick<App, 'settings'>): number {
   return app.settings.agentTimeoutMs * 2 + defaults.inboxLeaseMarginMs;
 }
 

@@ -13,7 +13,7 @@ import { type Actor, systemActor } from '../domain/actor.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
 import { getTask } from './tasks.ts';
 
-export const knownSnapshotFormats = ['agentapi'] as const;
+const knownSnapshotFormats = ['agentapi'] as const;
 
 export type Snapshot = {
   taskId: string;

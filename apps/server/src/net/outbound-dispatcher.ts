@@ -36,7 +36,7 @@ export function createOutboundDispatcher(
 }
 
 /** A `lookup` for `net.connect` that answers only with addresses the policy allows. */
-export function checkedLookup(policy: OutboundAddressPolicy): LookupFunction {
+function checkedLookup(policy: OutboundAddressPolicy): LookupFunction {
   return (hostname, options, callback) => {
     policy.resolve(hostname).then(
       (addresses) => {

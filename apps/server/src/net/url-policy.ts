@@ -18,7 +18,7 @@ export class AllowanceError extends Error {
 /** What a policy guards connections to, in its words, and the variable that widens it. */
 export type PolicySubject = { noun: string; variable: string };
 
-export const agentSubject: PolicySubject = { noun: 'agent', variable: 'HIATUS_ALLOWED_AGENT_NETWORKS' };
+const agentSubject: PolicySubject = { noun: 'agent', variable: 'HIATUS_ALLOWED_AGENT_NETWORKS' };
 export const webhookSubject: PolicySubject = { noun: 'webhook endpoint', variable: 'HIATUS_ALLOWED_WEBHOOK_NETWORKS' };
 
 /** A connection the policy refuses; `reason` says why, in the policy's words. */

@@ -11,7 +11,7 @@ import {
 } from '../db/telemetry.ts';
 import type { BuildReason, WorkspaceTransition } from '../domain/lifecycle.ts';
 
-export { type TelemetryBucket, telemetryBuckets } from '../db/telemetry.ts';
+export { telemetryBuckets } from '../db/telemetry.ts';
 
 export type Percentiles = {
   count: number;

@@ -59,5 +59,3 @@ function isDatabaseUnavailable(error: unknown): boolean {
     e?.message ?? '',
   );
 }
-
-export type { HiatusErrorCode };

@@ -1,6 +1,5 @@
 import type { App } from '../app.ts';
 import { type AttemptOutcome, type ClaimedDelivery, claimDeliveries, recordAttempt } from '../db/webhooks.ts';
-import { defaults } from '../defaults.ts';
 import type { HiatusEvent } from '../domain/events.ts';
 import { ChangeWaiter } from '../lifecycle/changes.ts';
 import type { Logger } from '../logger.ts';
@@ -21,17 +20,8 @@ export type DeliveryOptions = {
   pollMs: number;
 };
 
-export const defaultDeliveryOptions: DeliveryOptions = {
-  concurrency: defaults.webhookConcurrency,
-  timeoutMs: defaults.webhookTimeoutMs,
-  retryBaseMs: defaults.webhookRetryBaseMs,
-  retryMaxMs: defaults.webhookRetryMaxMs,
-  retryForMs: defaults.webhookRetryForMs,
-  pollMs: defaults.webhookPollMs,
-};
-
 /** The JSON an endpoint receives: the event as recorded. */
-export function deliveryBody(event: HiatusEvent): string {
+function deliveryBody(event: HiatusEvent): string {
   return JSON.stringify({
     id: event.id,
     type: event.type,
