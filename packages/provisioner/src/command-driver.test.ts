@@ -6,11 +6,18 @@ import { commandDriver, DriverError } from './index.ts';
 
 const h = useHarness();
 
-/** Starts the demo agent in the background on a free port, as a script for a container or VM would. */
+/**
+ * Starts the demo agent in the background on a free port, as a script for a container or VM would:
+ * once it listens, or again on another port if it failed first (its port taken meanwhile).
+ */
 const startDemo = `
-port=$("$NODE" -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
-PORT=$port "$NODE" "$DEMO_AGENT" > agent.log 2>&1 &
-echo $! > agent.pid
+for try in 1 2 3; do
+  port=$("$NODE" -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+  PORT=$port "$NODE" "$DEMO_AGENT" > agent.log 2>&1 &
+  echo $! > agent.pid
+  until grep -qE 'listening|Error' agent.log; do sleep 0.05; done
+  grep -q listening agent.log && break
+done
 echo "started the demo agent on port $port"
 printf '{"agentUrl": "http://127.0.0.1:%s", "port": %s}\\n\\n' "$port" "$port"
 `;
@@ -110,11 +117,13 @@ describe('command driver', () => {
 
   it('kills the whole group of a command when the build is cancelled', async () => {
     const abort = new AbortController();
-    setTimeout(() => abort.abort(), 200);
-    const failure = commandDriver.run(h.spec({ settings: { ...demo, start: 'sleep 30' } }), {
+    // It could only end by the cancel: it sleeps far past its test, and has all the time it wants.
+    const failure = commandDriver.run(h.spec({ settings: { ...demo, start: 'sleep 600', timeoutMs: 600_000 } }), {
       ...h.ctx,
       signal: abort.signal,
     });
+    await eventually(async () => expect(await processesOfTask(h.taskId)).not.toEqual([]));
+    abort.abort();
     await expect(failure).rejects.toThrow('the start command was cancelled');
     expect(await processesOfTask(h.taskId)).toEqual([]);
   });

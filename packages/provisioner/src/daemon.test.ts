@@ -1,16 +1,16 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, codeOf } from '../../../apps/server/test/api-client.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from '../../../apps/server/test/databases.ts';
-import { type ServerProcess, startServerProcess } from '../../../apps/server/test/server-process.ts';
+import { postgresServerUrl } from '../../../apps/server/test/databases.ts';
+import { startTestServer, type TestServer } from '../../../apps/server/test/test-server.ts';
 import { type DaemonProcess, killEveryDaemon, type LogLine, startDaemon, within } from '../test/daemon-process.ts';
 import {
   demoAgent,
   environOf,
   eventually,
+  gatedAgent,
   getJson,
   killTaskProcesses,
   processesOfTask,
@@ -25,14 +25,12 @@ function fail(why: string): never {
   throw new Error(why);
 }
 
-/** A port nothing listens on (for a while). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+/**
+ * A server URL that refuses connections: port 2, where nothing listens on a test machine, which
+ * no listen(0) of a test is given (the ephemeral range starts far above), and which fetch tries
+ * (it refuses port 1 as a "bad port").
+ */
+const refusingUrl = 'http://127.0.0.1:2';
 
 describe('the daemon flags', () => {
   const env = { HIATUS_URL: 'http://127.0.0.1:8080', HIATUS_TOKEN: 'hp_key' };
@@ -131,7 +129,7 @@ describe('hiatus-provisioner, without a server', () => {
 
   it('exits 2 with one line on stderr for bad arguments', async () => {
     const [unknown, missing] = [startDaemon(['--concurency', '2']), startDaemon([], { HIATUS_URL: 'http://h:1' })];
-    expect(await within(15_000, 'the daemons to exit', Promise.all([unknown.exited, missing.exited]))).toEqual([2, 2]);
+    expect(await within(60_000, 'the daemons to exit', Promise.all([unknown.exited, missing.exited]))).toEqual([2, 2]);
     expect(unknown.stderr()).toBe('hiatus-provisioner: unknown option --concurency (see --help)\n');
     expect(missing.stderr()).toBe(
       'hiatus-provisioner: a key is required: HIATUS_TOKEN or --token (a provisioner key, or an admin full key) (see --help)\n',
@@ -141,14 +139,15 @@ describe('hiatus-provisioner, without a server', () => {
 
   it('prints its flags for --help', async () => {
     const daemon = startDaemon(['--help']);
-    expect(await within(15_000, 'the daemon to exit', daemon.exited)).toBe(0);
+    expect(await within(60_000, 'the daemon to exit', daemon.exited)).toBe(0);
     expect(daemon.lines.map((l) => l.raw).join('\n')).toContain('--heartbeat-ms <ms>');
   });
 
   it('kills nothing while the server cannot say what should run, retries, and drains on SIGTERM', async () => {
     const agent = await processDriver.run(h.spec({ settings: { command: [process.execPath, demoAgent] } }), h.ctx);
-    const url = `http://127.0.0.1:${await closedPort()}`;
-    const daemon = startDaemon(['--url', url, '--data-dir', h.dataDir, '--id', 'lonely'], { HIATUS_TOKEN: 'hp_k' });
+    const daemon = startDaemon(['--url', refusingUrl, '--data-dir', h.dataDir, '--id', 'lonely'], {
+      HIATUS_TOKEN: 'hp_k',
+    });
 
     const started = await daemon.waitFor((l) => l.msg === 'provisioner started');
     expect(started).toMatchObject({ level: 'info', provisionerId: 'lonely', dataDir: h.dataDir, concurrency: 4 });
@@ -164,7 +163,7 @@ describe('hiatus-provisioner, without a server', () => {
     expect(await processesOfTask(h.taskId)).toHaveLength(1);
 
     daemon.signal('SIGTERM');
-    expect(await within(5_000, 'the daemon to drain', daemon.exited)).toBe(0);
+    expect(await within(60_000, 'the daemon to drain', daemon.exited)).toBe(0);
     expect(daemon.stderr()).toBe('');
     expect(daemon.lines.at(-1)).toMatchObject({ level: 'info', msg: 'provisioner stopped' });
     expect(daemon.lines.some((l) => l.msg === 'reconciled')).toBe(false);
@@ -173,43 +172,54 @@ describe('hiatus-provisioner, without a server', () => {
 });
 
 describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', () => {
-  const adminToken = 'e2e-admin-token-0123456789abcdef';
-  let database: TestDatabase | undefined;
-  let server: ServerProcess | undefined;
+  let running: TestServer | undefined;
   let admin: ReturnType<typeof apiClient>;
   let provisionerKey: string;
   let dataDir: string;
+  let gates: string;
   const taskIds: string[] = [];
 
   beforeAll(async () => {
-    database = await createTestDatabase('postgres');
-    if (database.config.kind !== 'postgres') throw new Error('expected PostgreSQL');
-    server = await startServerProcess({
-      DATABASE_URL: database.config.url,
+    // The server in this process: the daemons are the processes this suite starts and kills.
+    running = await startTestServer('postgres', {
       HIATUS_BUILTIN_PROVISIONER: 'false',
       HIATUS_PROVISIONER_STALE_MS: '2000',
       HIATUS_PROVISIONER_POLL_MS: '200',
-      HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
-      HIATUS_ADMIN_TOKEN: adminToken,
     });
-    admin = apiClient(server.url, adminToken);
+    admin = apiClient(running.server.url, running.adminToken);
     provisionerKey = (await admin.apiKeys.create.mutate({ scope: 'provisioner', name: 'daemons' })).key;
-    await defineTemplate('demo', { command: [process.execPath, demoAgent] });
-    // An agent that takes its time to come up: a start that is still running when something happens.
-    // It listens at once and answers 503 for 2 s (a port left unbound that long could be taken meanwhile).
-    await defineTemplate('slow', { command: [process.execPath, demoAgent], env: { DEMO_READY_MS: '2000' } });
-    // An agent that never answers: a start that only ends when it is cancelled (or in 25 s).
-    await defineTemplate('mute', { command: ['/bin/sh', '-c', 'sleep 30'], startTimeoutMs: 25_000 });
     dataDir = await mkdtemp(join(tmpdir(), 'hiatus-daemons-'));
+    gates = join(dataDir, 'gates');
+    await mkdir(gates);
+    await defineTemplate('demo', { command: [process.execPath, demoAgent] });
+    // An agent that comes up only when its test opens the gate (`openGate`): a start that is
+    // certainly still running when something happens to its daemon, and that ends only by the gate
+    // or a cancel. It listens at once: a port left unbound a while could be taken meanwhile.
+    await defineTemplate('gated', {
+      command: [process.execPath, gatedAgent],
+      env: { GATE_DIR: gates },
+      startTimeoutMs: 600_000,
+    });
   }, 120_000);
 
   afterAll(async () => {
     await killEveryDaemon();
     for (const taskId of taskIds) await killTaskProcesses(taskId);
-    await server?.stop();
-    await database?.drop();
+    await running?.close();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   }, 60_000);
+
+  /** Lets the gated agent of `taskId` answer: its start ends, and well. */
+  const openGate = (taskId: string) => writeFile(join(gates, taskId), '');
+
+  /** Until the gated agent of `taskId` listens (answering 503 behind its closed gate). */
+  const gatedAgentListening = (taskId: string) =>
+    eventually(async () => {
+      const [pid] = await processesOfTask(taskId);
+      expect(pid).toBeDefined();
+      const { PORT } = await environOf(pid!);
+      expect((await fetch(`http://127.0.0.1:${PORT}/status`)).status).toBe(503);
+    });
 
   /** Saves a `process` template; one the server made itself (its own `demo`) gets these settings as a new version. */
   async function defineTemplate(name: string, settings: Record<string, unknown>): Promise<void> {
@@ -221,7 +231,7 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
   /** A daemon of this server, sharing the one data directory, quick to poll and to beat. */
   function daemon(id: string, args: string[] = []): DaemonProcess {
     const quick = '--heartbeat-ms 300 --wait-ms 1000'.split(' ');
-    const flags = ['--url', server!.url, '--id', id, '--data-dir', dataDir, ...quick];
+    const flags = ['--url', running!.server.url, '--id', id, '--data-dir', dataDir, ...quick];
     return startDaemon([...flags, ...args], { HIATUS_TOKEN: provisionerKey });
   }
 
@@ -231,13 +241,13 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     return task.id;
   }
 
-  /** The task once its status is `status` (within `ms`). */
-  async function whenStatus(taskId: string, status: string, ms = 20_000) {
+  /** The task once its status is `status`. */
+  async function whenStatus(taskId: string, status: string) {
     return eventually(async () => {
       const task = await admin.tasks.get.query({ id: taskId });
       expect(task.status).toBe(status);
       return task;
-    }, ms);
+    });
   }
 
   /** The log line saying how `taskId`'s job ended, in whichever daemon ran it. */
@@ -271,7 +281,7 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     expect(await processesOfTask(taskId)).toHaveLength(1);
 
     for (const d of [a, b]) d.signal('SIGTERM');
-    expect(await within(10_000, 'both daemons to drain', Promise.all([a.exited, b.exited]))).toEqual([0, 0]);
+    expect(await within(60_000, 'both daemons to drain', Promise.all([a.exited, b.exited]))).toEqual([0, 0]);
     expect(a.stderr() + b.stderr()).toBe('');
     // Three jobs (start, stop, start), each run by exactly one of them.
     const ran = [...a.lines, ...b.lines].filter((l) => l.msg === 'job succeeded' && l.taskId === taskId);
@@ -281,18 +291,18 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
 
   it('survives a daemon killed in the middle of a start: the job fails, the other serves on, a restart reconciles', async () => {
     const doomed = daemon('doomed'); // takes any template
-    const survivor = daemon('survivor', ['--templates', 'demo']); // never the slow one
+    const survivor = daemon('survivor', ['--templates', 'demo']); // never the gated one
     await Promise.all([doomed, survivor].map((d) => d.waitFor((l) => l.msg === 'reconciled')));
 
-    const orphaned = await createTask('orphaned', 'slow');
+    const orphaned = await createTask('orphaned', 'gated');
     await doomed.waitFor((l) => l.msg === 'job started' && l.taskId === orphaned);
-    // Its agent still answers 503 for 2 s: the start cannot have ended yet.
-    await eventually(async () => expect((await processesOfTask(orphaned)).length).toBeGreaterThan(0));
+    // Its agent listens behind a closed gate: the start cannot have ended.
+    await gatedAgentListening(orphaned);
     doomed.signal('SIGKILL');
-    expect(await within(5_000, 'the daemon to die', doomed.exited)).toBe('SIGKILL');
+    expect(await within(60_000, 'the daemon to die', doomed.exited)).toBe('SIGKILL');
 
     // No heartbeat for 2 s: the server fails the job; the agent it started runs on, orphaned.
-    await whenStatus(orphaned, 'error', 15_000);
+    await whenStatus(orphaned, 'error');
     const [build] = (await admin.builds.list.query({ taskId: orphaned })).items;
     expect(build).toMatchObject({ transition: 'start', jobStatus: 'failed' });
     expect(build!.error).toContain('doomed stopped sending heartbeats');
@@ -310,7 +320,7 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     expect(await getJson(`${active.agentUrl}/status`)).toMatchObject({ agent_type: 'demo' });
 
     for (const d of [restarted, survivor]) d.signal('SIGTERM');
-    expect(await within(10_000, 'the daemons to drain', Promise.all([restarted.exited, survivor.exited]))).toEqual([
+    expect(await within(60_000, 'the daemons to drain', Promise.all([restarted.exited, survivor.exited]))).toEqual([
       0, 0,
     ]);
   });
@@ -318,12 +328,12 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
   it('cancels a job the server took back: a heartbeat answered CONFLICT kills the start, and nothing is reported', async () => {
     const frozen = daemon('frozen');
     await frozen.waitFor((l) => l.msg === 'reconciled');
-    const taskId = await createTask('taken-back', 'mute');
+    const taskId = await createTask('taken-back', 'gated');
     await frozen.waitFor((l) => l.msg === 'job started' && l.taskId === taskId);
-    await eventually(async () => expect((await processesOfTask(taskId)).length).toBeGreaterThan(0));
+    await gatedAgentListening(taskId);
 
     frozen.signal('SIGSTOP'); // alive, but silent: its job goes stale
-    await whenStatus(taskId, 'error', 15_000);
+    await whenStatus(taskId, 'error');
     frozen.signal('SIGCONT');
     await frozen.waitFor((l) => l.msg.startsWith('job dropped') && l.taskId === taskId);
     expect(frozen.lines.find((l) => l.msg.startsWith('heartbeat refused'))).toMatchObject({
@@ -335,38 +345,45 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     expect(frozen.lines.some(jobEnd(taskId))).toBe(false);
 
     frozen.signal('SIGTERM');
-    expect(await within(10_000, 'the daemon to drain', frozen.exited)).toBe(0);
+    expect(await within(60_000, 'the daemon to drain', frozen.exited)).toBe(0);
   });
 
   it('logs a refused key as an error and keeps trying, without crashing', async () => {
-    const refused = startDaemon(['--url', server!.url, '--data-dir', dataDir], { HIATUS_TOKEN: 'hiatus_not-a-key' });
+    const refused = startDaemon(['--url', running!.server.url, '--data-dir', dataDir], {
+      HIATUS_TOKEN: 'hiatus_not-a-key',
+    });
     const line = await refused.waitFor((l) => l.msg === 'cannot ask the server which tasks should run, retrying');
     expect(line).toMatchObject({ level: 'error', error: expect.stringMatching(/^UNAUTHORIZED: /) });
     refused.signal('SIGTERM');
-    expect(await within(5_000, 'the daemon to stop', refused.exited)).toBe(0);
+    expect(await within(60_000, 'the daemon to stop', refused.exited)).toBe(0);
     expect(refused.lines.some((l) => l.msg === 'reconciled')).toBe(false);
   });
 
   it('drains on SIGTERM: finishes and reports the start it runs, then exits 0; a second signal exits at once', async () => {
     const draining = daemon('draining');
     await draining.waitFor((l) => l.msg === 'reconciled');
-    const finished = await createTask('finished', 'slow');
+    const finished = await createTask('finished', 'gated');
     await draining.waitFor((l) => l.msg === 'job started' && l.taskId === finished);
+    await gatedAgentListening(finished);
     draining.signal('SIGTERM');
-    expect(await within(15_000, 'the daemon to drain', draining.exited)).toBe(0);
+    // Stopping, with the start still running behind the closed gate; then the agent comes up.
+    await draining.waitFor((l) => l.msg === 'waiting for the running jobs');
+    expect(draining.lines.some(jobEnd(finished))).toBe(false);
+    await openGate(finished);
+    expect(await within(60_000, 'the daemon to drain', draining.exited)).toBe(0);
     expect(draining.lines.find(jobEnd(finished))).toMatchObject({ msg: 'job succeeded' });
     expect(draining.lines.at(-1)).toMatchObject({ msg: 'provisioner stopped' });
-    const active = await whenStatus(finished, 'active', 5_000);
-    expect(await getJson(`${active.agentUrl}/status`)).toMatchObject({ agent_type: 'demo' });
+    const active = await whenStatus(finished, 'active');
+    expect(await getJson(`${active.agentUrl}/status`)).toMatchObject({ agent_type: 'gated' });
 
     const impatient = daemon('impatient');
-    const cut = await createTask('cut', 'slow');
+    const cut = await createTask('cut', 'gated');
     await impatient.waitFor((l) => l.msg === 'job started' && l.taskId === cut);
     impatient.signal('SIGTERM');
     await impatient.waitFor((l) => l.msg.startsWith('signal received'));
     impatient.signal('SIGTERM');
-    expect(await within(5_000, 'the daemon to exit', impatient.exited)).toBe(143); // not 0: no drain
+    expect(await within(60_000, 'the daemon to exit', impatient.exited)).toBe(143); // not 0: no drain
     expect(impatient.lines.some(jobEnd(cut))).toBe(false);
-    await whenStatus(cut, 'error', 15_000); // its job went stale
+    await whenStatus(cut, 'error'); // its job went stale
   });
 });

@@ -3,18 +3,28 @@ import { demoAgent, eventually, getJson, postMessage, useHarness } from '../test
 import { processDriver } from './index.ts';
 
 const h = useHarness();
+const start = async (workMs: number) => {
+  const settings = { command: [process.execPath, demoAgent], env: { DEMO_WORK_MS: String(workMs) } };
+  const { agentUrl } = await processDriver.run(h.spec({ prompt: 'list the files', settings }), h.ctx);
+  return agentUrl!;
+};
 
 describe('demo agent', () => {
-  it('speaks AgentAPI: takes the prompt first, refuses a message while running, answers problems', async () => {
-    const settings = { command: [process.execPath, demoAgent], env: { DEMO_WORK_MS: '1000' } }; // long enough to see it running
-    const { agentUrl } = await processDriver.run(h.spec({ prompt: 'list the files', settings }), h.ctx);
+  it('takes the prompt first, and refuses a message while it runs', async () => {
+    // Working for ten minutes: still running whenever it is asked, however slow the machine.
+    const agentUrl = await start(600_000);
     expect(await getJson(`${agentUrl}/status`)).toEqual({ status: 'running', agent_type: 'demo' });
-
-    const busy = await postMessage(agentUrl!, 'and then?');
+    expect(await getJson(`${agentUrl}/messages`)).toMatchObject({
+      messages: [{ id: 0, role: 'user', content: 'list the files' }],
+    });
+    const busy = await postMessage(agentUrl, 'and then?');
     expect(busy.status).toBe(409);
     expect(busy.headers.get('content-type')).toBe('application/problem+json');
     expect(await busy.json()).toMatchObject({ title: 'Conflict', status: 409 });
+  });
 
+  it('answers once its work is done, and answers problems', async () => {
+    const agentUrl = await start(100);
     await eventually(async () => expect(await getJson(`${agentUrl}/status`)).toMatchObject({ status: 'stable' }));
     const { messages } = (await getJson(`${agentUrl}/messages`)) as { messages: { time: string }[] };
     expect(messages).toMatchObject([

@@ -8,6 +8,7 @@ import {
   eventually,
   getJson,
   groupMembers,
+  portThief,
   postMessage,
   processesOfTask,
   sh,
@@ -116,11 +117,13 @@ describe('process driver', () => {
 
   it('gives up when the build is cancelled, leaving nothing behind', async () => {
     const abort = new AbortController();
-    setTimeout(() => abort.abort(), 200);
-    const failure = processDriver.run(h.spec({ settings: { command: 'sleep 30' } }), {
+    // It could only end by the cancel: never answers, and is given all the time it wants.
+    const failure = processDriver.run(h.spec({ settings: { command: 'sleep 600', startTimeoutMs: 600_000 } }), {
       ...h.ctx,
       signal: abort.signal,
     });
+    await eventually(async () => expect(await processesOfTask(h.taskId)).not.toEqual([]));
+    abort.abort();
     await expect(failure).rejects.toThrow('the start was cancelled before the agent answered');
     expect(await processesOfTask(h.taskId)).toEqual([]);
     expect(existsSync(pidFile())).toBe(false);
@@ -142,6 +145,30 @@ describe('process driver', () => {
     expect(await processDriver.run(h.spec({ transition: 'delete', settings: demo }), h.ctx)).toEqual({});
   });
 
+  it('starts the agent again on another port when its port was taken before it could listen', async () => {
+    const marker = join(h.dataDir, 'thief');
+    const settings = { command: [node, portThief], env: { THIEF_MARKER: marker, DEMO_AGENT: demoAgent } };
+    const { agentUrl } = await start(settings);
+    // The first start's port is the thief's now; the agent answers on another.
+    const thief = Number(await readFile(marker, 'utf8'));
+    const takenPort = (await environOf(thief)).PORT;
+    expect(new URL(agentUrl).port).not.toBe(takenPort);
+    expect(await getJson(`${agentUrl}/status`)).toEqual({ status: 'stable', agent_type: 'demo' });
+    const log = await readFile(join(workspace(), '.hiatus', 'agent.log'), 'utf8');
+    expect(log).toContain(`EADDRINUSE: address already in use 127.0.0.1:${takenPort}`);
+    expect(log).toContain(`demo agent listening on ${agentUrl}`);
+  });
+
+  it('tries a start whose port is always taken three times, then fails with what the agent said', async () => {
+    const command = 'echo "Error: listen EADDRINUSE: address already in use 127.0.0.1:$PORT" >&2; exit 1';
+    const failure = start({ command });
+    await expect(failure).rejects.toThrow(/exited with code 1 before answering: Error: listen EADDRINUSE/);
+    const log = await readFile(join(workspace(), '.hiatus', 'agent.log'), 'utf8');
+    expect(log.match(/EADDRINUSE/g)).toHaveLength(3);
+    expect(await processesOfTask(h.taskId)).toEqual([]);
+    expect(existsSync(pidFile())).toBe(false);
+  });
+
   it('kills an agent ignoring SIGTERM once stopGraceMs has passed', async () => {
     // The shell and its sleeps inherit the ignored SIGTERM; only SIGKILL ends them.
     const command = `trap '' TERM; ${sh(node)} ${sh(demoAgent)} & while :; do sleep 0.1; done`;
@@ -149,6 +176,7 @@ describe('process driver', () => {
     const { pid } = await start(stubborn);
     const stopping = Date.now();
     await processDriver.run(h.spec({ transition: 'stop', settings: stubborn }), h.ctx);
+    // A floor set by the driver's own timer (SIGKILL comes no sooner), which load only lengthens.
     expect(Date.now() - stopping).toBeGreaterThanOrEqual(300);
     expect(await groupMembers(pid)).toEqual([]);
   });

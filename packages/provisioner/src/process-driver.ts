@@ -59,8 +59,9 @@ export const processDriver = {
 } satisfies Driver;
 
 /**
- * A port nobody listens on right now. Another process may take it before the agent does:
- * the start then fails and can be retried.
+ * A port nobody listens on right now. Another process may take it before the agent does (any
+ * listener, or an outgoing connection's local port): the agent then cannot listen, and
+ * `startAgent` starts it again on a new port.
  */
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -71,12 +72,50 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
+/** Whether something on this machine holds `port` on loopback now. */
+async function portTaken(port: number): Promise<boolean> {
+  const server = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', resolve));
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
+  }
+  await new Promise((resolve) => server.close(resolve));
+  return false;
+}
+
+/** Starts an agent on a port picked for it; this many tries when the port is taken before it listens. */
+const portAttempts = 3;
+/** What an agent (Node.js, Python, Go…) says when the address it was given is taken. */
+const addressInUse = /EADDRINUSE|address already in use/i;
+
 async function startAgent(spec: BuildSpec, settings: ProcessSettings, ctx: DriverContext): Promise<BuildOutputs> {
   await stopAgent(ctx, spec.taskId, settings.stopGraceMs); // never two copies of one task
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const started = await startAgentOn(port, spec, settings, ctx);
+    if ('outputs' in started) return started.outputs;
+    if (!started.portTaken || attempt === portAttempts) throw started.failure;
+    ctx.log?.('agent port taken before the agent listened, starting it again on another', {
+      taskId: spec.taskId,
+      port,
+    });
+  }
+}
+
+/**
+ * One start of the agent, on `port`. A failure says whether the port was taken: the agent exited
+ * before answering, and said so or something else holds the port now (its own group is gone by then).
+ */
+async function startAgentOn(
+  port: number,
+  spec: BuildSpec,
+  settings: ProcessSettings,
+  ctx: DriverContext,
+): Promise<{ outputs: BuildOutputs } | { failure: DriverError; portTaken: boolean }> {
   const cwd = workspaceDir(ctx.dataDir, spec.taskId);
   const logFile = agentLogPath(ctx.dataDir, spec.taskId);
   await mkdir(dirname(logFile), { recursive: true });
-  const port = await freePort();
   const agentUrl = `http://127.0.0.1:${port}`;
 
   const env = { ...taskEnv(spec, settings.env), PORT: String(port) };
@@ -91,7 +130,8 @@ async function startAgent(spec: BuildSpec, settings: ProcessSettings, ctx: Drive
   }
   const pgid = leader.pid;
   if (pgid === undefined) {
-    throw new DriverError(`the agent command ${describeExit(await leader.exit, settings.command)}`);
+    const why = `the agent command ${describeExit(await leader.exit, settings.command)}`;
+    return { failure: new DriverError(why), portTaken: false };
   }
 
   let exited: Exit | undefined;
@@ -114,7 +154,7 @@ async function startAgent(spec: BuildSpec, settings: ProcessSettings, ctx: Drive
     if (wait.ready) {
       leader.unref(); // the agent outlives this build, and may outlive the provisioner
       ctx.log?.('agent started', { taskId: spec.taskId, pid: pgid, agentUrl });
-      return { agentUrl, pid: pgid };
+      return { outputs: { agentUrl, pid: pgid } };
     }
     why = exited
       ? `the agent command ${describeExit(exited, settings.command)} before answering`
@@ -126,7 +166,9 @@ async function startAgent(spec: BuildSpec, settings: ProcessSettings, ctx: Drive
   }
   await stopGroup(pgid, settings.stopGraceMs);
   await removePidFile(ctx.dataDir, spec.taskId);
-  throw new DriverError(why, { output: await readTail(logFile, from) });
+  const output = await readTail(logFile, from);
+  const taken = exited !== undefined && !ctx.signal?.aborted && (addressInUse.test(output) || (await portTaken(port)));
+  return { failure: new DriverError(why, { output }), portTaken: taken };
 }
 
 /** Stops the task's agent if one runs and forgets it; true when there was one to stop. */

@@ -15,7 +15,7 @@ export type DaemonProcess = {
   stderr(): string;
   /** Resolves with its exit code (or signal) once it has exited. */
   exited: Promise<number | NodeJS.Signals>;
-  /** The first log line, past or future, that `match` accepts; rejects after `ms`. */
+  /** The first log line, past or future, that `match` accepts; rejects after `ms` (generous by default: a hang's bound). */
   waitFor(match: (line: LogLine) => boolean, ms?: number): Promise<LogLine>;
   signal(name: NodeJS.Signals): void;
 };
@@ -51,7 +51,7 @@ export function startDaemon(args: string[], env: Record<string, string> = {}): D
     lines,
     stderr: () => stderr,
     exited,
-    waitFor: (match, ms = 10_000) =>
+    waitFor: (match, ms = 60_000) =>
       new Promise((resolve, reject) => {
         const check = () => {
           const line = lines.find(match);
@@ -85,7 +85,7 @@ export async function killEveryDaemon(): Promise<void> {
   await Promise.all(left.map((daemon) => daemon.exited));
 }
 
-/** Waits for `promise`, failing with `what` if it takes longer than `ms`. */
+/** Waits for `promise`, failing with `what` if it takes longer than `ms` (a hang's bound, never a speed check). */
 export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

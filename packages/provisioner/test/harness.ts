@@ -3,10 +3,14 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach } from 'vitest';
+import { afterEach, beforeEach, vi } from 'vitest';
 import type { BuildSpec, DriverContext } from '../src/index.ts';
 
 export const demoAgent = fileURLToPath(new URL('../demo-agent/agent.mjs', import.meta.url));
+/** An agent that answers only once the test opens its gate (see the file). */
+export const gatedAgent = fileURLToPath(new URL('./gated-agent.mjs', import.meta.url));
+/** An agent whose port is taken before it can listen, the first time (see the file). */
+export const portThief = fileURLToPath(new URL('./port-thief.mjs', import.meta.url));
 
 /** Quotes a word for `/bin/sh`. */
 export function sh(word: string): string {
@@ -66,21 +70,16 @@ export async function environOf(pid: number): Promise<Record<string, string>> {
   );
 }
 
-/** Retries an assertion until it passes or `ms` runs out (then its last failure is thrown). */
-export async function eventually<T>(check: () => Promise<T>, ms = 3_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
+/**
+ * Retries an assertion until it passes or `ms` runs out (then its last failure is thrown). Generous
+ * by default: a wait on a condition costs nothing once it holds.
+ */
+export function eventually<T>(check: () => Promise<T>, ms = 60_000): Promise<T> {
+  return vi.waitFor(check, { timeout: ms, interval: 50 });
 }
 
 export async function getJson(url: string): Promise<unknown> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+  const response = await fetch(url, { signal: AbortSignal.timeout(30_000) });
   return response.json();
 }
 
@@ -89,7 +88,7 @@ export async function postMessage(agentUrl: string, content: string): Promise<Re
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ content, type: 'user' }),
-    signal: AbortSignal.timeout(2_000),
+    signal: AbortSignal.timeout(30_000),
   });
 }
 
