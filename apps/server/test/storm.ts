@@ -1,3 +1,4 @@
+import { vi } from 'vitest';
 import type { Db } from '../src/db/connection.ts';
 import { apiClient } from './api-client.ts';
 import type { TestDatabase } from './databases.ts';
@@ -9,7 +10,7 @@ export type StormSuccess = { op: StormOperation; taskId: string; buildId: string
 export type StormResult = { issued: number; successes: StormSuccess[]; refusals: Map<string, number> };
 
 /** A small seeded generator: the same sequence of choices on every run. */
-export function seeded(seed: number): (n: number) => number {
+function seeded(seed: number): (n: number) => number {
   let state = seed;
   return (n: number) => {
     state = (state * 1103515245 + 12345) % 2 ** 31;
@@ -20,7 +21,9 @@ export function seeded(seed: number): (n: number) => number {
 /**
  * Many clients firing lifecycle operations at the same tasks through several servers: mostly the
  * step a task's state allows as one server saw it a moment ago (so clients collide), sometimes a
- * blind one, and at most `maxDeletes` deletes. Bounded by `operations` and `timeoutMs`.
+ * blind one, and at most `maxDeletes` deletes. Bounded by `operations`, and by `timeoutMs` when
+ * given (a storm meant to be cut short); how long it takes depends on the machine, so a test that
+ * must see every operation issued gives none.
  */
 export async function runStorm(options: {
   apis: Array<ReturnType<typeof apiClient>>;
@@ -35,7 +38,7 @@ export async function runStorm(options: {
   const successes: StormSuccess[] = [];
   const refusals = new Map<string, number>();
   const refuse = (code: string) => refusals.set(code, (refusals.get(code) ?? 0) + 1);
-  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  const deadline = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
   let issued = 0;
   let deletes = 0;
   await Promise.all(
@@ -47,8 +50,9 @@ export async function runStorm(options: {
         try {
           seen = (await api.tasks.get.query({ id: taskId })).status;
         } catch (error) {
-          refuse(codeOf(error)); // a server that is gone, say
-          await new Promise((r) => setTimeout(r, 20));
+          // A server that is gone, say: the next try picks a server again (each try is a real
+          // request, or a connection refused at once, so this loop never spins on nothing).
+          refuse(codeOf(error));
           continue;
         }
         const roll = pick(100);
@@ -59,10 +63,7 @@ export async function runStorm(options: {
         } else if (roll < 15) op = pick(2) ? 'pause' : 'resume';
         else if (seen === 'active') op = 'pause';
         else if (seen === 'paused' || seen === 'error') op = 'resume';
-        else {
-          await new Promise((r) => setTimeout(r, 20));
-          continue;
-        }
+        else continue; // between two states: another task (the next read is a real request)
         if (issued >= options.operations) break; // another client took the last one meanwhile
         issued++;
         try {
@@ -120,17 +121,19 @@ export async function seedStormTasks(options: {
   return { key, taskIds: created.map((c) => c.task.id) };
 }
 
-/** Waits (up to 10 s) until no build job is pending or running: the provisioners have caught up. */
+/** Waits until no build job is pending or running: the provisioners have caught up. */
 export async function waitForJobsToSettle(db: Db): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const open = await db
-      .selectFrom('workspace_builds')
-      .where('job_status', 'in', ['pending', 'running'])
-      .select('id')
-      .execute();
-    if (open.length === 0) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await vi.waitFor(
+    async () => {
+      const open = await db
+        .selectFrom('workspace_builds')
+        .where('job_status', 'in', ['pending', 'running'])
+        .select(['id', 'job_status'])
+        .execute();
+      if (open.length > 0) throw new Error(`build jobs still open: ${JSON.stringify(open)}`);
+    },
+    { timeout: 120_000, interval: 100 },
+  );
 }
 
 export type DuelResult = {
@@ -146,25 +149,23 @@ export type DuelResult = {
  * Races whose progress is certain by construction: each task here is touched by no one else, and
  * `contenders` identical operations are fired at it at once through every server, `rounds` times
  * a pause then a resume. Exactly one contender can win each race, whatever the timing, and the
- * next race waits until the winner's build is done (bounded by `timeoutMs`).
+ * next race waits until the winner's build is done.
  */
 export async function runDuels(options: {
   apis: Array<ReturnType<typeof apiClient>>;
   taskIds: string[];
   contenders: number;
   rounds: number;
-  timeoutMs?: number;
 }): Promise<DuelResult> {
   const result: DuelResult = { winnersPerRace: [], successes: [], refusals: new Map() };
-  const waitFor = async (taskId: string, status: string) => {
-    const deadline = Date.now() + (options.timeoutMs ?? 15_000);
-    for (;;) {
-      const task = await options.apis[0]!.tasks.get.query({ id: taskId });
-      if (task.status === status) return;
-      if (Date.now() > deadline) throw new Error(`task ${taskId} stayed ${task.status}, never ${status}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const waitFor = (taskId: string, status: string) =>
+    vi.waitFor(
+      async () => {
+        const task = await options.apis[0]!.tasks.get.query({ id: taskId });
+        if (task.status !== status) throw new Error(`task ${taskId} is ${task.status}, not yet ${status}`);
+      },
+      { timeout: 120_000, interval: 50 },
+    );
   const race = async (taskId: string, op: 'pause' | 'resume') => {
     const outcomes = await Promise.allSettled(
       Array.from({ length: options.contenders }, (_, i) => {
