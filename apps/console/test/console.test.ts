@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { apiClient } from '../../server/test/api-client.ts';
 import { testBackends } from '../../server/test/databases.ts';
 import { FakeAgent } from '../../server/test/fake-agent.ts';
@@ -18,7 +18,8 @@ if (!chromiumPath) {
 
 /** With HIATUS_SCREENSHOTS=1 (`pnpm screenshots`), the walk leaves its screenshots in docs/. */
 const screenshotsDir = process.env.HIATUS_SCREENSHOTS === '1' ? path.join(repoDir, 'docs') : null;
-const slow = { timeout: 30_000 };
+/** For what the page shows after a round trip or a stream: generous, it costs nothing when it holds at once. */
+const slow = { timeout: 60_000 };
 
 describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
   let server: TestServer;
@@ -38,10 +39,17 @@ describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
     await server?.close();
   });
 
+  /** A browser context whose waits (Playwright's `waitFor`, clicks) are as generous as `slow`. */
+  async function newContext(options: Parameters<Browser['newContext']>[0] = {}) {
+    const context = await browser.newContext(options);
+    context.setDefaultTimeout(slow.timeout);
+    return context;
+  }
+
   it('signs in, creates a task, pauses it, reads its snapshot, resumes it and talks to it live', async () => {
     const url = server.server.url;
     const admin = apiClient(url, server.adminToken);
-    const context = await browser.newContext({ viewport: { width: 1200, height: 860 } });
+    const context = await newContext({ viewport: { width: 1200, height: 860 } });
     const { page, errors } = await watchedPage(context);
     await signIn(page, url, server.adminToken);
     expect(await page.evaluate(() => sessionStorage.getItem('hiatus.apiKey'))).toBe(server.adminToken);
@@ -76,6 +84,13 @@ describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
 
     // The list shows it paused, with why, and follows a change made elsewhere without a reload.
     const other = await admin.tasks.create.mutate({ name: 'review-pr', prompt: 'Review #42', agentUrl: agent.url });
+    // The list follows the event stream, and a first start's success records no event (only a
+    // resume's does): a list read while the task was still initializing would show it so for good.
+    // Opened once the task is active, it reads it active; the changes below each record events.
+    await vi.waitFor(async () => expect((await admin.tasks.get.query({ id: other.task.id })).status).toBe('active'), {
+      timeout: 60_000,
+      interval: 50,
+    });
     const nav = page.getByRole('navigation', { name: 'Main' });
     await nav.getByRole('link', { name: 'Tasks' }).click();
     const row = (name: string) => page.getByRole('row').filter({ has: page.getByRole('link', { name }) });
@@ -123,7 +138,7 @@ describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
     const bobKey = (await admin.apiKeys.create.mutate({ userId: bob.id })).key;
     const readKey = (await admin.apiKeys.create.mutate({ scope: 'read' })).key;
 
-    const memberContext = await browser.newContext({ viewport: { width: 390, height: 800 } });
+    const memberContext = await newContext({ viewport: { width: 390, height: 800 } });
     const member = await watchedPage(memberContext);
     await signIn(member.page, url, bobKey);
     await member.page.getByText('No tasks.').waitFor(slow);
@@ -140,7 +155,7 @@ describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
     expect(member.errors.filter((e) => !/status of 404/.test(e))).toEqual([]);
     await memberContext.close();
 
-    const readerContext = await browser.newContext();
+    const readerContext = await newContext();
     const reader = await watchedPage(readerContext);
     await signIn(reader.page, url, readKey);
     expect(await reader.page.getByText('New task').count()).toBe(0);
@@ -155,7 +170,7 @@ describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
 
     // A refusal reads as a sentence: the page still shows the task active (its watch stream held back)
     // when someone else has paused it.
-    const staleContext = await browser.newContext();
+    const staleContext = await newContext();
     const stale = await watchedPage(staleContext);
     await stale.page.route('**/trpc/tasks.watch**', () => undefined);
     await signIn(stale.page, url, server.adminToken);
