@@ -5,43 +5,35 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../src/config.ts';
-import { createTestDatabase, postgresServerUrl, type TestDatabase } from './databases.ts';
-import { type ServerProcess, startServerProcess } from './server-process.ts';
+import { testBackends } from './databases.ts';
+import { startTestServer, type TestServer } from './test-server.ts';
 
 const adminToken = 'demo-walk-admin-token-0123456789';
 
-// The README's first example, run as a user would: a server on its own, then `pnpm demo`.
+// The README's first example, run as a user would: a server (here, in this process), then
+// `pnpm demo` in a process of its own.
 describe('the README walk (examples/demo.ts)', () => {
-  let server: ServerProcess;
-  let database: TestDatabase | undefined;
+  let running: TestServer;
   let dataDir: string;
 
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'hiatus-demo-'));
-    const env: Record<string, string> = {
+    running = await startTestServer(testBackends()[0]!, {
       HIATUS_ADMIN_TOKEN: adminToken,
       HIATUS_PROVISIONER_DIR: path.join(dataDir, 'provisioner'),
       HIATUS_PROVISIONER_POLL_MS: '100',
-    };
-    if (postgresServerUrl()) {
-      database = await createTestDatabase('postgres');
-      if (database.config.kind === 'postgres') env.DATABASE_URL = database.config.url;
-    } else {
-      env.HIATUS_DATA_DIR = path.join(dataDir, 'data');
-    }
-    server = await startServerProcess(env);
+    });
   }, 120_000);
 
   afterAll(async () => {
-    await server?.stop();
-    await database?.drop();
+    await running?.close();
     await rm(dataDir, { recursive: true, force: true });
   });
 
   it('runs an agent, pauses it, reads its log while it sleeps, and resumes it', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'examples/demo.ts'], {
       cwd: repoRoot,
-      env: { ...process.env, HIATUS_URL: server.url, HIATUS_TOKEN: adminToken },
+      env: { ...process.env, HIATUS_URL: running.server.url, HIATUS_TOKEN: adminToken },
       timeout: 90_000,
     });
     const lines = stdout.trim().split('\n');
@@ -60,7 +52,7 @@ describe('the README walk (examples/demo.ts)', () => {
   it('says what to do when no key is given', async () => {
     const run = promisify(execFile)(process.execPath, ['--import', 'tsx', 'examples/demo.ts'], {
       cwd: repoRoot,
-      env: { ...process.env, HIATUS_URL: server.url, HIATUS_TOKEN: '' },
+      env: { ...process.env, HIATUS_URL: running.server.url, HIATUS_TOKEN: '' },
     });
     await expect(run).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('Set HIATUS_TOKEN') });
   });

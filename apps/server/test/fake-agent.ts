@@ -60,8 +60,8 @@ export class FakeAgent {
       return this.json(res, 500, { title: 'Internal Server Error', status: 500, detail: 'boom' });
     if (this.mode === 'close-midway') {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
-      res.write('{"messages": [{"id": 0,');
-      setTimeout(() => res.destroy(), 10);
+      // Cut once the first half has left: the client has seen a body begin, then lose its connection.
+      res.write('{"messages": [{"id": 0,', () => res.destroy());
       return;
     }
     if (this.mode === 'garbage') {

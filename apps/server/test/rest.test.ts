@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { repoRoot } from '../src/config.ts';
 import { apiClient } from './api-client.ts';
 import { testBackends } from './databases.ts';
@@ -85,15 +85,12 @@ describe.each(testBackends())('REST paths and /openapi.json on %s', (backend) =>
     };
   }
 
-  /** Waits (bounded) until the task has `status`. */
+  /** Waits until the task has `status`. */
   async function until(id: string, status: string): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const { body } = await call('GET', `/api/v1/tasks/${id}`);
-      if (body.status === status) return;
-      if (Date.now() > deadline) throw new Error(`task ${id} is ${body.status}, not ${status}, after 30 s`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await vi.waitFor(async () => expect((await call('GET', `/api/v1/tasks/${id}`)).body.status).toBe(status), {
+      timeout: 60_000,
+      interval: 50,
+    });
   }
 
   it.skipIf(!hasCurl && process.env.CI !== 'true')(
@@ -251,12 +248,16 @@ describe.each(testBackends())('REST paths and /openapi.json on %s', (backend) =>
     const id: string = created.body.task.id;
     await until(id, 'active');
 
+    const before = Date.now();
     const kept = await call('POST', `/api/v1/tasks/${id}/keep-alive`, { forSeconds: 600 });
+    const after = Date.now();
     expect(kept.status).toBe(200);
     expect(kept.body.keepAliveUntil).toMatch(isoDate);
-    const until600 = Date.parse(kept.body.keepAliveUntil) - Date.now();
-    expect(until600).toBeGreaterThan(590_000);
-    expect(until600).toBeLessThanOrEqual(600_000);
+    // 600 s from when the server took the call, which was between `before` and `after` (a second
+    // either side for the database's clock and rounding).
+    const keptUntil = Date.parse(kept.body.keepAliveUntil);
+    expect(keptUntil).toBeGreaterThanOrEqual(before + 599_000);
+    expect(keptUntil).toBeLessThanOrEqual(after + 601_000);
     expect(kept.body.task.keepAliveUntil).toBe(kept.body.keepAliveUntil);
 
     agent.status = 'running'; // a busy agent: the message waits in the inbox
@@ -266,11 +267,14 @@ describe.each(testBackends())('REST paths and /openapi.json on %s', (backend) =>
       const route = `/api/v1/tasks/${id}/messages/${sent.body.messageId}/cancel`;
       // A delivery attempt holds the message while it asks the busy agent: a cancel then is refused
       // as "being delivered", and a client tries again.
-      let cancelled = await call('POST', route);
-      for (let i = 0; i < 40 && cancelled.status === 409 && /being delivered/.test(cancelled.body.detail); i++) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        cancelled = await call('POST', route);
-      }
+      const cancelled = await vi.waitFor(
+        async () => {
+          const answer = await call('POST', route);
+          if (answer.status === 409 && /being delivered/.test(answer.body.detail)) throw new Error('being delivered');
+          return answer;
+        },
+        { timeout: 60_000, interval: 50 },
+      );
       expect(cancelled.status).toBe(200);
       expect(cancelled.body).toMatchObject({ messageId: sent.body.messageId, status: 'cancelled' });
       expect(cancelled.body.cancelledAt).toMatch(isoDate);

@@ -53,7 +53,8 @@ export async function startServerProcess(
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`server did not start: ${JSON.stringify(lines.slice(-5))}`)),
-      60_000,
+      // A hang's bound only: a start under the whole suite on two cores has taken 30 s and more.
+      120_000,
     );
     child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${JSON.stringify(lines.slice(-5))}`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {

@@ -50,8 +50,8 @@ export class WebhookReceiver {
     return this.received.filter((r) => r.status >= 200 && r.status < 300).map((r) => JSON.parse(r.rawBody));
   }
 
-  /** Waits until `done()` holds, looking after each request; fails after `timeoutMs`. */
-  async until(done: () => boolean, timeoutMs = 15_000): Promise<void> {
+  /** Waits until `done()` holds, looking after each request (and every 200 ms); fails after `timeoutMs` (a hang's bound). */
+  async until(done: () => boolean, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!done()) {
       const left = deadline - Date.now();

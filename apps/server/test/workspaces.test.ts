@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 // The provisioner's own test helper: which live processes carry a task's HIATUS_TASK_ID.
 import { processesOfTask } from '../../../packages/provisioner/test/harness.ts';
 import { repoRoot } from '../src/config.ts';
@@ -22,18 +22,19 @@ function alive(pid: number): boolean {
   }
 }
 
-async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/**
+ * What `check` gives once it gives something (not undefined or false). Generous: a wait on a
+ * condition costs nothing once it holds.
+ */
+function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  return vi.waitFor(
+    async () => {
+      const value = await check();
+      if (value === undefined || value === false) throw new Error(`still waiting for ${what}`);
+      return value;
+    },
+    { timeout: 60_000, interval: 50 },
+  );
 }
 
 // The built-in provisioner really starts and stops agents: real child processes of the demo agent,
