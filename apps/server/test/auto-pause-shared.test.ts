@@ -9,8 +9,8 @@ import { createTestDatabase, databaseEnv, postgresServerUrl, type TestDatabase }
 import { type ServerProcess, startServerProcess } from './server-process.ts';
 
 const adminToken = 'auto-pause-shared-admin-token-5e8a1c9d3b7f2046';
-/** More agents than one claim takes, so that the processes share a pass's batches. */
-const agents = defaults.autoPauseBatchSize + 40;
+/** Enough agents that the processes' passes overlap (more per pass than a pass looks at once). */
+const agents = 8 * defaults.autoPauseConcurrency;
 const intervalMs = 2_000;
 const processCount = 3;
 
