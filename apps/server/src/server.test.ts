@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { apiClient, codeOf } from '../test/api-client.ts';
 import { createTestDatabase, type TestDatabase, testBackends } from '../test/databases.ts';
 import { FakeAgent } from '../test/fake-agent.ts';
@@ -89,16 +89,25 @@ describe('readiness', () => {
 
 describe('graceful shutdown', () => {
   it('finishes a request in flight, then stops taking new ones', async () => {
-    const running = await startTestServer('pglite', { HIATUS_AGENT_TIMEOUT_MS: '700' });
+    // A long agent timeout: the test, not the clock, decides when the pause in flight ends.
+    const running = await startTestServer('pglite', { HIATUS_AGENT_TIMEOUT_MS: '60000' });
     const agent = await new FakeAgent().start();
     try {
       const api = apiClient(running.server.url, running.adminToken);
       const { task } = await api.tasks.create.mutate({ name: 'slow', prompt: '', agentUrl: agent.url });
-      await waitForStatus(running.server.app, task.id, 'active', 5_000);
-      agent.mode = 'hang'; // the pause below waits the whole agent timeout
-      const inFlight = codeOf(api.tasks.pause.mutate({ id: task.id }));
-      await new Promise((r) => setTimeout(r, 150));
+      await waitForStatus(running.server.app, task.id, 'active', 30_000);
+      agent.mode = 'hang';
+      const readsBefore = agent.historyReads;
+      let answered = false;
+      const inFlight = codeOf(api.tasks.pause.mutate({ id: task.id })).finally(() => {
+        answered = true;
+      });
+      // The pause is in flight once the agent has been asked for its history.
+      await vi.waitFor(() => expect(agent.historyReads).toBeGreaterThan(readsBefore), { timeout: 30_000 });
       const stopped = running.server.stop();
+      expect(answered).toBe(false);
+      // The agent goes away: the pause fails, after the server stopped listening.
+      await agent.stop();
       // The pause in flight still gets its (typed) answer, not a reset connection.
       expect(await inFlight).toBe('PRECONDITION_FAILED');
       await stopped;
@@ -129,14 +138,14 @@ describe('background upkeep', () => {
     const config = { ...loadConfig({ PORT: '0', HIATUS_PURGE_DELETED_AFTER_DAYS: '30' }), database: database.config };
     const server = await startServer(config, createLogger('silent'));
     try {
-      for (let i = 0; i < 50; i++) {
-        const left = await server.app.db.selectFrom('tasks').select('id').execute();
-        if (left.length === 1) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      expect((await server.app.db.selectFrom('tasks').select('id').execute()).map((t) => t.id)).toEqual([
-        recent.taskId,
-      ]);
+      // The purge runs at start; one statement removes the old task and decides the recent one's fate.
+      await vi.waitFor(
+        async () =>
+          expect((await server.app.db.selectFrom('tasks').select('id').execute()).map((t) => t.id)).toEqual([
+            recent.taskId,
+          ]),
+        { timeout: 30_000 },
+      );
     } finally {
       await server.stop();
       await rm(dataDir, { recursive: true, force: true });
