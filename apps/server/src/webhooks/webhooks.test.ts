@@ -1,4 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { verifyWebhook, WebhookVerificationError } from '../../../../packages/client/src/webhooks.ts';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
@@ -18,19 +19,13 @@ import {
   webhookDeliveries,
 } from './endpoints.ts';
 
-/** Polls `done` until it holds; fails after `ms`. */
-async function until(done: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await done())) {
-    if (Date.now() > deadline) throw new Error(`not done within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+/** Waits on a condition; generous, since it costs nothing when the condition holds early. */
+const patience = { timeout: 30_000, interval: 25 };
 
-/** Retries within a test's patience. */
+/** Retries within a test's patience; an endpoint's answer waited for long enough never to time out here. */
 const quick: DeliveryOptions = {
   concurrency: 8,
-  timeoutMs: 2_000,
+  timeoutMs: 30_000,
   retryBaseMs: 50,
   retryMaxMs: 200,
   retryForMs: 60_000,
@@ -64,6 +59,23 @@ describe.each(testBackends())('webhooks on %s', (backend) => {
     return { owner, webhook };
   };
   const forTask = (taskId: string) => receiver.delivered().filter((e) => e.taskId === taskId);
+  /**
+   * Waits until none of the endpoints' deliveries is pending (each was made with its event, in the
+   * same transaction), then stops the workers, so no attempt is in flight: what the receiver holds
+   * then is all it will ever get for them.
+   */
+  const drain = async (...webhookIds: string[]) => {
+    await vi.waitFor(async () => {
+      const pending = await h.db
+        .selectFrom('webhook_deliveries')
+        .select('id')
+        .where('webhook_id', 'in', webhookIds)
+        .where('status', '=', 'pending')
+        .execute();
+      expect(pending).toEqual([]);
+    }, patience);
+    await Promise.all(workers.splice(0).map((stop) => stop()));
+  };
 
   it('delivers exactly the events of each change, signed so that verifyWebhook accepts them', async () => {
     const { owner, webhook } = await subscriber();
@@ -73,8 +85,7 @@ describe.each(testBackends())('webhooks on %s', (backend) => {
     const task = await h.task({ owner, status: 'paused' });
     await meteredResume(h.app, owner, task.id);
     await h.settle();
-    await receiver.until(() => forTask(task.id).length >= 5);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await drain(webhook.id);
     expect(forTask(task.id).map((e) => e.type)).toEqual([
       'task.created',
       'task.pausing',
@@ -100,19 +111,19 @@ describe.each(testBackends())('webhooks on %s', (backend) => {
     receiver.answers = [500, 500, 500];
     deliver();
     const task = await h.task({ owner, status: 'pending' });
-    await receiver.until(() => forTask(task.id).length === 1);
+    await drain(webhook.id);
     expect(receiver.received.map((r) => r.status)).toEqual([500, 500, 500, 200]);
     const deliveries = () => webhookDeliveries(h.app, owner, webhook.id, { limit: 10 });
-    // The worker records the answer just after the receiver gave it.
-    await until(async () => (await deliveries()).items[0]?.status === 'delivered');
     const { items } = await deliveries();
     expect(items).toHaveLength(1);
     expect(items[0]).toMatchObject({ status: 'delivered', eventType: 'task.created', taskId: task.id });
     expect(items[0]!.attempts.map((a) => a.statusCode)).toEqual([500, 500, 500, 200]);
     expect(items[0]!.attempts.every((a) => a.durationMs >= 0)).toBe(true);
 
+    deliver();
     await redeliver(h.app, owner, webhook.id, items[0]!.id);
-    await receiver.until(() => forTask(task.id).length === 2);
+    await drain(webhook.id);
+    expect(forTask(task.id)).toHaveLength(2);
     expect(new Set(forTask(task.id).map((e) => e.id)).size).toBe(1);
   });
 
@@ -122,21 +133,22 @@ describe.each(testBackends())('webhooks on %s', (backend) => {
     deliver({ retryForMs: 300 });
     await h.task({ owner, status: 'pending' });
     const failed = async () => (await webhookDeliveries(h.app, owner, webhook.id, { limit: 10 })).items[0]?.status;
-    await until(async () => (await failed()) === 'failed');
+    await vi.waitFor(async () => expect(await failed()).toBe('failed'), patience);
     expect((await listWebhooksFor(h.app, owner))[0]?.failingSince).toBeInstanceOf(Date);
 
     receiver.status = 200;
     await testWebhook(h.app, owner, webhook.id);
-    await receiver.until(() => receiver.delivered().some((e) => e.type === 'webhook.test'));
-    await until(async () => (await listWebhooksFor(h.app, owner))[0]?.failingSince === null);
+    await drain(webhook.id);
+    expect(receiver.delivered().map((e) => e.type)).toEqual(['webhook.test']);
+    expect((await listWebhooksFor(h.app, owner))[0]?.failingSince).toBeNull();
   });
 
   it('keeps each task in order for an endpoint while an earlier event is retried', async () => {
-    const { owner } = await subscriber();
+    const { owner, webhook } = await subscriber();
     receiver.answers = [500, 500];
     deliver();
     const task = await h.task({ owner, status: 'paused' });
-    await receiver.until(() => forTask(task.id).length >= 3);
+    await drain(webhook.id);
     expect(forTask(task.id).map((e) => e.type)).toEqual(['task.created', 'task.pausing', 'task.paused']);
   });
 
@@ -147,8 +159,8 @@ describe.each(testBackends())('webhooks on %s', (backend) => {
     const adminHook = await createWebhook(h.app, admin, { url: receiver.url, eventTypes: ['task.created'] });
     deliver();
     const taskOfA = await h.task({ owner: a.owner, status: 'pending' });
-    await receiver.until(() => forTask(taskOfA.id).length >= 2);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await drain(a.webhook.id, b.webhook.id, adminHook.id);
+    expect(forTask(taskOfA.id)).toHaveLength(2);
     const signedWith = (secret: string) =>
       receiver.received.filter((r) => {
         try {
@@ -166,12 +178,12 @@ describe.each(testBackends())('webhooks on %s', (backend) => {
   });
 
   it('shares deliveries between processes: each event goes out once per endpoint', async () => {
-    const { owner } = await subscriber(['task.created']);
+    const { owner, webhook } = await subscriber(['task.created']);
     deliver({ concurrency: 2 });
     deliver({ concurrency: 2 }, h.otherApp());
     const tasks = await Promise.all(Array.from({ length: 20 }, () => h.task({ owner, status: 'pending' })));
-    await receiver.until(() => receiver.delivered().length >= 20);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Both workers stopped: an event claimed twice would have been sent twice by now.
+    await drain(webhook.id);
     const ids = receiver.delivered().map((e) => e.id);
     expect(ids).toHaveLength(20);
     expect(new Set(ids).size).toBe(20);
@@ -204,8 +216,7 @@ describe.each(testBackends())('webhooks on %s', (backend) => {
     deliver();
     const task = await h.task({ owner: a.owner });
     await meteredPause(h.app, a.owner, task.id, { reason: 'task_manual_pause' });
-    await receiver.until(() => forTask(task.id).length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await drain(a.webhook.id, b.webhook.id);
     expect(receiver.received.filter((r) => r.rawBody.includes(task.id))).toHaveLength(1);
     expect(() =>
       verifyWebhook(receiver.received[0]!.rawBody, receiver.received[0]!.headers, b.webhook.secret),
@@ -217,18 +228,20 @@ describe.each(testBackends())('webhooks on %s', (backend) => {
     try {
       const { owner, webhook } = await subscriber(['task.created']);
       receiver.answers = [500];
-      // Nobody delivers yet: the event waits, and the gauge says since when.
-      await h.task({ owner, status: 'pending' });
-      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      // Nobody delivers yet: the event waits, and the gauge says since when (an hour: made so, not waited for).
+      const task = await h.task({ owner, status: 'pending' });
+      await h.db
+        .updateTable('task_events')
+        .set({ occurred_at: sql`NOW() - interval '1 hour'` })
+        .where('task_id', '=', task.id)
+        .execute();
       expect(await metrics.registry.metrics()).toMatch(/^hiatus_webhook_oldest_undelivered_seconds (\d+\.?\d*)$/m);
       const age = Number(
         /^hiatus_webhook_oldest_undelivered_seconds (\S+)$/m.exec(await metrics.registry.metrics())![1],
       );
-      expect(age).toBeGreaterThanOrEqual(1);
+      expect(age).toBeGreaterThanOrEqual(3600);
       deliver();
-      await until(
-        async () => (await webhookDeliveries(h.app, owner, webhook.id, { limit: 1 })).items[0]?.status === 'delivered',
-      );
+      await drain(webhook.id);
       const text = await metrics.registry.metrics();
       expect(text).toMatch(/hiatus_webhook_deliveries_total\{outcome="retrying"\} 1/);
       expect(text).toMatch(/hiatus_webhook_deliveries_total\{outcome="delivered"\} 1/);
