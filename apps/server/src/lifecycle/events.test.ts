@@ -1,7 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { describe, expect, it, vi } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
-import { listEvents } from '../db/events.ts';
+import { lastEventId, listEvents } from '../db/events.ts';
 import type { HiatusEvent } from '../domain/events.ts';
 import { autoPausePass } from './auto-pause.ts';
 import { listEventsFor, watchEvents } from './events.ts';
@@ -85,21 +86,18 @@ describe.each(testBackends())('lifecycle events on %s', (backend) => {
     const watcher = new AbortController();
     const seen: HiatusEvent[] = [];
     const other = h.otherApp();
+    // The watcher's starting point, taken before anything commits (as "from now" would, had it run first).
+    const start = await lastEventId(h.db);
     const following = (async () => {
-      for await (const event of watchEvents(h.app, h.alice, {}, watcher.signal)) seen.push(event);
+      for await (const event of watchEvents(h.app, h.alice, { after: start }, watcher.signal)) seen.push(event);
     })();
-    // Give the watcher its starting point before anything commits.
-    await new Promise((resolve) => setTimeout(resolve, 100));
     const created = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
         createTask(i % 2 ? other : h.app, h.alice, { name: `many-${i}`, prompt: 'p', agentUrl: h.agent.url }),
       ),
     );
     const ids = new Set(created.map((c) => c.task.id));
-    const deadline = Date.now() + 10_000;
-    while (seen.filter((e) => ids.has(e.taskId ?? '')).length < 12 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await vi.waitFor(() => expect(seen.filter((e) => ids.has(e.taskId ?? ''))).toHaveLength(12), { timeout: 30_000 });
     watcher.abort();
     await following;
     const numbers = seen.map((e) => Number(e.id));
@@ -134,11 +132,17 @@ describe.each(testBackends())('lifecycle events on %s', (backend) => {
     ]);
     await autoPausePass(there);
     expect(await warnings()).toHaveLength(1);
-    // The agent works: a new idle period, a new warning.
+    // The agent works: a new idle period, a new warning. The first warning is made a minute old, so the
+    // new idle clock starts after it whatever the clock's resolution.
+    await h.db
+      .updateTable('task_events')
+      .set({ occurred_at: sql`occurred_at - interval '1 minute'` })
+      .where('task_id', '=', task.id)
+      .where('type', '=', 'task.auto_pause_warning')
+      .execute();
     h.agent.status = 'running';
     await autoPausePass(here);
     h.agent.status = 'stable';
-    await new Promise((resolve) => setTimeout(resolve, 20));
     await autoPausePass(there);
     expect(await warnings()).toHaveLength(2);
     // Without the setting, no warning at all.

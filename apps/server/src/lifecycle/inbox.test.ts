@@ -35,7 +35,7 @@ describe.each(testBackends())('the inbox on %s', (backend) => {
   /** Waits until the task's messages are `contents`, each with its delivered marker committed. */
   const delivered = (taskId: string, contents: string[]) =>
     vi.waitFor(async () => expect(await statuses(taskId)).toEqual(contents.map((c) => `${c}:delivered`)), {
-      timeout: 20_000,
+      timeout: 30_000,
       interval: 50,
     });
 
@@ -189,9 +189,8 @@ describe.each(testBackends())('the inbox on %s', (backend) => {
         await sendToTask(h.app, h.alice, tasks[i % 3]!.id, content);
         sent.push(content);
       }
-      delivery(h.app);
-      delivery(h.otherApp());
-      delivery(h.otherApp());
+      const apps = [h.app, h.otherApp(), h.otherApp()];
+      for (const app of apps) delivery(app);
       h.agent.status = 'stable';
       const mineOf = (n: number) => sent.filter((_, i) => i % 3 === n);
       await vi.waitFor(
@@ -202,9 +201,11 @@ describe.each(testBackends())('the inbox on %s', (backend) => {
         },
         { timeout: 30_000, interval: 50 },
       );
-      // Each task's messages in the order they were sent; none twice, even after more passes.
+      // Each task's messages in the order they were sent; none twice, even after more passes: the
+      // loops stopped (no pass in flight), then each process looks at each task once more.
       for (const n of tasks.keys()) expect(h.agent.received.filter((m) => mineOf(n).includes(m))).toEqual(mineOf(n));
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await stopLoops();
+      for (const app of apps) for (const task of tasks) expect(await deliverInbox(app, task.id)).toBe(0);
       expect([...h.agent.received].sort()).toEqual([...sent].sort());
     } finally {
       await stopLoops();

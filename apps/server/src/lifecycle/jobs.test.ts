@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
 import { generateApiKey, keyDigest } from '../auth/keys.ts';
@@ -112,13 +112,16 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
 
   it('waits for a job when asked to (a long poll), and is woken by a new one at once', async () => {
     await h.settle();
-    const started = Date.now();
-    const waiting = acquireBuildJob(h.app, 'patient', { waitMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 200));
+    const listening = h.app.events.listenerCount('build');
+    // A limit no test reaches: only a job can end this wait.
+    const waiting = acquireBuildJob(h.app, 'patient', { waitMs: 3_600_000 });
+    // It looked, found no job, and listens for one.
+    await vi.waitFor(() => expect(h.app.events.listenerCount('build')).toBe(listening + 1), { timeout: 30_000 });
     const { task } = await newTask();
+    // The new job's event woke it (it stopped listening), not its next look a second later.
+    expect(h.app.events.listenerCount('build')).toBe(listening);
     const job = await waiting;
     expect(job?.taskId).toBe(task.id);
-    expect(Date.now() - started).toBeLessThan(10_000);
     expect(await acquireBuildJob(h.app, 'patient', { waitMs: 300 })).toBeNull();
     await completeBuildJob(h.app, job!.build.id, { holder: 'patient' });
   });
@@ -135,10 +138,11 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
   });
 
   it('has a built-in provisioner that completes new jobs at once', async () => {
-    const stop = h.provisioner(10_000);
+    // Its next regular look an hour away: only the new job's event can start it within the test.
+    const stop = h.provisioner(3_600_000);
     try {
       const { task } = await newTask();
-      const active = await waitForStatus(h.app, task.id, 'active', 5_000);
+      const active = await waitForStatus(h.app, task.id, 'active', 30_000);
       expect(active.latestBuild).toMatchObject({ jobStatus: 'succeeded', reason: 'initiator' });
     } finally {
       await stop();

@@ -1,6 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
 import { type LogEntry, readLogs } from './logs.ts';
@@ -71,9 +70,12 @@ describe.each(testBackends())('logs and snapshots on %s', (backend) => {
     const uncached = h.otherApp({ liveHistoryTtlMs: 0 });
     const fetchesBefore = h.agent.historyReads;
     await readLogs(brief, h.alice, task.id);
-    await sleep(100);
     h.agent.say(1);
-    expect((await readLogs(brief, h.alice, task.id)).entries).toHaveLength(5);
+    // Read until the new message shows: each read before the ttl ends is served the history kept.
+    await vi.waitFor(async () => expect((await readLogs(brief, h.alice, task.id)).entries).toHaveLength(5), {
+      timeout: 30_000,
+      interval: 10,
+    });
     expect(h.agent.historyReads - fetchesBefore).toBe(2);
     await readLogs(uncached, h.alice, task.id);
     await readLogs(uncached, h.alice, task.id);

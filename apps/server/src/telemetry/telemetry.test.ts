@@ -19,19 +19,16 @@ describe.each(testBackends())('telemetry on %s', (backend) => {
     await meteredPause(h.app, h.alice, first.id, { reason: 'task_manual_pause' });
     await meteredPause(h.app, h.alice, second.id, { reason: 'task_manual_pause' });
     await h.settle();
-    // The stop finished 90 seconds before the resume.
-    await h.db
-      .updateTable('workspace_builds')
-      .set({
-        completed_at: sql`NOW() - interval '90 seconds'`,
-        started_at: sql`NOW() - interval '91 seconds'`,
-        created_at: sql`NOW() - interval '92 seconds'`,
-      })
-      .where('workspace_id', '=', first.workspaceId)
-      .where('transition', '=', 'stop')
-      .execute();
     await meteredResume(h.app, h.alice, first.id);
     await h.settle();
+    // The stop finished 90 seconds before the resume (dated from the resume itself, not the clock now).
+    await sql`
+      UPDATE workspace_builds s
+      SET completed_at = r.created_at - interval '90 seconds', started_at = r.created_at - interval '91 seconds',
+          created_at = r.created_at - interval '92 seconds'
+      FROM workspace_builds r
+      WHERE s.workspace_id = ${first.workspaceId} AND s.transition = 'stop'
+        AND r.workspace_id = s.workspace_id AND r.reason = 'task_resume'`.execute(h.db);
     await h.db
       .updateTable('tasks')
       .set({ agent_last_running_at: sql`NOW() - interval '600 seconds'` })
@@ -60,8 +57,7 @@ describe.each(testBackends())('telemetry on %s', (backend) => {
 
     const all = buckets.at(-1)!;
     expect(all.pausedSeconds.count).toBe(1);
-    expect(all.pausedSeconds.p50).toBeGreaterThanOrEqual(89);
-    expect(all.pausedSeconds.p50).toBeLessThan(120);
+    expect(all.pausedSeconds.p50).toBe(90);
     expect(all.idleBeforeAutoPauseSeconds.count).toBe(1);
     expect(all.idleBeforeAutoPauseSeconds.p50).toBeGreaterThanOrEqual(599);
     expect(all.snapshotBytes.count).toBe(3);
