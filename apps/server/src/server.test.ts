@@ -11,7 +11,7 @@ import { startTestServer } from '../test/test-server.ts';
 import { loadConfig } from './config.ts';
 import { openDatabase } from './db/connection.ts';
 import { migrateToLatest } from './db/migrate.ts';
-import { waitForStatus } from './lifecycle/send.ts';
+import { waitForStatus } from './inbox/send.ts';
 import { createLogger } from './logger.ts';
 import { type RunningServer, startServer } from './server.ts';
 

@@ -7,12 +7,12 @@ import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
 import type { App } from '../app.ts';
 import type { UserActor } from '../domain/actor.ts';
+import { sendToTask } from '../inbox/send.ts';
 import { createTemplate } from '../templates/templates.ts';
 import { autoPausePass } from './auto-pause.ts';
 import { acquireBuildJob, completeBuildJob } from './jobs.ts';
 import { readLogs } from './logs.ts';
 import { meteredPause } from './metered.ts';
-import { sendToTask } from './send.ts';
 import { createTask, getTask } from './tasks.ts';
 
 const manual = { reason: 'task_manual_pause' } as const;

@@ -4,10 +4,10 @@ import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
 import { generateApiKey, keyDigest } from '../auth/keys.ts';
 import { insertApiKey } from '../db/api-keys.ts';
+import { waitForStatus } from '../inbox/send.ts';
 import { listTaskBuilds } from './builds.ts';
 import { acquireBuildJob, completeBuildJob, failStaleBuildJobs, heartbeatBuildJob } from './jobs.ts';
 import { purgeDeletedTasks } from './purge.ts';
-import { waitForStatus } from './send.ts';
 import { pushSnapshot } from './snapshots.ts';
 import { createTask, getTask } from './tasks.ts';
 

@@ -4,10 +4,10 @@ import { useHarness } from '../../test/harness.ts';
 import { listAuditLogs } from '../db/audit.ts';
 import { listEvents } from '../db/events.ts';
 import { defaults } from '../defaults.ts';
+import { sendToTask } from '../inbox/send.ts';
 import { autoPausePass } from './auto-pause.ts';
 import { keepTaskAlive } from './keep-alive.ts';
 import { readLogs } from './logs.ts';
-import { sendToTask } from './send.ts';
 import { getTask, listTasksFor } from './tasks.ts';
 
 describe.each(testBackends())('activity and keep-alive on %s', (backend) => {

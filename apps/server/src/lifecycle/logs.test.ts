@@ -2,9 +2,9 @@ import { sql } from 'kysely';
 import { describe, expect, it, vi } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
+import { sendToTask } from '../inbox/send.ts';
 import { type LogEntry, readLogs } from './logs.ts';
 import { meteredPause } from './metered.ts';
-import { sendToTask } from './send.ts';
 import { getSnapshot, pushSnapshot } from './snapshots.ts';
 import { createTask } from './tasks.ts';
 

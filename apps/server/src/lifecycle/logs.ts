@@ -1,12 +1,12 @@
 import { AgentError } from '../agentapi/client.ts';
 import type { AgentMessage } from '../agentapi/schema.ts';
 import type { App } from '../app.ts';
+import { listQueuedMessages } from '../db/inbox.ts';
 import { findSnapshotMeta, snapshotMessageRange } from '../db/snapshots.ts';
 import type { Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
 import { type Actor, initiatorId } from '../domain/actor.ts';
 import { agentTrust } from '../domain/agent-trust.ts';
-import { type PendingMessage, pendingMessages } from './inbox.ts';
 import { assertKnownFormat, parseStoredMessages } from './snapshots.ts';
 import { getTask } from './tasks.ts';
 
@@ -134,4 +134,26 @@ function toLogEntry(message: AgentMessage): LogEntry {
     content: message.content,
     time: new Date(message.time),
   };
+}
+
+/** A queued message as `tasks.logs` shows it: pending, not yet in the agent's conversation. */
+export type PendingMessage = {
+  messageId: string;
+  content: string;
+  queuedAt: Date;
+  /** Times the agent was asked to take it, and why the last try failed. */
+  attempts: number;
+  lastError: string | null;
+};
+
+/** The task's queued messages, oldest first, for its log. */
+export async function pendingMessages(app: Pick<App, 'db'>, taskId: string): Promise<PendingMessage[]> {
+  const queued = await listQueuedMessages(app.db, taskId, defaults.maxLogPageSize);
+  return queued.map((m) => ({
+    messageId: m.id,
+    content: m.content,
+    queuedAt: m.queuedAt,
+    attempts: m.attempts,
+    lastError: m.lastError,
+  }));
 }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertUser } from '../../src/db/users.ts';
 import type { Actor } from '../../src/domain/actor.ts';
 import { meteredPause, meteredResume } from '../../src/lifecycle/metered.ts';
-import { waitForStatus } from '../../src/lifecycle/send.ts';
+import { waitForStatus } from '../../src/inbox/send.ts';
 import { createTask, getTask } from '../../src/lifecycle/tasks.ts';
 import type { RunningServer } from '../../src/server.ts';
 import { apiClient, codeOf } from '../api-client.ts';

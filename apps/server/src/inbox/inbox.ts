@@ -11,7 +11,6 @@ import {
   countQueuedMessages,
   type InboxMessage,
   insertQueuedMessage,
-  listQueuedMessages,
   markMessageDelivered,
   releaseMessage,
   tasksWithDeliverableMessages,
@@ -21,11 +20,11 @@ import { defaults } from '../defaults.ts';
 import { type Actor, initiatorId } from '../domain/actor.ts';
 import { agentTrust } from '../domain/agent-trust.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
+import { getTask } from '../lifecycle/access.ts';
+import { ChangeWaiter } from '../lifecycle/changes.ts';
 import { forEachLimited } from '../limits/concurrency.ts';
 import type { Logger } from '../logger.ts';
 import type { StopLoop } from '../loops.ts';
-import { getTask } from './access.ts';
-import { ChangeWaiter } from './changes.ts';
 
 /**
  * A task's inbox: messages sent while its agent could not take them (the task paused or starting,
@@ -35,16 +34,6 @@ import { ChangeWaiter } from './changes.ts';
  * again once its lease runs out; so does a message whose POST the agent took but whose answer was
  * lost (a timeout). AgentAPI has no idempotency key to close that window.
  */
-
-/** A queued message as `tasks.logs` shows it: pending, not yet in the agent's conversation. */
-export type PendingMessage = {
-  messageId: string;
-  content: string;
-  queuedAt: Date;
-  /** Times the agent was asked to take it, and why the last try failed. */
-  attempts: number;
-  lastError: string | null;
-};
 
 /**
  * Stores `content` at the end of the task's inbox in `trx` and records `task.message_queued`.
@@ -98,18 +87,6 @@ export async function queueMessage(
   });
   if (message) app.events.emit('change', { eventId: message.eventId, taskId: task.id, workspaceId: task.workspaceId });
   return message;
-}
-
-/** The task's queued messages, oldest first, for its log. */
-export async function pendingMessages(app: Pick<App, 'db'>, taskId: string): Promise<PendingMessage[]> {
-  const queued = await listQueuedMessages(app.db, taskId, defaults.maxLogPageSize);
-  return queued.map((m) => ({
-    messageId: m.id,
-    content: m.content,
-    queuedAt: m.queuedAt,
-    attempts: m.attempts,
-    lastError: m.lastError,
-  }));
 }
 
 /**

@@ -6,10 +6,10 @@ import type { App } from '../app.ts';
 import { listAuditLogs } from '../db/audit.ts';
 import { listEvents } from '../db/events.ts';
 import { defaults } from '../defaults.ts';
+import { readLogs } from '../lifecycle/logs.ts';
 import { createLogger } from '../logger.ts';
 import type { StopLoop } from '../loops.ts';
 import { cancelMessage, deliverInbox, startInboxDelivery } from './inbox.ts';
-import { readLogs } from './logs.ts';
 import { sendToTask } from './send.ts';
 
 describe.each(testBackends())('the inbox on %s', (backend) => {

@@ -8,10 +8,10 @@ import type { Actor } from '../domain/actor.ts';
 import { agentTrust } from '../domain/agent-trust.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
 import { deriveState, type SendRule, type TaskStatus } from '../domain/lifecycle.ts';
+import { agentFailure } from '../lifecycle/pause.ts';
+import { getTask } from '../lifecycle/tasks.ts';
+import { commitTaskChange } from '../lifecycle/transition.ts';
 import { queueInTransaction, queueMessage } from './inbox.ts';
-import { agentFailure } from './pause.ts';
-import { getTask } from './tasks.ts';
-import { commitTaskChange } from './transition.ts';
 
 /**
  * What a send did: the agent took the message now (`queued: false`), or it is in the task's

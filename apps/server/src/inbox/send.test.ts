@@ -1,11 +1,11 @@
 import { describe, expect, it, vi } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
+import { meteredPause } from '../lifecycle/metered.ts';
+import { getTask } from '../lifecycle/tasks.ts';
 import { createLogger } from '../logger.ts';
 import { startInboxDelivery } from './inbox.ts';
-import { meteredPause } from './metered.ts';
 import { sendToTask } from './send.ts';
-import { getTask } from './tasks.ts';
 
 describe.each(testBackends())('send on %s', (backend) => {
   const h = useHarness(backend);
