@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { insertUser } from '../../src/db/users.ts';
 import type { Actor } from '../../src/domain/actor.ts';
-import { meteredPause, meteredResume } from '../../src/lifecycle/metered.ts';
 import { waitForStatus } from '../../src/inbox/send.ts';
+import { meteredPause, meteredResume } from '../../src/lifecycle/metered.ts';
 import { createTask, getTask } from '../../src/lifecycle/tasks.ts';
 import type { RunningServer } from '../../src/server.ts';
 import { apiClient, codeOf } from '../api-client.ts';
@@ -38,7 +38,7 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
     const tasks = await Promise.all(
       [1, 2, 3, 4].map(async (i) => {
         const { task } = await createTask(app, alice, { name: `load-${i}`, prompt: '', agentUrl: agent.url });
-        return waitForStatus(app, task.id, 'active', 10_000); // the built-in provisioner starts it
+        return waitForStatus(app, task.id, 'active', 60_000); // the built-in provisioner starts it
       }),
     );
     // Load: pauses and resumes keep coming while the database goes away.
@@ -55,11 +55,13 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
           } catch (error) {
             outcomes.failed.push((error as Error).message);
           }
+          // Pacing, not waiting: with the database away each call fails at once.
           await new Promise((r) => setTimeout(r, 20));
         }
       }),
     );
-    await new Promise((r) => setTimeout(r, 500));
+    // The load is under way before the database goes: every task has been paused or resumed.
+    await vi.waitFor(() => expect(outcomes.ok).toBeGreaterThanOrEqual(tasks.length), { timeout: 60_000 });
     pgCluster(cluster!.version, 'stop');
     const down = await fetch(`${server.url}/readyz`);
     expect(down.status).toBe(503);
@@ -68,17 +70,17 @@ describe.runIf(cluster)('PostgreSQL restarting under load', () => {
     const api = apiClient(server.url, testAdminToken);
     expect(await codeOf(api.tasks.list.query({}))).toBe('SERVICE_UNAVAILABLE');
     expect(await codeOf(api.tasks.get.query({ id: tasks[0]!.id }))).toBe('SERVICE_UNAVAILABLE');
-    await new Promise((r) => setTimeout(r, 1_000));
+    // The load meets the outage before the database comes back.
+    await vi.waitFor(() => expect(outcomes.failed.length).toBeGreaterThan(0), { timeout: 60_000 });
     pgCluster(cluster!.version, 'start');
     // Back without a restart of the service: readiness returns and the load goes on.
-    const deadline = Date.now() + 20_000;
-    while ((await fetch(`${server.url}/readyz`)).status !== 200) {
-      if (Date.now() > deadline) throw new Error('the service did not recover');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await vi.waitFor(async () => expect((await fetch(`${server.url}/readyz`)).status).toBe(200), {
+      timeout: 60_000,
+      interval: 200,
+    });
     const okAfter = outcomes.ok;
     expect(await codeOf(api.tasks.get.query({ id: tasks[0]!.id }))).toBe('OK');
-    await new Promise((r) => setTimeout(r, 1_500));
+    await vi.waitFor(() => expect(outcomes.ok).toBeGreaterThan(okAfter + tasks.length), { timeout: 60_000 });
     stop = true;
     await load;
     expect(outcomes.ok).toBeGreaterThan(okAfter);

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase } from '../../src/db/connection.ts';
 import { apiClient } from '../api-client.ts';
 import { createTestDatabase, databaseEnv, postgresServerUrl, type TestDatabase } from '../databases.ts';
@@ -46,6 +46,9 @@ describe.runIf(postgresServerUrl())('a server killed with SIGKILL mid-storm', ()
     const apis = processes.map((p) => apiClient(p.url, key));
     const victim = processes[1]!;
 
+    const { db, close } = openDatabase(database.config);
+    const buildCount = async () => (await db.selectFrom('workspace_builds').select('id').execute()).length;
+    const before = await buildCount();
     const storm = runStorm({
       apis,
       taskIds: ids.slice(0, 16),
@@ -55,7 +58,11 @@ describe.runIf(postgresServerUrl())('a server killed with SIGKILL mid-storm', ()
       maxDeletes: 0,
       timeoutMs: 60_000,
     });
-    await new Promise((r) => setTimeout(r, 700));
+    // Killed mid-storm: once the storm's changes are landing (pause and resume builds committed).
+    await vi.waitFor(async () => expect(await buildCount()).toBeGreaterThanOrEqual(before + 16), {
+      timeout: 60_000,
+      interval: 50,
+    });
     await victim.kill();
     const replacement = await startServerProcess(env);
     processes.push(replacement);
@@ -70,7 +77,6 @@ describe.runIf(postgresServerUrl())('a server killed with SIGKILL mid-storm', ()
     expect(duels.winnersPerRace).toEqual([1, 1, 1, 1, 1, 1, 1, 1]);
     expect([...duels.refusals.keys()]).toEqual(['CONFLICT']);
 
-    const { db, close } = openDatabase(database.config);
     try {
       // Running jobs of the dead process fail once stale; everything else completes.
       await waitForJobsToSettle(db);

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { verifyWebhook } from '../../../../packages/client/src/webhooks.ts';
 import { apiClient } from '../api-client.ts';
 import { createTestDatabase, databaseEnv, postgresServerUrl, type TestDatabase } from '../databases.ts';
@@ -47,8 +47,8 @@ describe.runIf(postgresServerUrl())('webhooks when a server dies between commit 
     // The endpoint takes the request and never answers: the server dies holding the delivery.
     receiver.hang = true;
     const { task } = await api.tasks.create.mutate({ name: 'doomed', prompt: 'p', agentUrl: agent.url });
-    const hung = Date.now();
-    while (receiver.received.length === 0 && Date.now() - hung < 100) await new Promise((r) => setTimeout(r, 10));
+    // Killed only once the endpoint holds the request: the delivery is in flight when the server dies.
+    await receiver.until(() => receiver.received.length > 0, 30_000);
     await first.kill();
     receiver.hang = false;
 
@@ -73,7 +73,20 @@ describe.runIf(postgresServerUrl())('webhooks when a server dies between commit 
     );
     const ids = new Set(created.map((c) => c.task.id));
     await receiver.until(() => receiver.delivered().filter((e) => ids.has(e.taskId ?? '')).length >= 30, 30_000);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Nothing is left to deliver, so what the endpoint holds now is final: no late duplicate.
+    const db = database.open();
+    await vi.waitFor(
+      async () => {
+        const pending = await db
+          .selectFrom('webhook_deliveries')
+          .select('id')
+          .where('webhook_id', '=', hook.id)
+          .where('status', '=', 'pending')
+          .execute();
+        expect(pending).toEqual([]);
+      },
+      { timeout: 30_000, interval: 100 },
+    );
     const shared = receiver.delivered().filter((e) => ids.has(e.taskId ?? ''));
     expect(shared).toHaveLength(30);
     expect(new Set(shared.map((e) => e.id)).size).toBe(30);
