@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-export const daemonBin = fileURLToPath(new URL('../bin/hiatus-provisioner.mjs', import.meta.url));
+const daemonBin = fileURLToPath(new URL('../bin/hiatus-provisioner.mjs', import.meta.url));
 
 export type LogLine = { time: string; level: string; msg: string; [field: string]: unknown };
 

@@ -147,7 +147,7 @@ export type PendingMessage = {
 };
 
 /** The task's queued messages, oldest first, for its log. */
-export async function pendingMessages(app: Pick<App, 'db'>, taskId: string): Promise<PendingMessage[]> {
+async function pendingMessages(app: Pick<App, 'db'>, taskId: string): Promise<PendingMessage[]> {
   const queued = await listQueuedMessages(app.db, taskId, defaults.maxLogPageSize);
   return queued.map((m) => ({
     messageId: m.id,
