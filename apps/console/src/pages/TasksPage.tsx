@@ -36,6 +36,9 @@ function pauseReason(task: Task): string {
   return build && build.transition === 'stop' ? formatReason(build.reason) : '—';
 }
 
+const startingStatuses = new Set(['pending', 'initializing']);
+const startingRefreshMs = 2_000;
+
 /** The tasks the key may see, newest first, filtered by status, kept current by the event stream. */
 export function TasksPage({ me, status }: { me: Me; status: string | null }): ReactElement {
   const trpc = useTRPC();
@@ -44,7 +47,15 @@ export function TasksPage({ me, status }: { me: Me; status: string | null }): Re
   const tasks = useInfiniteQuery(
     trpc.tasks.list.infiniteQueryOptions(
       { status: filter, limit: 50 },
-      { getNextPageParam: (page) => page.nextCursor ?? undefined },
+      {
+        getNextPageParam: (page) => page.nextCursor ?? undefined,
+        // A first start's end is no event (a resume's is: task.resumed), so the stream below never
+        // announces it: while a listed task is starting, the list is read again every few seconds.
+        refetchInterval: (query) =>
+          query.state.data?.pages.some((p) => p.items.some((t) => startingStatuses.has(t.status)))
+            ? startingRefreshMs
+            : false,
+      },
     ),
   );
   const owners = useQuery(
