@@ -13,14 +13,15 @@ import type { Me, Task } from '../types.ts';
 export function TaskPage({ me, id }: { me: Me; id: string }): ReactElement {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
-  const task = useQuery(trpc.tasks.get.queryOptions({ id }));
+  // A read answered before a change may arrive after the watch brought it: the newer one stays.
+  const task = useQuery(trpc.tasks.get.queryOptions({ id }, { structuralSharing: newerTask }));
   useSubscription(
     trpc.tasks.watch.subscriptionOptions(
       { id },
       {
         enabled: task.isSuccess,
         onData: (changed) => {
-          queryClient.setQueryData(trpc.tasks.get.queryKey({ id }), changed);
+          queryClient.setQueryData(trpc.tasks.get.queryKey({ id }), (old) => newerTask(old, changed));
           void queryClient.invalidateQueries({ queryKey: trpc.tasks.logs.pathKey() });
           void queryClient.invalidateQueries({ queryKey: trpc.builds.list.pathKey() });
         },
@@ -290,4 +291,20 @@ function Builds({ taskId }: { taskId: string }): ReactElement {
       )}
     </section>
   );
+}
+
+const jobProgress: Record<string, number> = { pending: 0, running: 1, succeeded: 2, failed: 2, canceled: 2 };
+
+/**
+ * Of two reads of one task, the later in its history: a later build, or the same build's job
+ * further along. Equal: the newer read (`next`), which may differ in fields no build moves.
+ */
+function newerTask(old: unknown, next: unknown): Task {
+  const a = old as Task | undefined;
+  const n = next as Task;
+  if (!a) return n;
+  const order = (t: Task) => [t.latestBuild?.buildNumber ?? -1, jobProgress[t.latestBuild?.jobStatus ?? ''] ?? 0];
+  const [aBuild, aJob] = order(a);
+  const [nBuild, nJob] = order(n);
+  return nBuild! < aBuild! || (nBuild === aBuild && nJob! < aJob!) ? a : n;
 }
