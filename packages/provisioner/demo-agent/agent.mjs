@@ -5,6 +5,9 @@
 //
 // Env: PORT (required), HIATUS_PROMPT (the first user message, if any), DEMO_WORK_MS (default 300),
 // DEMO_READY_MS (default 0: how long GET /status answers 503 "starting", for an agent slow to come up).
+// HIATUS_START=resume with HIATUS_PREVIOUS_CONVERSATION (a JSON file of the AgentAPI messages before
+// the pause): a resumed agent does not start the task over; its first answer says what it was given.
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 
 const port = Number(process.env.PORT);
@@ -79,7 +82,32 @@ const server = createServer((req, res) => {
   problem(res, 404, 'Not Found', `no route for ${route}`);
 });
 
-if (process.env.HIATUS_PROMPT) work(process.env.HIATUS_PROMPT);
+/** The earlier conversation a resume was handed, or null when the file is missing or unreadable. */
+function previousConversation() {
+  const file = process.env.HIATUS_PREVIOUS_CONVERSATION;
+  if (!file) return null;
+  try {
+    const messages = JSON.parse(readFileSync(file, 'utf8'));
+    return Array.isArray(messages) ? messages : null;
+  } catch (error) {
+    console.error(`demo agent: cannot read the previous conversation ${file}: ${error.message}`);
+    return null;
+  }
+}
+
+if (process.env.HIATUS_START === 'resume') {
+  // A real agent would restore this conversation (or continue over its kept workdir); the demo says what it got.
+  const earlier = previousConversation();
+  const last = earlier?.findLast((m) => m.role === 'user');
+  addMessage(
+    'agent',
+    earlier
+      ? `Resumed: I was given ${earlier.length} earlier messages${last ? ` (the last you sent: "${String(last.content).slice(0, 60)}")` : ''}.`
+      : 'Resumed: I was given no earlier conversation.',
+  );
+} else if (process.env.HIATUS_PROMPT) {
+  work(process.env.HIATUS_PROMPT);
+}
 
 server.listen(port, '127.0.0.1', () => console.log(`demo agent listening on http://127.0.0.1:${port}`));
 

@@ -38,7 +38,11 @@ export async function runBuildJob(job: BuildJob, ctx: BuildJobContext): Promise<
   const heartbeats = keepAlive(ctx.api, build.id, ctx.heartbeatMs, log, lost);
   try {
     log.info('job started', { reason: build.reason, template: job.template?.name ?? null });
-    const outcome = await performJob(job, { dataDir: ctx.dataDir, signal: lost.signal, log: log.info });
+    const outcome = await performJob(
+      job,
+      { dataDir: ctx.dataDir, signal: lost.signal, log: log.info },
+      { previousConversation: () => fetchConversation(ctx, build.id, lost.signal, log) },
+    );
     if (lost.signal.aborted) {
       log.warn('job dropped: the server no longer holds it for this provisioner');
       return;
@@ -49,6 +53,19 @@ export async function runBuildJob(job: BuildJob, ctx: BuildJobContext): Promise<
   } finally {
     heartbeats.stop();
   }
+}
+
+/** A resume's previous conversation, retried while the server cannot be reached (until the job is lost). */
+function fetchConversation(ctx: BuildJobContext, buildId: string, lost: AbortSignal, log: Logger) {
+  return retrying(() => ctx.api.previousConversation(buildId), {
+    retryable: (error) => callFailure(error) === 'unavailable',
+    onRetry: (error, waitMs) =>
+      log.warn('cannot fetch the previous conversation, retrying', {
+        error: describeFailure(error),
+        retryInMs: waitMs,
+      }),
+    until: AbortSignal.any([lost, ctx.abandon]),
+  });
 }
 
 /**

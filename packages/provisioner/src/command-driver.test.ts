@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { demoAgent, eventually, getJson, processesOfTask, useHarness } from '../test/harness.ts';
@@ -77,8 +78,54 @@ describe('command driver', () => {
         HIATUS_PARAM_REPO_URL: 'https://example.com/r.git',
         HIATUS_PARAM_MODEL: 'opus',
         HIATUS_PREVIOUS_AGENT_URL: 'http://127.0.0.1:8',
+        HIATUS_START: 'resume',
       },
     });
+  });
+
+  it('tells a first start it is one; a resume runs resume.command with its previous conversation in a 0600 file', async () => {
+    const printStart = `"$NODE" -e '
+      const file = process.env.HIATUS_PREVIOUS_CONVERSATION;
+      const conversation = file ? JSON.parse(require("fs").readFileSync(file, "utf8")) : null;
+      console.log(JSON.stringify({ agentUrl: "http://127.0.0.1:9", ran: process.argv[1], start: process.env.HIATUS_START, file, conversation }));' `;
+    const settings = { start: `${printStart}start`, stop: 'true', env: { NODE: process.execPath } };
+    const resume = { command: `${printStart}resume` };
+    expect(await commandDriver.run(h.spec({ start: 'first', resume, settings }), h.ctx)).toEqual({
+      agentUrl: 'http://127.0.0.1:9',
+      ran: 'start',
+      start: 'first',
+      conversation: null,
+    });
+    const previousConversation = [
+      { id: 0, role: 'user' as const, content: 'fix the build', time: '2026-06-03T13:08:25Z' },
+      { id: 1, role: 'agent' as const, content: 'Reading the failing test…', time: '2026-06-03T13:08:26Z' },
+    ];
+    const file = join(h.dataDir, 'conversations', `${h.taskId}.json`);
+    const resumeSpec = { reason: 'task_resume', start: 'resume' as const, resume, previousConversation, settings };
+    expect(await commandDriver.run(h.spec(resumeSpec), h.ctx)).toEqual({
+      agentUrl: 'http://127.0.0.1:9',
+      ran: 'resume',
+      start: 'resume',
+      file,
+      conversation: previousConversation,
+    });
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    // Without resume.command, a resume runs the start command, told it resumes.
+    expect(await commandDriver.run(h.spec({ ...resumeSpec, resume: null }), h.ctx)).toMatchObject({
+      ran: 'start',
+      start: 'resume',
+      file,
+    });
+    // A failing resume command is named as such.
+    await expect(
+      commandDriver.run(
+        h.spec({ ...resumeSpec, resume: { command: 'echo "no session to continue" >&2; exit 4' } }),
+        h.ctx,
+      ),
+    ).rejects.toThrow('the resume command exited with code 4: no session to continue');
+    expect(await run('delete', settings)).toEqual({});
+    expect(existsSync(file)).toBe(false);
+    expect(commandDriver.resumeCommandSchema.safeParse(['claude', '--continue']).success).toBe(false);
   });
 
   it('keeps the provisioner’s own secrets from its commands', async () => {

@@ -10,10 +10,11 @@ import {
   type DriverContext,
   DriverError,
   parseSettings,
+  startOf,
 } from './driver.ts';
 import { readTail } from './output-tail.ts';
 import { describeExit, type Exit, type GroupLeader, spawnGroup, stopGroup } from './process-group.ts';
-import { taskEnv } from './task-env.ts';
+import { removeConversationFile, taskEnv, writeConversationFile } from './task-env.ts';
 
 export const commandSettingsSchema = z.strictObject({
   /** Must print `{"agentUrl": "http://..."}` as its last non-empty stdout line; other fields become outputs too. */
@@ -36,17 +37,25 @@ const startOutputSchema = z.looseObject({ agentUrl: z.url({ protocol: /^https?$/
 export const commandDriver = {
   name: 'command',
   settingsSchema: commandSettingsSchema,
+  /** A resume may run its own shell command in place of `start`, held to the same output rule. */
+  resumeCommandSchema: z.string().min(1),
 
   async run(spec: BuildSpec, ctx: DriverContext): Promise<BuildOutputs> {
     const settings = parseSettings('command', commandSettingsSchema, spec.settings);
     const cwd = workspaceDir(ctx.dataDir, spec.taskId);
-    const command = settings[spec.transition];
+    const resumeCommand = startOf(spec) === 'resume' ? spec.resume?.command : undefined;
+    if (Array.isArray(resumeCommand)) throw new DriverError('the command driver takes resume.command as a string');
+    const command = resumeCommand || settings[spec.transition];
     let outputs: BuildOutputs = {};
     if (command) {
       await mkdir(cwd, { recursive: true });
-      outputs = await runCommand(command, spec, settings, cwd, ctx);
+      const conversationFile = spec.transition === 'start' ? await writeConversationFile(spec, ctx.dataDir) : undefined;
+      outputs = await runCommand(command, spec, settings, cwd, ctx, conversationFile);
     }
-    if (spec.transition === 'delete') await rm(cwd, { recursive: true, force: true });
+    if (spec.transition === 'delete') {
+      await rm(cwd, { recursive: true, force: true });
+      await removeConversationFile(ctx.dataDir, spec.taskId);
+    }
     return outputs;
   },
 } satisfies Driver;
@@ -57,6 +66,7 @@ async function runCommand(
   settings: CommandSettings,
   cwd: string,
   ctx: DriverContext,
+  conversationFile: string | undefined,
 ): Promise<BuildOutputs> {
   await mkdir(buildOutputDir(ctx.dataDir), { recursive: true });
   const outputDir = await mkdtemp(join(buildOutputDir(ctx.dataDir), `${spec.transition}-`));
@@ -66,12 +76,13 @@ async function runCommand(
     const [stdout, stderr] = await Promise.all([open(stdoutFile, 'w'), open(stderrFile, 'w')]);
     let leader: GroupLeader;
     try {
-      const env = taskEnv(spec, settings.env);
+      const env = taskEnv(spec, settings.env, conversationFile);
       leader = spawnGroup(command, { cwd, env, stdout: stdout.fd, stderr: stderr.fd });
     } finally {
       await Promise.all([stdout.close(), stderr.close()]); // the child holds its own copies
     }
-    const name = `the ${spec.transition} command`;
+    const name =
+      startOf(spec) === 'resume' && spec.resume?.command ? 'the resume command' : `the ${spec.transition} command`;
     const end = await endOf(leader.exit, settings.timeoutMs, ctx.signal);
     let why: string;
     if (end === 'timeout') why = `${name} did not finish within ${settings.timeoutMs} ms`;

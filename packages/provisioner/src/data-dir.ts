@@ -7,6 +7,7 @@ import { DriverError } from './driver.ts';
  *   workspaces/<taskId>/.hiatus/agent.log   what the process driver's agent printed
  *   pids/<taskId>.json                 the process group the process driver started for a task
  *   builds/                            a command driver's output while its command runs
+ *   conversations/<taskId>.json        a resume's previous conversation (mode 0600), for the workspace
  */
 
 /** Task ids become file names: anything that could climb out of the data directory is refused. */
@@ -35,4 +36,12 @@ export function pidFilePath(dataDir: string, taskId: string): string {
 
 export function buildOutputDir(dataDir: string): string {
   return join(dataDir, 'builds');
+}
+
+export function conversationDir(dataDir: string): string {
+  return join(dataDir, 'conversations');
+}
+
+export function conversationFilePath(dataDir: string, taskId: string): string {
+  return join(conversationDir(dataDir), `${fileName(taskId)}.json`);
 }

@@ -34,6 +34,8 @@ export const defaults = Object.freeze({
   emptyPollMs: 1_000,
   /** daemon: how long a call may take beyond its long poll before it counts as failed. */
   requestTimeoutMs: 15_000,
+  /** daemon: how long fetching a resume's previous conversation (up to a snapshot's size) may take. */
+  conversationTimeoutMs: 120_000,
   /** daemon: the first and the longest wait between retries when the server cannot be reached. */
   retryMinMs: 250,
   retryMaxMs: 15_000,

@@ -1,14 +1,31 @@
 import { defaults } from './defaults.ts';
-import { type BuildOutputs, type BuildSpec, type DriverContext, DriverError } from './driver.ts';
+import {
+  type BuildOutputs,
+  type BuildSpec,
+  type ConversationMessage,
+  type DriverContext,
+  DriverError,
+  type ResumeSpec,
+  type StartKind,
+  startOf,
+} from './driver.ts';
 import { driverFor } from './registry.ts';
 
 /** A job as both provisioners hold it: the built-in one (from the server's services), the daemon (from the API). */
 export type JobToPerform = {
   build: { id: string; workspaceId: string; transition: BuildSpec['transition']; reason: string };
   task: { id: string; prompt: string; parameters: Record<string, string> } | null;
-  template: { driver: string; settings: unknown } | null;
+  template: { driver: string; settings: unknown; resume?: ResumeSpec | null } | null;
   previousOutputs: BuildOutputs | null;
+  /** A start's kind, as the server says (null for a stop or a delete). */
+  start?: StartKind | null;
 };
+
+/**
+ * Where a provisioner gets what a job does not carry: a resume's previous conversation (up to a
+ * snapshot's size, so fetched only for a resume), from the server's services or over its API.
+ */
+export type JobSources = { previousConversation?: () => Promise<ConversationMessage[]> };
 
 /** How a job ended, as a provisioner reports it. */
 export type JobOutcome = { outputs?: BuildOutputs } | { error: string };
@@ -17,10 +34,16 @@ export type JobOutcome = { outputs?: BuildOutputs } | { error: string };
  * Runs a job's driver and never throws: the driver's outputs, or the failure's text. A job
  * without a template (an external workspace) has nothing to do.
  */
-export async function performJob(job: JobToPerform, ctx: DriverContext): Promise<JobOutcome> {
+export async function performJob(job: JobToPerform, ctx: DriverContext, sources: JobSources = {}): Promise<JobOutcome> {
   if (!job.template) return {};
   try {
-    const outputs = await driverFor(job.template.driver).run(specOf(job), ctx);
+    const spec = specOf(job);
+    if (startOf(spec) === 'resume' && sources.previousConversation) {
+      spec.previousConversation = await sources.previousConversation().catch((error: unknown) => {
+        throw new DriverError(`could not fetch the previous conversation: ${(error as Error).message}`);
+      });
+    }
+    const outputs = await driverFor(job.template.driver).run(spec, ctx);
     return { outputs };
   } catch (error) {
     return { error: failureText(error) };
@@ -40,6 +63,8 @@ function specOf(job: JobToPerform): BuildSpec {
     parameters: job.task.parameters,
     settings: job.template?.settings,
     previousOutputs: job.previousOutputs,
+    ...(job.start ? { start: job.start } : {}),
+    resume: job.template?.resume ?? null,
   };
 }
 

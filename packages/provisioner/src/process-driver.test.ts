@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -14,7 +14,7 @@ import {
   sh,
   useHarness,
 } from '../test/harness.ts';
-import { DriverError, processDriver } from './index.ts';
+import { type ConversationMessage, DriverError, processDriver } from './index.ts';
 
 const h = useHarness();
 const node = process.execPath;
@@ -127,6 +127,90 @@ describe('process driver', () => {
     await expect(failure).rejects.toThrow('the start was cancelled before the agent answered');
     expect(await processesOfTask(h.taskId)).toEqual([]);
     expect(existsSync(pidFile())).toBe(false);
+  });
+
+  it('tells a first start it is one; hands a resume its previous conversation in a 0600 file; a delete removes it', async () => {
+    const conversationFile = join(h.dataDir, 'conversations', `${h.taskId}.json`);
+    const first = (await processDriver.run(
+      h.spec({ prompt: 'list the files', start: 'first', settings: demo }),
+      h.ctx,
+    )) as {
+      agentUrl: string;
+      pid: number;
+    };
+    const firstEnv = await environOf(first.pid);
+    expect(firstEnv.HIATUS_START).toBe('first');
+    expect(firstEnv).not.toHaveProperty('HIATUS_PREVIOUS_CONVERSATION');
+    expect(existsSync(conversationFile)).toBe(false);
+    await processDriver.run(h.spec({ transition: 'stop', settings: demo }), h.ctx);
+
+    const previousConversation: ConversationMessage[] = [
+      { id: 0, role: 'user', content: 'list the files', time: '2026-06-03T13:08:25.123Z' },
+      { id: 1, role: 'agent', content: 'Done: "list the files"', time: '2026-06-03T13:08:26Z' },
+      { id: 2, role: 'user', content: 'message BRAVO', time: '2026-06-03T13:09:00Z' },
+      { id: 3, role: 'agent', content: 'Done: "message BRAVO"\nwith ünïcode', time: '2026-06-03T13:09:01Z' },
+    ];
+    const resumed = (await processDriver.run(
+      h.spec({
+        reason: 'task_resume',
+        prompt: 'list the files',
+        start: 'resume',
+        previousConversation,
+        settings: demo,
+      }),
+      h.ctx,
+    )) as { agentUrl: string; pid: number };
+    const env = await environOf(resumed.pid);
+    expect(env.HIATUS_START).toBe('resume');
+    expect(env.HIATUS_PREVIOUS_CONVERSATION).toBe(conversationFile);
+    expect(JSON.parse(await readFile(conversationFile, 'utf8'))).toEqual(previousConversation);
+    expect((await stat(conversationFile)).mode & 0o777).toBe(0o600);
+    // The demo agent does not start the task over: its first answer says what it was given.
+    expect(await getJson(`${resumed.agentUrl}/messages`)).toMatchObject({
+      messages: [
+        {
+          id: 0,
+          role: 'agent',
+          content: 'Resumed: I was given 4 earlier messages (the last you sent: "message BRAVO").',
+        },
+      ],
+    });
+    expect(await getJson(`${resumed.agentUrl}/status`)).toMatchObject({ status: 'stable' });
+
+    // A later first start of that task id finds no conversation of an earlier life; a delete removes it too.
+    await processDriver.run(h.spec({ start: 'resume', previousConversation: [], settings: demo }), h.ctx);
+    expect(JSON.parse(await readFile(conversationFile, 'utf8'))).toEqual([]);
+    await processDriver.run(h.spec({ start: 'first', settings: demo }), h.ctx);
+    expect(existsSync(conversationFile)).toBe(false);
+    await processDriver.run(h.spec({ start: 'resume', previousConversation, settings: demo }), h.ctx);
+    await processDriver.run(h.spec({ transition: 'delete', settings: demo }), h.ctx);
+    expect(existsSync(conversationFile)).toBe(false);
+  });
+
+  it("runs the template's resume command on a resume, and the first start's command otherwise", async () => {
+    const resume = { command: `RESUMED_WITH=resume-command exec ${sh(node)} ${sh(demoAgent)}` };
+    const first = (await processDriver.run(h.spec({ start: 'first', resume, settings: demo }), h.ctx)) as {
+      pid: number;
+    };
+    expect(await environOf(first.pid)).not.toHaveProperty('RESUMED_WITH');
+    const resumed = (await processDriver.run(
+      h.spec({ reason: 'task_resume', start: 'resume', resume, previousConversation: [], settings: demo }),
+      h.ctx,
+    )) as { agentUrl: string; pid: number };
+    expect(await environOf(resumed.pid)).toMatchObject({ RESUMED_WITH: 'resume-command', HIATUS_START: 'resume' });
+    expect(await getJson(`${resumed.agentUrl}/messages`)).toMatchObject({
+      messages: [{ role: 'agent', content: 'Resumed: I was given 0 earlier messages.' }],
+    });
+    // Without a resume command, a resume runs the first start's.
+    const plain = (await processDriver.run(
+      h.spec({ start: 'resume', previousConversation: [], settings: demo }),
+      h.ctx,
+    )) as {
+      pid: number;
+    };
+    expect(await environOf(plain.pid)).not.toHaveProperty('RESUMED_WITH');
+    expect(processDriver.resumeCommandSchema.safeParse(['claude', '--continue']).success).toBe(true);
+    expect(processDriver.resumeCommandSchema.safeParse('').success).toBe(false);
   });
 
   it('stops a copy that still runs before starting another', async () => {

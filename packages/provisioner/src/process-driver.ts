@@ -12,15 +12,18 @@ import {
   type DriverContext,
   DriverError,
   parseSettings,
+  startOf,
 } from './driver.ts';
 import { readTail } from './output-tail.ts';
 import { listPidFiles, processIdentity, readPidFile, removePidFile, stillRunning, writePidFile } from './pid-files.ts';
 import { describeExit, type Exit, type GroupLeader, spawnGroup, stopGroup } from './process-group.ts';
-import { taskEnv } from './task-env.ts';
+import { removeConversationFile, taskEnv, writeConversationFile } from './task-env.ts';
+
+/** Run with `/bin/sh -c` when a string, as an argv when an array. */
+const processCommandSchema = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
 
 export const processSettingsSchema = z.strictObject({
-  /** Run with `/bin/sh -c` when a string, as an argv when an array. */
-  command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  command: processCommandSchema,
   env: z.record(z.string(), z.string()).optional(),
   startTimeoutMs: z.number().int().positive().default(defaults.startTimeoutMs),
   stopGraceMs: z.number().int().nonnegative().default(defaults.stopGraceMs),
@@ -34,6 +37,8 @@ export type ProcessSettings = z.infer<typeof processSettingsSchema>;
 export const processDriver = {
   name: 'process',
   settingsSchema: processSettingsSchema,
+  /** A resume may run its own command (`claude --continue` over the kept working directory), string or argv. */
+  resumeCommandSchema: processCommandSchema,
 
   async run(spec: BuildSpec, ctx: DriverContext): Promise<BuildOutputs> {
     const settings = parseSettings('process', processSettingsSchema, spec.settings);
@@ -41,6 +46,7 @@ export const processDriver = {
     await stopAgent(ctx, spec.taskId, settings.stopGraceMs);
     if (spec.transition === 'delete') {
       await rm(workspaceDir(ctx.dataDir, spec.taskId), { recursive: true, force: true });
+      await removeConversationFile(ctx.dataDir, spec.taskId);
     }
     return {};
   },
@@ -91,9 +97,12 @@ const addressInUse = /EADDRINUSE|address already in use/i;
 
 async function startAgent(spec: BuildSpec, settings: ProcessSettings, ctx: DriverContext): Promise<BuildOutputs> {
   await stopAgent(ctx, spec.taskId, settings.stopGraceMs); // never two copies of one task
+  const conversationFile = await writeConversationFile(spec, ctx.dataDir);
+  // A resume runs the template's resume command when it has one.
+  const command = (startOf(spec) === 'resume' && spec.resume?.command) || settings.command;
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const started = await startAgentOn(port, spec, settings, ctx);
+    const started = await startAgentOn(port, spec, { ...settings, command }, ctx, conversationFile);
     if ('outputs' in started) return started.outputs;
     if (!started.portTaken || attempt === portAttempts) throw started.failure;
     ctx.log?.('agent port taken before the agent listened, starting it again on another', {
@@ -112,13 +121,14 @@ async function startAgentOn(
   spec: BuildSpec,
   settings: ProcessSettings,
   ctx: DriverContext,
+  conversationFile: string | undefined,
 ): Promise<{ outputs: BuildOutputs } | { failure: DriverError; portTaken: boolean }> {
   const cwd = workspaceDir(ctx.dataDir, spec.taskId);
   const logFile = agentLogPath(ctx.dataDir, spec.taskId);
   await mkdir(dirname(logFile), { recursive: true });
   const agentUrl = `http://127.0.0.1:${port}`;
 
-  const env = { ...taskEnv(spec, settings.env), PORT: String(port) };
+  const env = { ...taskEnv(spec, settings.env, conversationFile), PORT: String(port) };
   const log = await open(logFile, 'a');
   let from: number;
   let leader: GroupLeader;

@@ -1,5 +1,6 @@
 import { createHiatusClient, hiatusErrorCode, type RouterOutputs } from '@hiatus/client';
 import { defaults } from './defaults.ts';
+import type { ConversationMessage } from './driver.ts';
 import type { JobOutcome } from './perform.ts';
 
 /** A job as `provisioner.acquire` hands it out: the build, its task and template version, the last start's outputs. */
@@ -20,6 +21,8 @@ export type ProvisionerApi = {
   /** Keeps a running job alive; a `lost` failure means it is no longer this provisioner's. */
   heartbeat(buildId: string): Promise<void>;
   complete(buildId: string, outcome: JobOutcome): Promise<void>;
+  /** A resume job's previous conversation, oldest first; fetched only for a resume (it can be many megabytes). */
+  previousConversation(buildId: string): Promise<ConversationMessage[]>;
   /** Which of these tasks should have a running workspace now. */
   shouldRun(taskIds: string[]): Promise<string[]>;
 };
@@ -50,6 +53,8 @@ export function createProvisionerApi(options: ProvisionerApiOptions): Provisione
     complete: async (buildId, outcome) => {
       await provisioner.complete.mutate({ buildId, ...outcome }, within(defaults.requestTimeoutMs));
     },
+    previousConversation: async (buildId) =>
+      (await provisioner.previousConversation.query({ buildId }, within(defaults.conversationTimeoutMs))).messages,
     shouldRun: async (taskIds) =>
       (await provisioner.shouldRun.query({ taskIds }, within(defaults.requestTimeoutMs))).taskIds,
   };

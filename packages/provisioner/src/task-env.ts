@@ -1,4 +1,7 @@
-import type { BuildSpec } from './driver.ts';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { conversationDir, conversationFilePath } from './data-dir.ts';
+import { type BuildSpec, startOf } from './driver.ts';
 
 /** `repo-url` → `HIATUS_PARAM_REPO_URL`: upper case, anything a shell variable cannot hold becomes `_`. */
 export function parameterVariable(name: string): string {
@@ -19,9 +22,15 @@ function inheritedEnv(): NodeJS.ProcessEnv {
 /**
  * The environment a driver's command runs with: the provisioner's own (less its secrets), then
  * the template's `env`, then what Hiatus knows about the build. Hiatus's variables come last so a
- * template cannot pass one task off as another.
+ * template cannot pass one task off as another. A start says which it is (`HIATUS_START`: `first`
+ * or `resume`); a resume also names its previous conversation's file (`conversationFile`, from
+ * `writeConversationFile`) in `HIATUS_PREVIOUS_CONVERSATION`.
  */
-export function taskEnv(spec: BuildSpec, templateEnv: Record<string, string> = {}): NodeJS.ProcessEnv {
+export function taskEnv(
+  spec: BuildSpec,
+  templateEnv: Record<string, string> = {},
+  conversationFile?: string,
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...inheritedEnv(),
     ...templateEnv,
@@ -37,5 +46,44 @@ export function taskEnv(spec: BuildSpec, templateEnv: Record<string, string> = {
   const previous = spec.previousOutputs?.agentUrl;
   if (typeof previous === 'string') env.HIATUS_PREVIOUS_AGENT_URL = previous;
   else delete env.HIATUS_PREVIOUS_AGENT_URL;
+  const start = startOf(spec);
+  if (start) env.HIATUS_START = start;
+  else delete env.HIATUS_START;
+  if (conversationFile !== undefined) env.HIATUS_PREVIOUS_CONVERSATION = conversationFile;
+  else delete env.HIATUS_PREVIOUS_CONVERSATION;
   return env;
+}
+
+/**
+ * Hands a resume its previous conversation: writes it to the task's conversation file
+ * (`conversations/<taskId>.json` under the data directory) as a JSON array of AgentAPI messages,
+ * mode 0600, replacing the whole file at once (written beside it, then renamed), and answers the
+ * path. A first start removes a file an earlier task of that id left and answers undefined;
+ * so does a resume without a conversation (a provisioner that got none to hand).
+ */
+export async function writeConversationFile(spec: BuildSpec, dataDir: string): Promise<string | undefined> {
+  const file = conversationFilePath(dataDir, spec.taskId);
+  if (startOf(spec) !== 'resume' || spec.previousConversation === undefined) {
+    await removeConversationFile(dataDir, spec.taskId);
+    return undefined;
+  }
+  await mkdir(conversationDir(dataDir), { recursive: true, mode: 0o700 });
+  const partial = `${file}.${randomBytes(6).toString('hex')}.partial`;
+  const handle = await open(partial, 'w', 0o600);
+  try {
+    await handle.chmod(0o600); // whatever the umask, or a file the name was taken by
+    await handle.writeFile(JSON.stringify(spec.previousConversation));
+  } catch (error) {
+    await handle.close();
+    await rm(partial, { force: true });
+    throw error;
+  }
+  await handle.close();
+  await rename(partial, file);
+  return file;
+}
+
+/** Removes the task's conversation file, if any: its task is deleted, or starts afresh. */
+export async function removeConversationFile(dataDir: string, taskId: string): Promise<void> {
+  await rm(conversationFilePath(dataDir, taskId), { force: true });
 }
