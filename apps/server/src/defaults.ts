@@ -62,6 +62,9 @@ export const defaults = Object.freeze({
   /** How long `tasks.pause` and `tasks.resume` with `wait` wait for their build by default, and at most. */
   transitionWaitMs: 30_000,
   maxTransitionWaitMs: 120_000,
+  /** A template's resume recap (the original prompt and the last exchanges): its size when the template does not say, and the most it may say. */
+  resumeMessageMaxBytes: 8 * 1024,
+  maxResumeMessageBytes: 1_000_000,
   builtinProvisioner: true,
   provisionerPollMs: 1_000,
   provisionerStaleMs: 60_000,

@@ -542,7 +542,7 @@ describe('the hiatus command line, built and run against a live server', { timeo
   it('lists templates, and logs out', async () => {
     const templates = await asLoggedIn('templates', 'ls');
     expect(templates.stdout).toMatch(
-      /^NAME +VERSION +DRIVER +IDLE TIMEOUT +PARAMETERS +ARCHIVED +DESCRIPTION\ndemo +1 +process /,
+      /^NAME +VERSION +DRIVER +IDLE TIMEOUT +PARAMETERS +ON RESUME +ARCHIVED +DESCRIPTION\ndemo +1 +process /,
     );
     expect((await json('templates', 'ls')).map((template: { name: string }) => template.name)).toContain('demo');
 

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -265,7 +265,13 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     const [agentPid] = await processesOfTask(taskId);
     expect(agentPid).toBeDefined();
     const env = await environOf(agentPid!);
-    expect(env).toMatchObject({ HIATUS_TASK_ID: taskId, HIATUS_PROMPT: 'do walk', HIATUS_REASON: 'initiator' });
+    expect(env).toMatchObject({
+      HIATUS_TASK_ID: taskId,
+      HIATUS_PROMPT: 'do walk',
+      HIATUS_REASON: 'initiator',
+      HIATUS_START: 'first',
+    });
+    expect(env.HIATUS_PREVIOUS_CONVERSATION).toBeUndefined();
     expect(env.HIATUS_TOKEN).toBeUndefined(); // the provisioner's key stays with the provisioner
     const started = await eventually(async () => [...a.lines, ...b.lines].find(jobEnd(taskId)) ?? fail('no job end'));
     expect(started).toMatchObject({ msg: 'job succeeded', outputs: { agentUrl: active.agentUrl, pid: agentPid } });
@@ -274,11 +280,30 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     await whenStatus(taskId, 'paused');
     await eventually(async () => expect(await processesOfTask(taskId)).toEqual([]));
 
+    const snapshot = await admin.snapshots.get.query({ taskId });
     await admin.tasks.resume.mutate({ id: taskId });
     const resumed = await whenStatus(taskId, 'active');
     expect(resumed.agentUrl).not.toBe(active.agentUrl);
     expect(await getJson(`${resumed.agentUrl}/status`)).toMatchObject({ agent_type: 'demo' });
     expect(await processesOfTask(taskId)).toHaveLength(1);
+    // The resume's daemon fetched the previous conversation (provisioner.previousConversation) and handed it over.
+    const [resumedPid] = await processesOfTask(taskId);
+    const resumedEnv = await environOf(resumedPid!);
+    expect(resumedEnv).toMatchObject({
+      HIATUS_START: 'resume',
+      HIATUS_PREVIOUS_CONVERSATION: join(dataDir, 'conversations', `${taskId}.json`),
+    });
+    const handed = JSON.parse(await readFile(resumedEnv.HIATUS_PREVIOUS_CONVERSATION!, 'utf8'));
+    expect(handed).toEqual(JSON.parse(JSON.stringify(snapshot.messages)));
+    expect(await getJson(`${resumed.agentUrl}/messages`)).toMatchObject({
+      messages: [
+        {
+          id: 0,
+          role: 'agent',
+          content: expect.stringMatching(`^Resumed: I was given ${snapshot.messageCount} earlier messages`),
+        },
+      ],
+    });
 
     for (const d of [a, b]) d.signal('SIGTERM');
     expect(await within(60_000, 'both daemons to drain', Promise.all([a.exited, b.exited]))).toEqual([0, 0]);

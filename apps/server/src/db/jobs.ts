@@ -1,4 +1,5 @@
 import { type ExpressionBuilder, sql } from 'kysely';
+import type { ResumeSetting } from '../domain/templates.ts';
 import { type Build, type BuildRow, toBuild } from './builds.ts';
 import type { Db } from './connection.ts';
 import type { DB as Database } from './schema.ts';
@@ -49,7 +50,14 @@ export async function acquireJob(db: Db, holder: JobHolder, filter: JobFilter = 
 /** What a driver needs beside the build: the task, the template version, the last start's outputs. */
 export type JobContext = {
   task: { id: string; name: string; prompt: string; parameters: Record<string, string> } | null;
-  template: { id: string; name: string; version: number; driver: string; settings: unknown } | null;
+  template: {
+    id: string;
+    name: string;
+    version: number;
+    driver: string;
+    settings: unknown;
+    resume: ResumeSetting | null;
+  } | null;
   previousOutputs: Record<string, unknown> | null;
 };
 
@@ -64,7 +72,7 @@ export async function findJobContext(db: Db, build: Build): Promise<JobContext> 
       ? db
           .selectFrom('templates')
           .where('id', '=', build.templateId)
-          .select(['id', 'name', 'version', 'driver', 'settings'])
+          .select(['id', 'name', 'version', 'driver', 'settings', 'resume'])
           .executeTakeFirst()
       : undefined,
     db
@@ -80,7 +88,7 @@ export async function findJobContext(db: Db, build: Build): Promise<JobContext> 
   ]);
   return {
     task: task ? { ...task, parameters: task.parameters as Record<string, string> } : null,
-    template: template ?? null,
+    template: template ? { ...template, resume: template.resume as ResumeSetting | null } : null,
     previousOutputs: (previous?.outputs as Record<string, unknown> | null | undefined) ?? null,
   };
 }
@@ -93,6 +101,17 @@ function heldBy(holder: JobHolder | undefined) {
     if (holder.keyId !== null) return eb.and([running, eb('provisioner_key_id', '=', holder.keyId)]);
     return eb.and([running, eb('provisioner_key_id', 'is', null), eb('provisioner_id', '=', holder.name)]);
   };
+}
+
+/** The running job `buildId` if `holder` holds it (any running job without one); undefined otherwise. */
+export async function findRunningJob(db: Db, buildId: string, holder?: JobHolder): Promise<Build | undefined> {
+  const row = await db
+    .selectFrom('workspace_builds')
+    .selectAll()
+    .where('id', '=', buildId)
+    .where(heldBy(holder))
+    .executeTakeFirst();
+  return row && toBuild(row);
 }
 
 /** Records a sign of life on a running job; false when the job is not running (or not `holder`'s). */

@@ -316,6 +316,10 @@ export interface Webhooks {
 
 export interface WorkspaceBuilds {
   build_number: number;
+  /**
+   * What a resume of its tasks does: {"command", "message", "messageMaxBytes"}; NULL: starts the agent as at first
+   */
+  resume: Json | null;
   completed_at: Timestamp | null;
   created_at: Generated<Timestamp>;
   error: string | null;

@@ -1,6 +1,6 @@
 import { type Selectable, sql } from 'kysely';
 import type { Schedule } from '../domain/schedules.ts';
-import type { PrePauseNotice, TemplateParameter } from '../domain/templates.ts';
+import type { PrePauseNotice, ResumeSetting, TemplateParameter } from '../domain/templates.ts';
 import type { Db } from './connection.ts';
 import type { Templates } from './schema.ts';
 import { nextInSequence } from './sequence.ts';
@@ -15,6 +15,8 @@ export type Template = {
   parameters: TemplateParameter[];
   idleTimeoutSeconds: number | null;
   prePauseNotice: PrePauseNotice | null;
+  /** What a resume of its tasks does: its own command, a recap message; null: starts the agent as at first. */
+  resume: ResumeSetting | null;
   /** When its tasks may run (a task may have its own); null: always. */
   schedule: Schedule | null;
   /** Its tasks paused longer than this many days are deleted; 0: never; null: the service default. */
@@ -41,6 +43,7 @@ function toTemplate(row: Selectable<Templates>): Template {
     parameters: row.parameters as TemplateParameter[],
     idleTimeoutSeconds: idle_timeout_seconds,
     prePauseNotice: pre_pause_notice as PrePauseNotice | null,
+    resume: row.resume as ResumeSetting | null,
     schedule: schedule as Schedule | null,
     pausedRetentionDays: paused_retention_days,
     createdBy: created_by,
@@ -67,6 +70,7 @@ export async function insertTemplateVersion(trx: Db, row: TemplateVersionRow): P
       parameters: JSON.stringify(row.parameters),
       idle_timeout_seconds: row.idleTimeoutSeconds,
       pre_pause_notice: row.prePauseNotice === null ? null : JSON.stringify(row.prePauseNotice),
+      resume: row.resume === null ? null : JSON.stringify(row.resume),
       schedule: row.schedule === null ? null : JSON.stringify(row.schedule),
       paused_retention_days: row.pausedRetentionDays,
       description: row.description,

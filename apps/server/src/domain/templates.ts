@@ -14,6 +14,19 @@ export type TemplateParameter = {
 export type PrePauseNotice = { message: string; waitSeconds: number };
 
 /**
+ * What a resume of a template's tasks does beyond starting the agent again (HIATUS_START=resume,
+ * the previous conversation in the file HIATUS_PREVIOUS_CONVERSATION names).
+ */
+export type ResumeSetting = {
+  /** Run on a resume instead of the first start's command (`claude --continue` over the kept workdir). */
+  command?: string | string[];
+  /** Queue a recap first in the inbox: the original prompt and the last exchanges before the pause. */
+  message?: boolean;
+  /** The recap's size limit in UTF-8 bytes; the service default when absent. */
+  messageMaxBytes?: number;
+};
+
+/**
  * The values a task runs with: each declared parameter's given value or default. Unknown names,
  * missing required values and values that do not match their pattern are refused, all at once.
  */

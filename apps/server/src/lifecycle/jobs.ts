@@ -1,3 +1,4 @@
+import type { AgentMessage } from '../agentapi/schema.ts';
 import type { App } from '../app.ts';
 import { audit, changed } from '../audit/audit.ts';
 import type { Build } from '../db/builds.ts';
@@ -8,6 +9,7 @@ import {
   completeJob,
   failStaleJobs,
   findJobContext,
+  findRunningJob,
   heartbeatJob,
   type JobContext,
   type JobFilter,
@@ -21,6 +23,7 @@ import { HiatusError } from '../domain/errors.ts';
 import { runningStatuses } from '../domain/lifecycle.ts';
 import { nextBuildEvent } from './build-events.ts';
 import { recordJobEnd } from './events.ts';
+import { previousConversation } from './previous-conversation.ts';
 
 /** A build job a provisioner holds, with the task it is for (null for a workspace without one). */
 export type BuildJob = { build: Build; taskId: string | null };
@@ -28,8 +31,18 @@ export type BuildJob = { build: Build; taskId: string | null };
 /** A job's end as recorded: the job, and the last event it recorded (if any). */
 type RecordedEnd = BuildJob & { eventId?: string };
 
-/** A job with everything a driver needs: the task, the template version, the last start's outputs. */
-export type ProvisionerJob = BuildJob & JobContext;
+/**
+ * A job with everything a driver needs: the task, the template version, the last start's outputs,
+ * and a start's kind: `first` (the task's creation) or `resume` (null for a stop or a delete). A
+ * resume's previous conversation is not in it: see `jobPreviousConversation`.
+ */
+export type ProvisionerJob = BuildJob & JobContext & { start: 'first' | 'resume' | null };
+
+/** A start build queued by a task's creation is its first; any other start resumes it. */
+function startKind(build: Build): 'first' | 'resume' | null {
+  if (build.transition !== 'start') return null;
+  return build.reason === 'initiator' ? 'first' : 'resume';
+}
 
 export type { JobHolder };
 
@@ -58,7 +71,7 @@ export async function acquireBuildJob(
     const build = await acquireJob(app.db, holderOf(holder), options);
     if (build) {
       const context = await findJobContext(app.db, build);
-      const job = { build, taskId: context.task?.id ?? null, ...context };
+      const job = { build, taskId: context.task?.id ?? null, ...context, start: startKind(build) };
       app.events.emit('build', { taskId: job.taskId, workspaceId: build.workspaceId, build });
       // The task is now initializing: watchers in other processes hear of it.
       await announceChange(app.db, { workspaceId: build.workspaceId, ...(job.taskId ? { taskId: job.taskId } : {}) });
@@ -85,6 +98,25 @@ export async function tasksThatShouldRun(app: Pick<App, 'db'>, taskIds: readonly
     const status = known.get(id);
     return status === undefined || runningStatuses.includes(status);
   });
+}
+
+/**
+ * The previous conversation of a resume job `holder` holds, for its driver to hand to the
+ * workspace: fetched apart from the job, since it can be as large as a snapshot. Only the running
+ * job's holder may read it (as only it may heartbeat); a job that is no resume gets `bad_input`.
+ */
+export async function jobPreviousConversation(
+  app: Pick<App, 'db'>,
+  buildId: string,
+  holder: Holder,
+): Promise<AgentMessage[]> {
+  const build = await findRunningJob(app.db, buildId, holderOf(holder));
+  if (!build) throw notRunning(buildId);
+  if (startKind(build) !== 'resume') {
+    throw new HiatusError('bad_input', `build ${buildId} is no resume: it has no previous conversation`);
+  }
+  const taskId = await taskIdOfWorkspace(app.db, build.workspaceId);
+  return taskId ? previousConversation(app, taskId) : [];
 }
 
 /**

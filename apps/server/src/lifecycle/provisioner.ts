@@ -6,6 +6,7 @@ import {
   acquireBuildJob,
   completeBuildJob,
   heartbeatBuildJob,
+  jobPreviousConversation,
   type ProvisionerJob,
   tasksThatShouldRun,
 } from './jobs.ts';
@@ -92,11 +93,16 @@ async function runDriverJob(
     Math.max(Math.floor(options.staleAfterMs / 3), 50),
   );
   try {
-    const outcome = await performJob(job, {
-      dataDir: options.dataDir,
-      signal: lost.signal,
-      log: (msg, fields) => options.log.info({ ...fields, buildId: job.build.id }, msg),
-    });
+    const outcome = await performJob(
+      job,
+      {
+        dataDir: options.dataDir,
+        signal: lost.signal,
+        log: (msg, fields) => options.log.info({ ...fields, buildId: job.build.id }, msg),
+      },
+      // A resume's previous conversation, read from the services as the daemon reads it from the API.
+      { previousConversation: () => jobPreviousConversation(app, job.build.id, provisionerId) },
+    );
     if ('error' in outcome) options.log.warn({ buildId: job.build.id, error: outcome.error }, 'build failed');
     await completeBuildJob(app, job.build.id, { holder: provisionerId, ...outcome }).catch(async (error: unknown) => {
       // Outputs the server refuses (an agentUrl that is no URL) fail the build instead, as the daemon does.

@@ -22,10 +22,13 @@ import { resolveParameters } from '../domain/templates.ts';
 import { getTemplate } from '../templates/templates.ts';
 import { getTask } from './access.ts';
 import { changeVisibleTask, commitTaskChange, type PolicyNote } from './transition.ts';
+import { queuePrompt } from './first-messages.ts';
 
 /**
  * A new task: an agent Hiatus does not manage (`agentUrl`, an "external" workspace whose builds
- * complete at once), or a workspace built from `template` with its `parameters`.
+ * complete at once), or a workspace built from `template` with its `parameters`. An agent Hiatus
+ * does not start gets its prompt as the first message of its inbox, unless `sendPrompt` is false
+ * (the agent has it already); a template's driver hands the prompt to the agent it starts.
  */
 export type NewTask = {
   name: string;
@@ -34,8 +37,14 @@ export type NewTask = {
   /** The task's own schedule, in place of its template's. */
   schedule?: Schedule | null;
 } & (
-  | { agentUrl: string; template?: undefined; parameters?: undefined }
-  | { template: string; templateVersion?: number; parameters?: Record<string, string>; agentUrl?: undefined }
+  | { agentUrl: string; sendPrompt?: boolean; template?: undefined; parameters?: undefined }
+  | {
+      template: string;
+      templateVersion?: number;
+      parameters?: Record<string, string>;
+      agentUrl?: undefined;
+      sendPrompt?: undefined;
+    }
 );
 
 /**
@@ -43,6 +52,7 @@ export type NewTask = {
  * `initiator`), through the same change path as every other lifecycle step. A template's task
  * keeps the template version it was created from, and its idle timeout unless it sets its own.
  */
+ * An `agentUrl` task's prompt is queued in its inbox in the same transaction (see `NewTask`).
 export async function createTask(
   app: Pick<App, 'agentUrlRefusal' | 'db' | 'events'>,
   actor: Actor,
@@ -69,19 +79,27 @@ export async function createTask(
     row = { ...base, agentUrl: input.agentUrl, idleTimeoutSeconds: input.idleTimeoutSeconds ?? null };
   }
   const { task, build } = await commitTaskChange(app, actor, {
+  const owner = actor.userId;
     operation: 'create',
     reason: 'initiator',
     task: row,
-    effect: async () => ({
-      value: undefined,
-      diff: {
-        name: row.name,
-        agentUrl: row.agentUrl,
-        idleTimeoutSeconds: row.idleTimeoutSeconds,
-        ...(row.schedule ? { schedule: row.schedule } : {}),
-        ...(row.templateId ? { templateId: row.templateId, parameters: row.parameters } : {}),
-      },
-    }),
+    effect: async (trx, ref) => {
+      const promptMessageId =
+        row.agentUrl && input.sendPrompt !== false
+          ? await queuePrompt(trx, actor, { id: ref.id, ownerId: owner, prompt: row.prompt })
+          : undefined;
+      return {
+        value: undefined,
+        diff: {
+          name: row.name,
+          agentUrl: row.agentUrl,
+          idleTimeoutSeconds: row.idleTimeoutSeconds,
+          ...(row.schedule ? { schedule: row.schedule } : {}),
+          ...(row.templateId ? { templateId: row.templateId, parameters: row.parameters } : {}),
+          ...(promptMessageId ? { promptMessageId } : {}),
+        },
+      };
+    },
   }).catch((error: unknown) => {
     if ((error as { constraint?: string }).constraint === liveTaskNameConstraint) {
       throw new HiatusError('conflict', `you already have a task named "${input.name}"`);

@@ -16,6 +16,7 @@ import {
   type TaskStatus,
 } from '../domain/lifecycle.ts';
 import { getTask } from './access.ts';
+import { queueResumeRecap } from './first-messages.ts';
 
 /** A task as a change needs it: a `Task` will do. */
 export type TaskRef = { id: string; workspaceId: string };
@@ -60,6 +61,8 @@ export async function commitTaskChange<T = undefined>(
     let before: TaskStatus | null = null;
     let templateId: string | null;
     let ownerId: string;
+    let recapMessageId: string | undefined;
+    let prompt = '';
     if (change.operation === 'create') {
       ref = await insertTaskWithWorkspace(trx, change.task);
       templateId = change.task.templateId ?? null;
@@ -73,6 +76,7 @@ export async function commitTaskChange<T = undefined>(
       before = task.status;
       templateId = task.templateId;
       ownerId = task.ownerId;
+      prompt = task.prompt;
     }
     const build = await insertNextBuild(trx, {
       workspaceId: ref.workspaceId,
@@ -81,6 +85,10 @@ export async function commitTaskChange<T = undefined>(
       initiatorId: initiatorId(actor),
       templateId,
     });
+    if (change.operation === 'resume') {
+      // A template's resume recap goes first, before anything the change's effect queues (a send's message).
+      recapMessageId = await queueResumeRecap(trx, actor, { id: ref.id, ownerId, prompt, templateId });
+    }
     const { value, diff, snapshotBytes } = change.effect
       ? await change.effect(trx, ref, build)
       : { value: undefined as T, snapshotBytes: undefined };
@@ -91,6 +99,7 @@ export async function commitTaskChange<T = undefined>(
       buildReason: change.reason,
       diff: {
         ...diff,
+        ...(recapMessageId ? { recapMessageId } : {}),
         status: changed(before, statusAfter(change.operation)),
         build: { id: build.id, number: build.buildNumber, transition },
       },

@@ -12,7 +12,7 @@ import {
 import { type Actor, assertAdmin, systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import type { Schedule } from '../domain/schedules.ts';
-import type { PrePauseNotice, TemplateParameter } from '../domain/templates.ts';
+import type { PrePauseNotice, ResumeSetting, TemplateParameter } from '../domain/templates.ts';
 
 export type { Template };
 
@@ -23,6 +23,8 @@ export type TemplateDefinition = {
   parameters?: TemplateParameter[];
   idleTimeoutSeconds?: number | null;
   prePauseNotice?: PrePauseNotice | null;
+  /** What a resume of its tasks does: its own command (checked by the driver), a recap message; null: nothing more. */
+  resume?: ResumeSetting | null;
   /** When its tasks may run (see domain/schedules.ts); null: always. */
   schedule?: Schedule | null;
   /** Days its tasks may stay paused before they are deleted; 0: forever; null: the service default. */
@@ -30,11 +32,25 @@ export type TemplateDefinition = {
   description?: string;
 };
 
-/** Refuses a driver nobody knows, settings its driver cannot use, and patterns that are not regular expressions. */
+/**
+ * Refuses a driver nobody knows, settings its driver cannot use, a resume command it cannot run,
+ * and patterns that are not regular expressions.
+ */
 function checkDefinition(definition: TemplateDefinition): void {
   try {
     const driver = driverFor(definition.driver);
     parseSettings(driver.name, driver.settingsSchema, definition.settings ?? {});
+    const resumeCommand = definition.resume?.command;
+    if (resumeCommand !== undefined) {
+      if (!driver.resumeCommandSchema) {
+        throw new DriverError(`the ${driver.name} driver runs no resume command: leave out resume.command`);
+      }
+      const checked = driver.resumeCommandSchema.safeParse(resumeCommand);
+      if (!checked.success) {
+        const why = checked.error.issues.map((i) => i.message).join('; ');
+        throw new DriverError(`resume.command is not one the ${driver.name} driver runs: ${why}`);
+      }
+    }
   } catch (error) {
     if (error instanceof DriverError) throw new HiatusError('bad_input', error.message);
     throw error;
@@ -103,6 +119,7 @@ export async function updateTemplate(
       idleTimeoutSeconds:
         changes.idleTimeoutSeconds !== undefined ? changes.idleTimeoutSeconds : latest.idleTimeoutSeconds,
       prePauseNotice: changes.prePauseNotice !== undefined ? changes.prePauseNotice : latest.prePauseNotice,
+      resume: changes.resume !== undefined ? changes.resume : latest.resume,
       schedule: changes.schedule !== undefined ? changes.schedule : latest.schedule,
       pausedRetentionDays:
         changes.pausedRetentionDays !== undefined ? changes.pausedRetentionDays : latest.pausedRetentionDays,
@@ -127,6 +144,7 @@ async function saveVersion(
     parameters: definition.parameters ?? [],
     idleTimeoutSeconds: definition.idleTimeoutSeconds ?? null,
     prePauseNotice: definition.prePauseNotice ?? null,
+    resume: definition.resume ?? null,
     schedule: definition.schedule ?? null,
     pausedRetentionDays: definition.pausedRetentionDays ?? null,
     description: definition.description ?? '',

@@ -230,3 +230,21 @@ export const templateOutput = exactly<Template>()(templateShape);
 export const templateListOutput = exactly<Template[]>()(z.array(templateShape));
 
 export const infoOutput = z.object({ service: z.literal('hiatus'), apiVersion: z.number().int() });
+    resume: z
+      .object({
+        command: z
+          .union([z.string(), z.array(z.string())])
+          .optional()
+          .meta({ description: 'run on a resume instead of the first start' }),
+        message: z
+          .boolean()
+          .optional()
+          .meta({ description: 'a recap (the original prompt and the last exchanges) is queued first' }),
+        messageMaxBytes: z
+          .number()
+          .int()
+          .optional()
+          .meta({ description: "the recap's size limit in UTF-8 bytes; absent: the service default" }),
+      })
+      .nullable()
+      .meta({ description: 'what a resume of its tasks does beyond starting the agent again' }),

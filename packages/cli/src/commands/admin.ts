@@ -58,17 +58,27 @@ export function addAdminCommands(program: Command, connection: Connection): void
       if (wantsJson(command)) return sayJson(items);
       say(
         table(
-          ['NAME', 'VERSION', 'DRIVER', 'IDLE TIMEOUT', 'PARAMETERS', 'ARCHIVED', 'DESCRIPTION'],
+          ['NAME', 'VERSION', 'DRIVER', 'IDLE TIMEOUT', 'PARAMETERS', 'ON RESUME', 'ARCHIVED', 'DESCRIPTION'],
           items.map((template) => [
             template.name,
             template.version,
             template.driver,
             template.idleTimeoutSeconds === null ? 'default' : formatSeconds(template.idleTimeoutSeconds),
             template.parameters.map((p) => p.name).join(', '),
+            onResume(template.resume),
             formatTime(template.archivedAt),
             template.description,
           ]),
         ),
       );
     });
+}
+
+/** A template's `resume` setting in a few words: `own command, recap ≤ 8192 B`; `-` for none. */
+function onResume(resume: { command?: string | string[]; message?: boolean; messageMaxBytes?: number } | null): string {
+  const parts = [
+    ...(resume?.command ? ['own command'] : []),
+    ...(resume?.message ? [`recap${resume.messageMaxBytes ? ` ≤ ${resume.messageMaxBytes} B` : ''}`] : []),
+  ];
+  return parts.join(', ') || '-';
 }

@@ -67,6 +67,7 @@ Examples:
     .argument('<name>', "the task's name")
     .option('--prompt <text>', 'what the task is about', '')
     .option('--agent-url <url>', 'an AgentAPI agent Hiatus does not manage')
+    .option('--no-send-prompt', 'with --agent-url: do not queue the prompt as its first message (it has it already)')
     .option('--template <name>', 'a template: Hiatus starts and stops its workspace')
     .option('--template-version <n>', 'that version of the template (default: the latest)', integer(1))
     .option('--param <name=value>', 'a template parameter (repeat for more)', parameter)
@@ -80,6 +81,12 @@ Examples:
       if (options.agentUrl !== undefined && (options.param || options.templateVersion)) {
         throw new CliError('usage', '--param and --template-version go with --template');
       }
+      if (options.template !== undefined && options.sendPrompt === false) {
+        throw new CliError(
+          'usage',
+          "--no-send-prompt goes with --agent-url: a template's driver hands the prompt over",
+        );
+      }
       const { client } = await connection.open();
       const basics = { name, prompt: options.prompt, idleTimeoutSeconds: options.idleTimeout };
       const created = await client.tasks.create.mutate(
@@ -90,7 +97,7 @@ Examples:
               templateVersion: options.templateVersion,
               parameters: options.param,
             }
-          : { ...basics, agentUrl: options.agentUrl },
+          : { ...basics, agentUrl: options.agentUrl, ...(options.sendPrompt === false ? { sendPrompt: false } : {}) },
       );
       const json = wantsJson(command);
       if (!options.wait) {

@@ -7,6 +7,7 @@ import {
   completeBuildJob,
   heartbeatBuildJob,
   type JobHolder,
+  jobPreviousConversation,
   tasksThatShouldRun,
 } from '../../lifecycle/jobs.ts';
 import { id, pageLimit, text } from '../inputs.ts';
@@ -83,6 +84,15 @@ export const provisionerRouter = router({
         outputs: input.outputs,
       }),
     ),
+
+  /**
+   * A resume job's previous conversation (AgentAPI messages, oldest first), for its driver to hand
+   * to the workspace; asked apart from `acquire` and only for a resume, since it can be as large as a
+   * snapshot. CONFLICT when the job is not running or not this key's.
+   */
+  previousConversation: provisionerProcedure.input(z.object({ buildId: id })).query(async ({ ctx, input }) => ({
+    messages: await jobPreviousConversation(ctx.app, input.buildId, keyHolder(ctx.principal.keyId)),
+  })),
 
   /** Which of these tasks should have a running workspace now: a restarted provisioner stops the rest. */
   shouldRun: provisionerProcedure

@@ -55,7 +55,15 @@ const agentUrl = z
 
 const newTaskInput = z.union(
   [
-    z.strictObject({ ...taskBasics, agentUrl }),
+    z.strictObject({
+      ...taskBasics,
+      agentUrl,
+      /** Queue the prompt as the inbox's first message (default); false when the agent has it already. */
+      sendPrompt: z
+        .boolean()
+        .optional()
+        .meta({ description: "queue the prompt as the agent's first message (default true); false: the agent has it" }),
+    }),
     z.strictObject({
       ...taskBasics,
       template: templateName,
@@ -73,7 +81,7 @@ export const tasksRouter = router({
       restRoute('POST', '/tasks', {
         summary: 'Create a task',
         description:
-          'Creates a task with its workspace and first start build (reason `initiator`): either `agentUrl` (an agent Hiatus does not manage) or `template` with its `parameters`.',
+          "Creates a task with its workspace and first start build (reason `initiator`): either `agentUrl` (an agent Hiatus does not manage) or `template` with its `parameters`. An `agentUrl` task's prompt is queued as its inbox's first message, delivered once the agent is stable, unless `sendPrompt` is false; a template's driver hands the prompt to the agent it starts.",
       }),
     )
     .input(newTaskInput)

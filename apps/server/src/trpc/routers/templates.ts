@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaults } from '../../defaults.ts';
 import { scheduleSchema } from '../../domain/schedules.ts';
 import {
   archiveTemplate,
@@ -27,6 +28,19 @@ const templateDefinition = z.strictObject({
   /** Sent to the agent before a pause's snapshot; the pause waits up to `waitSeconds` for its answer. */
   prePauseNotice: z
     .strictObject({ message: text.min(1).max(10_000), waitSeconds: z.number().int().positive().max(600) })
+    .nullable()
+    .optional(),
+  /**
+   * What a resume of its tasks does beyond starting the agent again: `command` in place of the first
+   * start's (its driver checks it), and `message`: a recap queued first in the task's inbox (the
+   * original prompt and the last exchanges, within `messageMaxBytes`). null: nothing more.
+   */
+  resume: z
+    .strictObject({
+      command: z.union([text.min(1).max(10_000), z.array(text.min(1).max(10_000)).min(1).max(100)]).optional(),
+      message: z.boolean().optional(),
+      messageMaxBytes: z.number().int().min(1024).max(defaults.maxResumeMessageBytes).optional(),
+    })
     .nullable()
     .optional(),
   /** When its tasks may run: windows of local time in an IANA zone; outside them a task is paused. null: always. */
