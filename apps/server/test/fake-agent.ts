@@ -17,6 +17,10 @@ export class FakeAgent {
   received: string[] = [];
   /** How many times `GET /messages` was asked for (whatever the mode). */
   historyReads = 0;
+  /** How many `POST /message` requests have arrived (whatever became of them). */
+  postsArrived = 0;
+  /** While set, `POST /message` waits for it before taking the message: a delivery held in flight. */
+  postGate?: Promise<void>;
   private server?: http.Server;
   private baseUrl?: string;
 
@@ -94,7 +98,9 @@ export class FakeAgent {
       req.on('data', (c) => {
         body += c;
       });
-      req.on('end', () => {
+      req.on('end', async () => {
+        this.postsArrived++;
+        if (this.postGate) await this.postGate;
         const { content, type } = JSON.parse(body) as { content: string; type: string };
         if (type === 'user' && this.status !== 'stable') {
           return this.json(res, 400, { title: 'Bad Request', status: 400, detail: 'agent is running' });

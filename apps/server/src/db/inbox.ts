@@ -1,4 +1,5 @@
 import { type Selectable, sql } from 'kysely';
+import { lockWorkspace } from './builds.ts';
 import type { Db } from './connection.ts';
 import type { TaskMessages } from './schema.ts';
 import { taskStatusSql } from './status-sql.ts';
@@ -113,13 +114,117 @@ export async function tasksWithDeliverableMessages(db: Db, limit: number): Promi
       SELECT task_id FROM task_messages
       WHERE status = 'queued' AND (leased_until IS NULL OR leased_until <= NOW())
     )
-    AND ${status} = 'active'
+    AND ${status} = 'active' AND (t.pause_hold_until IS NULL OR t.pause_hold_until <= NOW())
     LIMIT ${limit}`.execute(db);
   return rows.map((r) => r.task_id);
 }
 
+/**
+ * Whether a message may start to go to the task now: it is active and no pause holds it. Read
+ * under the inbox lock, which a pause takes to set its hold, so a delivery either started before
+ * the hold (and the pause waits for it) or sees it.
+ */
+async function mayDeliver(trx: Db, taskId: string): Promise<boolean> {
+  const status = taskStatusSql(sql.ref('t.deleted_at'), sql.ref('b.transition'), sql.ref('b.job_status'));
+  const { rows } = await sql<{ id: string }>`
+    SELECT t.id FROM tasks t
+    LEFT JOIN LATERAL (
+      SELECT transition, job_status FROM workspace_builds
+      WHERE workspace_id = t.workspace_id ORDER BY build_number DESC LIMIT 1
+    ) b ON true
+    WHERE t.id = ${taskId} AND (t.pause_hold_until IS NULL OR t.pause_hold_until <= NOW()) AND ${status} = 'active'`.execute(
+    trx,
+  );
+  return rows.length > 0;
+}
+
 /** A message a process holds for delivery until `leased_until`. */
 export type ClaimedMessage = InboxMessage & { leasedUntil: Date };
+
+/**
+ * Stores a message sent straight to the task's agent as its inbox head, already held for delivery
+ * for `leaseMs`, when it may go now: the task is active, no pause holds it, nothing is queued
+ * before it. Undefined, storing nothing, when it may not. The caller marks it delivered or drops it.
+ */
+export async function claimDirectDelivery(
+  db: Db,
+  message: { taskId: string; workspaceId: string; content: string; senderId: string | null; leaseMs: number },
+): Promise<ClaimedMessage | undefined> {
+  return db.transaction().execute(async (trx) => {
+    // The workspace lock first, as every change of the task takes it: positions follow commit order.
+    await lockWorkspace(trx, message.workspaceId);
+    await lockInbox(trx, message.taskId);
+    if (!(await mayDeliver(trx, message.taskId)) || (await hasQueuedMessages(trx, message.taskId))) return undefined;
+    const row = await trx
+      .insertInto('task_messages')
+      .values({
+        task_id: message.taskId,
+        content: message.content,
+        sender_id: message.senderId,
+        leased_until: sql`NOW() + make_interval(secs => ${message.leaseMs / 1000})`,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return { ...toMessage(row), leasedUntil: row.leased_until! };
+  });
+}
+
+/** Removes a direct delivery the agent did not take: the send failed, or goes to the inbox instead. */
+export async function dropDirectDelivery(db: Db, messageId: string): Promise<void> {
+  await db.deleteFrom('task_messages').where('id', '=', messageId).where('status', '=', 'queued').execute();
+}
+
+/**
+ * Holds the task for a pause under way until `holdMs` from now, under the inbox lock: from its
+ * commit on, no delivery to the task starts. False when another pause holds it.
+ */
+export async function holdForPause(trx: Db, taskId: string, holdId: string, holdMs: number): Promise<boolean> {
+  await lockInbox(trx, taskId);
+  const held = await trx
+    .updateTable('tasks')
+    .set({ pause_hold_id: holdId, pause_hold_until: sql`NOW() + make_interval(secs => ${holdMs / 1000})` })
+    .where('id', '=', taskId)
+    .where((eb) => eb.or([eb('pause_hold_until', 'is', null), eb('pause_hold_until', '<=', sql<Date>`NOW()`)]))
+    .returning('id')
+    .executeTakeFirst();
+  return held !== undefined;
+}
+
+/** Ends the pause hold `holdId` of the task; false when it is not (or no longer) in force. */
+export async function endPauseHold(db: Db, taskId: string, holdId: string): Promise<boolean> {
+  const ended = await db
+    .updateTable('tasks')
+    .set({ pause_hold_id: null, pause_hold_until: null })
+    .where('id', '=', taskId)
+    .where('pause_hold_id', '=', holdId)
+    .where('pause_hold_until', '>', sql<Date>`NOW()`)
+    .returning('id')
+    .executeTakeFirst();
+  return ended !== undefined;
+}
+
+/** Lets go of the pause hold `holdId`, in force or not (a pause that gave up). */
+export async function releasePauseHold(db: Db, taskId: string, holdId: string): Promise<void> {
+  await db
+    .updateTable('tasks')
+    .set({ pause_hold_id: null, pause_hold_until: null })
+    .where('id', '=', taskId)
+    .where('pause_hold_id', '=', holdId)
+    .execute();
+}
+
+/** Whether a process is delivering a message to the task now (holds one whose lease runs). */
+export async function hasDeliveryInFlight(db: Db, taskId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('task_messages')
+    .where('task_id', '=', taskId)
+    .where('status', '=', 'queued')
+    .where('leased_until', '>', sql<Date>`NOW()`)
+    .select('id')
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
 
 /**
  * Takes the oldest queued message of the task for delivery, for `leaseMs`: none while another
@@ -128,6 +233,7 @@ export type ClaimedMessage = InboxMessage & { leasedUntil: Date };
 export async function claimNextMessage(db: Db, taskId: string, leaseMs: number): Promise<ClaimedMessage | undefined> {
   return db.transaction().execute(async (trx) => {
     await lockInbox(trx, taskId);
+    if (!(await mayDeliver(trx, taskId))) return undefined;
     const head = await trx
       .selectFrom('task_messages')
       .where('task_id', '=', taskId)

@@ -185,6 +185,14 @@ export interface Tasks {
   name: string;
   owner_id: string;
   parameters: Generated<Json>;
+  /**
+   * The pause under way: it alone may commit the pause it holds the task for; NULL: none
+   */
+  pause_hold_id: string | null;
+  /**
+   * No message is delivered to the task until then (a pause is under way); past it, the hold is void
+   */
+  pause_hold_until: Timestamp | null;
   prompt: string;
   /**
    * The task's own schedule, in place of its template's; NULL: its template's (or none)

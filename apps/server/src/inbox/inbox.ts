@@ -22,6 +22,7 @@ import { agentTrust } from '../domain/agent-trust.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
 import { getTask } from '../lifecycle/access.ts';
 import { ChangeWaiter } from '../lifecycle/changes.ts';
+import { deliveryLeaseMs } from '../lifecycle/pause-hold.ts';
 import { forEachLimited } from '../limits/concurrency.ts';
 import type { Logger } from '../logger.ts';
 import type { StopLoop } from '../loops.ts';
@@ -121,11 +122,6 @@ export async function cancelMessage(
   });
   app.events.emit('change', { eventId: cancelled.eventId, taskId: task.id, workspaceId: task.workspaceId });
   return { messageId: cancelled.id, status: 'cancelled', cancelledAt: cancelled.cancelledAt! };
-}
-
-/** How long a process holds a message it delivers: past the agent's two answers (status, POST) and a margin. */
-function deliveryLeaseMs(app: Pick<App, 'settings'>): number {
-  return app.settings.agentTimeoutMs * 2 + defaults.inboxLeaseMarginMs;
 }
 
 /**

@@ -1,14 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../agentapi/client.ts';
 import type { App } from '../app.ts';
-import type { InboxMessage } from '../db/inbox.ts';
-import { hasQueuedMessages } from '../db/inbox.ts';
+import { claimDirectDelivery, dropDirectDelivery, type InboxMessage, markMessageDelivered } from '../db/inbox.ts';
 import { findTask, resetIdleClock, type Task } from '../db/tasks.ts';
-import type { Actor } from '../domain/actor.ts';
+import { type Actor, initiatorId } from '../domain/actor.ts';
 import { agentTrust } from '../domain/agent-trust.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
 import { deriveState, type SendRule, type TaskStatus } from '../domain/lifecycle.ts';
 import { agentFailure } from '../lifecycle/pause.ts';
+import { deliveryLeaseMs } from '../lifecycle/pause-hold.ts';
 import { getTask } from '../lifecycle/tasks.ts';
 import { commitTaskChange } from '../lifecycle/transition.ts';
 import { queueInTransaction, queueMessage } from './inbox.ts';
@@ -34,7 +34,7 @@ const sendRounds = 4;
  * message is queued. What each state allows is the state table's `send` column.
  */
 export async function sendToTask(
-  app: Pick<App, 'agent' | 'db' | 'events' | 'liveHistories'>,
+  app: Pick<App, 'agent' | 'db' | 'events' | 'liveHistories' | 'settings'>,
   actor: Actor,
   taskId: string,
   input: string,
@@ -49,7 +49,7 @@ export async function sendToTask(
     if (rule === 'refuse' || (rule !== 'deliver' && !resumeIfPaused)) throw notActive(task);
     let message: InboxMessage | undefined;
     let resumed = false;
-    if (rule === 'deliver' && (await deliverNow(app, task, input))) {
+    if (rule === 'deliver' && (await deliverNow(app, actor, task, input))) {
       return { queued: false, task: await getTask(app, actor, taskId), resumed: false };
     }
     if (rule === 'resume') {
@@ -72,26 +72,43 @@ function queueableRule(rule: SendRule, resumeIfPaused: boolean): boolean {
 
 /**
  * Posts the message to an active task's agent when it can go now: nothing queued before it, and
- * the agent `stable`. False when it must be queued instead; an agent that cannot be asked fails
- * the send (nothing stored). A delivered message resets the task's idle clock.
+ * the agent `stable`, and no pause under way. False when it must be queued instead; an agent that
+ * cannot be asked fails the send (nothing stored). A delivered message stays in the inbox as
+ * delivered (no event: the send's answer says so), and resets the task's idle clock.
  */
 async function deliverNow(
-  app: Pick<App, 'agent' | 'db' | 'liveHistories'>,
+  app: Pick<App, 'agent' | 'db' | 'liveHistories' | 'settings'>,
+  actor: Actor,
   task: Task,
   input: string,
 ): Promise<boolean> {
-  if (await hasQueuedMessages(app.db, task.id)) return false;
+  // Held as the inbox's deliveries are, so a pause waits for it (see lifecycle/pause-hold.ts).
+  const claimed = await claimDirectDelivery(app.db, {
+    taskId: task.id,
+    workspaceId: task.workspaceId,
+    content: input,
+    senderId: initiatorId(actor),
+    leaseMs: deliveryLeaseMs(app),
+  });
+  if (!claimed) return false;
   const agent = app.agent(task.agentUrl, agentTrust(task));
   try {
-    if ((await agent.status()) !== 'stable') return false;
+    if ((await agent.status()) !== 'stable') {
+      await dropDirectDelivery(app.db, claimed.id);
+      return false;
+    }
     if (!(await agent.sendMessage(input))) {
       throw new HiatusError('agent_bad_response', `the agent of task ${task.id} did not take the message`);
     }
   } catch (error) {
+    await dropDirectDelivery(app.db, claimed.id);
     if (error instanceof AgentError) throw agentFailure(error);
     throw error;
   }
-  await resetIdleClock(app.db, task.id);
+  await app.db.transaction().execute(async (trx) => {
+    await markMessageDelivered(trx, claimed.id);
+    await resetIdleClock(trx, task.id);
+  });
   // The live log shows the message from the next read on, not a few seconds later.
   app.liveHistories.forget(task.id, task.agentUrl);
   return true;

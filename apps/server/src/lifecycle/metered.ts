@@ -15,7 +15,7 @@ import type { PolicyNote } from './transition.ts';
 
 /** `pauseTask`, timed and announced; a failed pause is counted by cause and announced as an event. */
 export async function meteredPause(
-  app: Pick<App, 'agent' | 'db' | 'events'>,
+  app: Pick<App, 'agent' | 'db' | 'events' | 'settings'>,
   actor: Actor,
   taskId: string,
   options: PauseOptions,

@@ -9,6 +9,7 @@ import { HiatusError } from '../domain/errors.ts';
 import { assertAllowed, type PauseReason } from '../domain/lifecycle.ts';
 import { Laps } from './laps.ts';
 import { givePrePauseNotice } from './notice.ts';
+import { holdTaskForPause, type PauseHold } from './pause-hold.ts';
 import { getTask } from './tasks.ts';
 import { commitTaskChange, type PolicyNote } from './transition.ts';
 
@@ -37,11 +38,14 @@ export type PauseOptions = {
  * A history over the limit is refused unless pausing without a snapshot.
  *
  * A template's pre-pause notice is given first, so the agent's last answer is in the snapshot.
+ * Then the pause holds the task (`holdTaskForPause`): no message is delivered to it from then on,
+ * and those under way have arrived before the history is fetched, so every message the agent took
+ * is in the snapshot; the change that pauses ends the hold, and a pause that fails lets it go.
  *
  * `laps` names the phases (notice, asking the agent, the transaction) for whoever measures them.
  */
 export async function pauseTask(
-  app: Pick<App, 'agent' | 'db' | 'events'>,
+  app: Pick<App, 'agent' | 'db' | 'events' | 'settings'>,
   actor: Actor,
   taskId: string,
   options: PauseOptions,
@@ -50,7 +54,25 @@ export async function pauseTask(
   const before = await getTask(app, actor, taskId);
   assertAllowed('pause', before);
   const noticeGiven = await laps.time('notice', () => givePrePauseNotice(app, before));
+  // From here no message goes to the agent; those on their way have arrived (see pause-hold.ts).
+  const hold = await laps.time('hold', () => holdTaskForPause(app, before));
+  try {
+    return await pauseHeld(app, actor, before, options, { laps, hold, noticeGiven });
+  } catch (error) {
+    await hold.release().catch(() => undefined);
+    throw error;
+  }
+}
 
+/** The pause of a task its pause holds: the snapshot, then the change that ends the hold. */
+async function pauseHeld(
+  app: Pick<App, 'agent' | 'db' | 'events'>,
+  actor: Actor,
+  before: Task,
+  options: PauseOptions,
+  { laps, hold, noticeGiven }: { laps: Laps; hold: PauseHold; noticeGiven: boolean },
+): Promise<PauseResult> {
+  const taskId = before.id;
   let history: AgentHistory | undefined;
   let skipped = 'the caller asked to pause without a fresh snapshot';
   try {
@@ -72,6 +94,7 @@ export async function pauseTask(
       reason: options.reason,
       task: before,
       effect: async (trx, _task, build) => {
+        await hold.end(trx);
         await options.policy?.within?.(trx, build);
         const stored = history && (await upsertSnapshot(trx, { taskId, messages: history.messages, source: 'pause' }));
         const snapshot: SnapshotOutcome = stored ? { taken: true, ...stored } : { taken: false, reason: skipped };

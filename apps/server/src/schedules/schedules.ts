@@ -49,7 +49,7 @@ export type SchedulePassOptions = {
  * pause or resume that loses a race (the task changed meanwhile) is not a failure.
  */
 export async function schedulePass(
-  app: Pick<App, 'agent' | 'db' | 'events'>,
+  app: Pick<App, 'agent' | 'db' | 'events' | 'settings'>,
   options: SchedulePassOptions = {},
 ): Promise<SchedulePass> {
   const now = options.now ?? new Date();
@@ -85,7 +85,7 @@ export async function schedulePass(
 }
 
 async function applySchedule(
-  app: Pick<App, 'agent' | 'db' | 'events'>,
+  app: Pick<App, 'agent' | 'db' | 'events' | 'settings'>,
   task: ScheduledTask,
   state: ScheduleState,
   clock: { now: Date; warningSeconds: number },
@@ -142,7 +142,7 @@ async function claimed(
 }
 
 function pauseForSchedule(
-  app: Pick<App, 'agent' | 'db' | 'events'>,
+  app: Pick<App, 'agent' | 'db' | 'events' | 'settings'>,
   task: ScheduledTask,
   key: OccasionKey,
 ): Promise<unknown> {
