@@ -94,6 +94,8 @@ describe.runIf(postgresServerUrl())(`auto-pause with ${processCount} processes a
               name: `agent-${first + k}`,
               prompt: 'p',
               agentUrl: `${farm.url}/agents/${first + k}`,
+              // The farm's agents only answer status requests, which this test counts: no prompt to deliver.
+              sendPrompt: false,
               // Agent 0's task sits idle past its timeout; the others never reach theirs.
               idleTimeoutSeconds: first + k === 0 ? 1 : 86_400,
             }),

@@ -21,7 +21,7 @@ describe.each(testBackends())('send, cancelMessage and keepAlive over HTTP on %s
   });
 
   const activeTask = async (name: string) => {
-    const { task } = await api.tasks.create.mutate({ name, prompt: 'p', agentUrl: agent.url });
+    const { task } = await api.tasks.create.mutate({ name, prompt: 'p', agentUrl: agent.url, sendPrompt: false });
     await vi.waitFor(async () => expect((await api.tasks.get.query({ id: task.id })).status).toBe('active'), {
       timeout: 30_000,
       interval: 50,
