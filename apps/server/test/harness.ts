@@ -35,6 +35,11 @@ export type TaskOptions = {
   agent?: FakeAgent;
   name?: string;
   idleTimeoutSeconds?: number;
+  /**
+   * Queue the prompt as the agent's first inbox message, as `tasks.create` does by default. Off
+   * unless asked: the factory's agent stands for one already at work on its prompt.
+   */
+  sendPrompt?: boolean;
 };
 
 export type HarnessOptions = {
@@ -144,6 +149,7 @@ export function useHarness(
       prompt: 'make the build green',
       agentUrl: (task.agent ?? h.agent).url,
       idleTimeoutSeconds: task.idleTimeoutSeconds,
+      sendPrompt: task.sendPrompt ?? false,
     });
     const status = task.status ?? 'active';
     if (status === 'pending') return created;

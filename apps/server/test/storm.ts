@@ -114,6 +114,7 @@ export async function seedStormTasks(options: {
         name: `${options.username}-${i}`,
         prompt: 'storm',
         agentUrl: options.agents[i % options.agents.length]!.url,
+        sendPrompt: false, // the agents' conversations are the storm's own
         ...options.extra?.(i),
       }),
     ),

@@ -13,6 +13,7 @@ export function CreateTask(): ReactElement {
   const [prompt, setPrompt] = useState('');
   const [source, setSource] = useState('');
   const [agentUrl, setAgentUrl] = useState('');
+  const [sendPrompt, setSendPrompt] = useState(true);
   const [parameters, setParameters] = useState<Record<string, string>>({});
   const id = useId();
   const template = templates.data?.find((t) => t.name === source);
@@ -29,7 +30,7 @@ export function CreateTask(): ReactElement {
     event.preventDefault();
     const basics = { name: name.trim(), prompt };
     if (template) create.mutate({ ...basics, template: template.name, parameters });
-    else create.mutate({ ...basics, agentUrl: agentUrl.trim() });
+    else create.mutate({ ...basics, agentUrl: agentUrl.trim(), ...(sendPrompt ? {} : { sendPrompt: false }) });
   };
 
   return (
@@ -73,6 +74,15 @@ export function CreateTask(): ReactElement {
               placeholder="http://agents.internal:3284"
               required
             />
+            <label htmlFor={`${id}-send-prompt`}>
+              <input
+                id={`${id}-send-prompt`}
+                type="checkbox"
+                checked={sendPrompt}
+                onChange={(e) => setSendPrompt(e.target.checked)}
+              />{' '}
+              Send the prompt as its first message (leave it off when the agent has it already)
+            </label>
           </>
         )}
         <button type="submit" disabled={create.isPending}>

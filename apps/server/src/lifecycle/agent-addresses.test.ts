@@ -60,9 +60,9 @@ describe.each(testBackends())('agent addresses on %s', (backend) => {
   const strict = (): App => h.otherApp({ allowedAgentNetworks: [] });
   const name = () => `task-${randomUUID().slice(0, 8)}`;
 
-  /** A task of `owner` at `agentUrl`, created (and so checked) by `app`, brought to active. */
+  /** A task of `owner` at `agentUrl`, created (and so checked) by `app`, brought to active; nothing in its inbox. */
   async function activeTask(app: App, agentUrl: string, owner: UserActor = h.alice) {
-    const { task } = await createTask(app, owner, { name: name(), prompt: 'p', agentUrl });
+    const { task } = await createTask(app, owner, { name: name(), prompt: 'p', agentUrl, sendPrompt: false });
     await h.settle();
     return getTask(app, owner, task.id);
   }

@@ -93,7 +93,12 @@ describe.each(testBackends())('lifecycle events on %s', (backend) => {
     })();
     const created = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
-        createTask(i % 2 ? other : h.app, h.alice, { name: `many-${i}`, prompt: 'p', agentUrl: h.agent.url }),
+        createTask(i % 2 ? other : h.app, h.alice, {
+          name: `many-${i}`,
+          prompt: 'p',
+          agentUrl: h.agent.url,
+          sendPrompt: false, // one event per task: its creation
+        }),
       ),
     );
     const ids = new Set(created.map((c) => c.task.id));

@@ -30,7 +30,7 @@ describe.runIf(postgresServerUrl())('the inbox across server processes', () => {
   };
   /** A task on `agent`, brought to `paused` through `api`. */
   const pausedTask = async (api: Api, on: FakeAgent, name: string) => {
-    const { task } = await api.tasks.create.mutate({ name, prompt: 'p', agentUrl: on.url });
+    const { task } = await api.tasks.create.mutate({ name, prompt: 'p', agentUrl: on.url, sendPrompt: false });
     await vi.waitFor(async () => expect((await api.tasks.get.query({ id: task.id })).status).toBe('active'), slow);
     const paused = await api.tasks.pause.mutate({ id: task.id, wait: true, waitMs: 60_000 });
     expect(paused.task.status).toBe('paused');
