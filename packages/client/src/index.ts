@@ -53,6 +53,10 @@ export type AuditRecord = RouterOutputs['audit']['list']['items'][number];
 export type HiatusClient = TRPCClient<AppRouter>;
 
 export type HiatusClientOptions = {
+/** One version of a template: its driver and settings, parameters, policies and `resume` setting. */
+export type Template = RouterOutputs['templates']['get'];
+/** What a resume of a template's tasks does: its own `command`, a recap `message` queued first, its `messageMaxBytes`. */
+export type TemplateResume = NonNullable<Template['resume']>;
   /** The server's base URL, such as `http://localhost:8080`; the client adds `/trpc`. */
   url: string;
   /** An API key, sent as `Authorization: Bearer <token>`. */
