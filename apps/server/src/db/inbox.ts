@@ -62,7 +62,7 @@ export async function insertQueuedMessage(
 }
 
 /** Whether the task has queued messages (a direct send waits its turn behind them). */
-export async function hasQueuedMessages(db: Db, taskId: string): Promise<boolean> {
+async function hasQueuedMessages(db: Db, taskId: string): Promise<boolean> {
   const row = await db
     .selectFrom('task_messages')
     .where('task_id', '=', taskId)
