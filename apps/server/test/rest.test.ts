@@ -216,7 +216,12 @@ describe.each(testBackends())('REST paths and /openapi.json on %s', (backend) =>
   });
 
   it('answers the same task over REST and tRPC', async () => {
-    const created = await call('POST', '/api/v1/tasks', { name: 'same', prompt: 'p', agentUrl: agent.url });
+    const created = await call('POST', '/api/v1/tasks', {
+      name: 'same',
+      prompt: 'p',
+      agentUrl: agent.url,
+      sendPrompt: false,
+    });
     expect(created.status).toBe(200);
     const id: string = created.body.task.id;
     await until(id, 'active');
@@ -244,7 +249,12 @@ describe.each(testBackends())('REST paths and /openapi.json on %s', (backend) =>
   });
 
   it('keeps a task alive and cancels a queued message', async () => {
-    const created = await call('POST', '/api/v1/tasks', { name: 'inbox', prompt: 'p', agentUrl: agent.url });
+    const created = await call('POST', '/api/v1/tasks', {
+      name: 'inbox',
+      prompt: 'p',
+      agentUrl: agent.url,
+      sendPrompt: false,
+    });
     const id: string = created.body.task.id;
     await until(id, 'active');
 
@@ -288,7 +298,12 @@ describe.each(testBackends())('REST paths and /openapi.json on %s', (backend) =>
   });
 
   it('answers errors as problem+json and changes nothing', async () => {
-    const created = await call('POST', '/api/v1/tasks', { name: 'errors', prompt: 'p', agentUrl: agent.url });
+    const created = await call('POST', '/api/v1/tasks', {
+      name: 'errors',
+      prompt: 'p',
+      agentUrl: agent.url,
+      sendPrompt: false,
+    });
     const id: string = created.body.task.id;
     await until(id, 'active');
     const expectProblem = (answer: Awaited<ReturnType<typeof call>>, status: number, code: string) => {
