@@ -81,7 +81,7 @@ export function CreateTask(): ReactElement {
                 checked={sendPrompt}
                 onChange={(e) => setSendPrompt(e.target.checked)}
               />{' '}
-              Send the prompt as its first message (leave it off when the agent has it already)
+              Queue it as the agent's first message (off: the agent has it already)
             </label>
           </>
         )}
