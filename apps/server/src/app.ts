@@ -15,6 +15,8 @@ import type { WebhookPost } from './net/post-webhook.ts';
 export type AppSettings = {
   agentTimeoutMs: number;
   maxSnapshotBytes: number;
+  /** A task's whole history (kept segments and latest snapshot) is held to this many bytes (HIATUS_MAX_HISTORY_BYTES). */
+  maxHistoryBytes: number;
   defaultIdleTimeoutSeconds: number;
   /**
    * Networks (CIDRs) and host names a user's agent may be at beyond public addresses

@@ -83,6 +83,7 @@ const envSchema = z.object({
   HIATUS_AGENT_TIMEOUT_MS: positiveInt.default(defaults.agentTimeoutMs),
   HIATUS_ALLOWED_AGENT_NETWORKS: allowList.optional(),
   HIATUS_MAX_SNAPSHOT_BYTES: positiveInt.default(defaults.maxSnapshotBytes),
+  HIATUS_MAX_HISTORY_BYTES: positiveInt.default(defaults.maxHistoryBytes),
   HIATUS_AUTO_PAUSE_INTERVAL_MS: nonNegativeInt.default(defaults.autoPauseIntervalMs),
   HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS: positiveInt.default(defaults.defaultIdleTimeoutSeconds),
   HIATUS_BUILTIN_PROVISIONER: flag.default(defaults.builtinProvisioner),
@@ -203,6 +204,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     settings: {
       agentTimeoutMs: e.HIATUS_AGENT_TIMEOUT_MS,
       maxSnapshotBytes: e.HIATUS_MAX_SNAPSHOT_BYTES,
+      maxHistoryBytes: e.HIATUS_MAX_HISTORY_BYTES,
       defaultIdleTimeoutSeconds: e.HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS,
       allowedAgentNetworks: e.HIATUS_ALLOWED_AGENT_NETWORKS ?? defaults.allowedAgentNetworks,
       heavyReadConcurrency: e.HIATUS_HEAVY_READ_CONCURRENCY,

@@ -23,6 +23,7 @@ export function createApp(
   const merged: AppSettings = {
     agentTimeoutMs: settings.agentTimeoutMs ?? defaults.agentTimeoutMs,
     maxSnapshotBytes: settings.maxSnapshotBytes ?? defaults.maxSnapshotBytes,
+    maxHistoryBytes: settings.maxHistoryBytes ?? defaults.maxHistoryBytes,
     defaultIdleTimeoutSeconds: settings.defaultIdleTimeoutSeconds ?? defaults.defaultIdleTimeoutSeconds,
     allowedAgentNetworks: settings.allowedAgentNetworks ?? defaults.allowedAgentNetworks,
     heavyReadConcurrency: settings.heavyReadConcurrency ?? defaults.heavyReadConcurrency,

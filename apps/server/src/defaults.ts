@@ -24,6 +24,11 @@ export const defaults = Object.freeze({
   agentTimeoutMs: 5_000,
   /** Largest conversation history kept in a snapshot (and read live), in bytes. */
   maxSnapshotBytes: 32 * 1024 * 1024,
+  /**
+   * Largest history a task keeps across its agent lifetimes (the latest snapshot and the kept
+   * segments before it), in bytes of their messages' JSON: past it the oldest segments are dropped.
+   */
+  maxHistoryBytes: 256 * 1024 * 1024,
   /** Networks and host names a user's agent may be at beyond public addresses: none (HIATUS_ALLOWED_AGENT_NETWORKS). */
   allowedAgentNetworks: Object.freeze([]) as readonly string[],
   /**
@@ -57,14 +62,14 @@ export const defaults = Object.freeze({
   inboxMinGapMs: 50,
   /** Messages one task's inbox holds at most: one more is refused until some are delivered or cancelled. */
   maxQueuedMessagesPerTask: 1_000,
+  /** A template's resume recap (the original prompt and the last exchanges): its size when the template does not say, and the most it may say. */
+  resumeMessageMaxBytes: 8 * 1024,
+  maxResumeMessageBytes: 1_000_000,
   /** A message being delivered is held past the agent's two answers (status, POST) by this margin. */
   inboxLeaseMarginMs: 30_000,
   /** How long `tasks.pause` and `tasks.resume` with `wait` wait for their build by default, and at most. */
   transitionWaitMs: 30_000,
   maxTransitionWaitMs: 120_000,
-  /** A template's resume recap (the original prompt and the last exchanges): its size when the template does not say, and the most it may say. */
-  resumeMessageMaxBytes: 8 * 1024,
-  maxResumeMessageBytes: 1_000_000,
   builtinProvisioner: true,
   provisionerPollMs: 1_000,
   provisionerStaleMs: 60_000,

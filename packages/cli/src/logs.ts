@@ -1,4 +1,4 @@
-import type { HiatusClient, LogEntry, LogPage, PendingMessage, TaskStatus } from '@hiatus/client';
+import type { HiatusClient, LogEntry, LogPage, LogSegment, PendingMessage, TaskStatus } from '@hiatus/client';
 import { formatTime, say, sayJson } from './output.ts';
 
 export type LogOptions = { cursor?: number; pageSize: number; json: boolean };
@@ -17,12 +17,46 @@ function originMarker(origin: Origin): string {
   return `-- from the snapshot taken at ${formatTime(origin.snapshotAt)}${why} --`;
 }
 
+/**
+ * The line between two segments of a task's history (two agent lifetimes):
+ * `-- paused at …; resumed at … with a new agent (segment 2) --`.
+ */
+function boundaryLine(before: LogSegment | undefined, after: LogSegment | undefined, segment: number): string {
+  const paused = before?.pausedAt ? `paused at ${formatTime(before.pausedAt)}` : 'paused';
+  const resumed = after?.startedAt ? `resumed at ${formatTime(after.startedAt)}` : 'resumed';
+  return `-- ${paused}; ${resumed} with a new agent (segment ${segment}) --`;
+}
+
+/**
+ * Segments seen so far, and the last entry's: says where a boundary line goes as entries come.
+ */
+class Segments {
+  private readonly known = new Map<number, LogSegment>();
+  private last: number | undefined;
+
+  note(page: LogPage): void {
+    for (const segment of page.segments) this.known.set(segment.segment, segment);
+  }
+
+  /** The boundary line to print before `entry`, if it starts a new segment after one already shown. */
+  before(entry: LogEntry): string | null {
+    const previous = this.last;
+    this.last = entry.segment;
+    if (previous === undefined || previous === entry.segment) return null;
+    return boundaryLine(this.known.get(previous), this.known.get(entry.segment), entry.segment);
+  }
+
+  list(): LogSegment[] {
+    return [...this.known.values()].sort((a, b) => a.segment - b.segment);
+  }
+}
+
 /** An entry as one line (continuation lines indented): `[time] input: text`. */
 function formatEntry(entry: LogEntry): string {
   return `[${formatTime(entry.time)}] ${entry.role}: ${entry.content.replace(/\n/g, '\n    ')}`;
 }
 
-/** The pages of a task's log after message id `cursor`, to the last one. */
+/** The pages of a task's log after position `cursor`, to the last one. */
 async function* pagesAfter(
   client: HiatusClient,
   id: string,
@@ -38,37 +72,32 @@ async function* pagesAfter(
 }
 
 /**
- * Whether a resumed agent started a new conversation (a workspace started afresh numbers its
- * messages from 0 again): its live log ends before message `last`. Read in full, once a resume.
- */
-async function conversationRestarted(client: HiatusClient, id: string, last: number, limit: number): Promise<boolean> {
-  let highest = -1;
-  for await (const page of pagesAfter(client, id, undefined, limit)) {
-    if (page.source !== 'live') return false;
-    highest = Math.max(highest, ...page.entries.map((entry) => entry.id));
-  }
-  return highest < last;
-}
-
-/**
- * Prints a task's whole log (after `cursor`): a marker line saying where it comes from, the
- * entries, then the messages still waiting in the task's inbox; with `json`, one object
- * `{ source, snapshotAt, notice, entries, pending }`.
+ * Prints a task's whole log (after position `cursor`): a marker line saying where it comes from,
+ * the entries of every segment with a line at each boundary between two agents, then the messages
+ * still waiting in the task's inbox; with `json`, one object
+ * `{ source, snapshotAt, notice, entries, segments, pending }`.
  */
 export async function printLogs(client: HiatusClient, id: string, options: LogOptions): Promise<void> {
   let origin: Origin | undefined;
   let pending: PendingMessage[] = [];
   const entries: LogEntry[] = [];
+  const segments = new Segments();
   for await (const page of pagesAfter(client, id, options.cursor, options.pageSize)) {
     if (!origin) {
       origin = { source: page.source, snapshotAt: page.snapshotAt, notice: page.notice };
       if (!options.json) say(originMarker(origin));
     }
     pending = page.pending;
+    segments.note(page);
     if (options.json) entries.push(...page.entries);
-    else for (const entry of page.entries) say(formatEntry(entry));
+    else
+      for (const entry of page.entries) {
+        const boundary = segments.before(entry);
+        if (boundary) say(boundary);
+        say(formatEntry(entry));
+      }
   }
-  if (options.json) return sayJson({ ...origin, entries, pending });
+  if (options.json) return sayJson({ ...origin, entries, segments: segments.list(), pending });
   if (pending.length > 0) say(`-- waiting in the inbox, not yet seen by the agent: ${pending.length} --`);
   for (const message of pending)
     say(`[${formatTime(message.queuedAt)}] queued ${message.messageId}: ${message.content}`);
@@ -77,9 +106,10 @@ export async function printLogs(client: HiatusClient, id: string, options: LogOp
 /**
  * Follows a task's log until it is deleted or the user stops it (Ctrl-C): the live log, read again
  * every `intervalMs` while the task is active and at every change `tasks.watch` reports; when the
- * task pauses the log comes from its snapshot, and a marker line says so. With `json`, JSON lines:
- * `{ type: 'origin', source, snapshotAt, notice }`, `{ type: 'entry', id, role, content, time }`,
- * `{ type: 'status', status }`.
+ * task pauses the log comes from its snapshot, and a marker line says so; a resumed task's new
+ * agent goes on after a boundary line. With `json`, JSON lines:
+ * `{ type: 'origin', source, snapshotAt, notice }`,
+ * `{ type: 'entry', id, position, segment, role, content, time }`, `{ type: 'status', status }`.
  */
 export async function followLogs(
   client: HiatusClient,
@@ -88,7 +118,9 @@ export async function followLogs(
 ): Promise<void> {
   let shown: Origin | undefined;
   let last = options.cursor;
+  const segments = new Segments();
   const show = (page: LogPage): void => {
+    segments.note(page);
     const changed =
       !shown || shown.source !== page.source || shown.snapshotAt?.getTime() !== page.snapshotAt?.getTime();
     if (changed) {
@@ -97,22 +129,19 @@ export async function followLogs(
       else say(originMarker(shown));
     }
     for (const entry of page.entries) {
-      if (last !== undefined && entry.id <= last) continue;
-      last = entry.id;
+      if (last !== undefined && entry.position <= last) continue;
+      last = entry.position;
       if (options.json) sayJson({ type: 'entry', ...entry }, { line: true });
-      else say(formatEntry(entry));
+      else {
+        const boundary = segments.before(entry);
+        if (boundary) say(boundary);
+        say(formatEntry(entry));
+      }
     }
   };
+  // Positions run on across agents: a resumed task's new agent comes after what was shown.
   const readNew = async (): Promise<void> => {
-    for await (const page of pagesAfter(client, id, last, options.pageSize)) {
-      if (page.source === 'live' && shown?.source === 'snapshot' && page.entries.length === 0 && last !== undefined) {
-        if (await conversationRestarted(client, id, last, options.pageSize)) {
-          last = undefined;
-          return readNew();
-        }
-      }
-      show(page);
-    }
+    for await (const page of pagesAfter(client, id, last, options.pageSize)) show(page);
   };
   // The first read answers NOT_FOUND, UNAUTHORIZED or an unreachable server at once, as a plain read does.
   await readNew();

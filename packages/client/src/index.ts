@@ -42,6 +42,10 @@ export type Build = RouterOutputs['builds']['list']['items'][number];
 export type BuildReason = Build['reason'];
 export type LogPage = RouterOutputs['tasks']['logs'];
 export type LogEntry = LogPage['entries'][number];
+/** A segment of a task's history (one agent lifetime), as a log page describes it. */
+export type LogSegment = LogPage['segments'][number];
+/** The segments of a task's history, as `snapshots.segments` lists them. */
+export type HistorySegment = RouterOutputs['snapshots']['segments']['segments'][number];
 export type Snapshot = RouterOutputs['snapshots']['get'];
 export type PauseResult = RouterOutputs['tasks']['pause'];
 /** A send's answer: `queued: false` (the agent took it now) or `queued: true` with the inbox's `messageId`. */
@@ -49,14 +53,14 @@ export type SendResult = RouterOutputs['tasks']['send'];
 /** A message waiting in a task's inbox, as `tasks.logs` lists it under `pending`. */
 export type PendingMessage = LogPage['pending'][number];
 export type AuditRecord = RouterOutputs['audit']['list']['items'][number];
-
-export type HiatusClient = TRPCClient<AppRouter>;
-
-export type HiatusClientOptions = {
 /** One version of a template: its driver and settings, parameters, policies and `resume` setting. */
 export type Template = RouterOutputs['templates']['get'];
 /** What a resume of a template's tasks does: its own `command`, a recap `message` queued first, its `messageMaxBytes`. */
 export type TemplateResume = NonNullable<Template['resume']>;
+
+export type HiatusClient = TRPCClient<AppRouter>;
+
+export type HiatusClientOptions = {
   /** The server's base URL, such as `http://localhost:8080`; the client adds `/trpc`. */
   url: string;
   /** An API key, sent as `Authorization: Bearer <token>`. */

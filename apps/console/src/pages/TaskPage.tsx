@@ -1,13 +1,13 @@
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
-import { type FormEvent, type ReactElement, useId, useState } from 'react';
+import { type FormEvent, Fragment, type ReactElement, useId, useState } from 'react';
 import { useTRPC } from '../api.ts';
 import { formatReason, formatSeconds, formatTime } from '../format.ts';
 import { Link } from '../link.tsx';
 import { type Attempt, refusalSentence } from '../refusals.ts';
 import { navigate } from '../route.ts';
 import { StatusBadge } from '../status.tsx';
-import type { Me, Task } from '../types.ts';
+import type { LogSegment, Me, Task } from '../types.ts';
 
 /** One task: its state, the buttons its key may use, its log and its builds, kept current by `tasks.watch`. */
 export function TaskPage({ me, id }: { me: Me; id: string }): ReactElement {
@@ -184,7 +184,10 @@ function Actions({ task }: { task: Task }): ReactElement {
   );
 }
 
-/** The task's log page by page: live while the agent runs, else from the snapshot, which says when it was taken. */
+/**
+ * The task's whole history page by page, oldest first: the kept earlier agents, the latest snapshot,
+ * then the live agent while it runs; a line marks each boundary between two agents.
+ */
 function Log({ task }: { task: Task }): ReactElement {
   const trpc = useTRPC();
   const logs = useInfiniteQuery(
@@ -199,6 +202,7 @@ function Log({ task }: { task: Task }): ReactElement {
   );
   const first = logs.data?.pages[0];
   const entries = logs.data?.pages.flatMap((p) => p.entries) ?? [];
+  const segments = new Map((logs.data?.pages ?? []).flatMap((p) => p.segments.map((s) => [s.segment, s] as const)));
   return (
     <section aria-labelledby="log-title" className="log">
       <h2 id="log-title">Log</h2>
@@ -237,12 +241,21 @@ function Log({ task }: { task: Task }): ReactElement {
       )}
       {logs.data && entries.length === 0 && <p>The log is empty.</p>}
       <ol className="entries">
-        {entries.map((entry) => (
-          <li key={entry.id} className={`entry entry-${entry.role}`}>
-            <span className="who">{entry.role === 'input' ? 'user' : 'agent'}</span>{' '}
-            <time dateTime={entry.time.toISOString()}>{formatTime(entry.time)}</time>
-            <pre>{entry.content}</pre>
-          </li>
+        {entries.map((entry, i) => (
+          <Fragment key={entry.position}>
+            {i > 0 && entries[i - 1]!.segment !== entry.segment && (
+              <SegmentBoundary
+                before={segments.get(entries[i - 1]!.segment)}
+                after={segments.get(entry.segment)}
+                segment={entry.segment}
+              />
+            )}
+            <li className={`entry entry-${entry.role}`}>
+              <span className="who">{entry.role === 'input' ? 'user' : 'agent'}</span>{' '}
+              <time dateTime={entry.time.toISOString()}>{formatTime(entry.time)}</time>
+              <pre>{entry.content}</pre>
+            </li>
+          </Fragment>
         ))}
       </ol>
       {logs.hasNextPage && (
@@ -251,6 +264,37 @@ function Log({ task }: { task: Task }): ReactElement {
         </button>
       )}
     </section>
+  );
+}
+
+/** The line between two agents of the task's history: "— paused at … — resumed at … with a new agent —". */
+function SegmentBoundary({
+  before,
+  after,
+  segment,
+}: {
+  before: LogSegment | undefined;
+  after: LogSegment | undefined;
+  segment: number;
+}): ReactElement {
+  return (
+    <li className="segment-boundary" data-testid="segment-boundary" data-segment={segment}>
+      — paused
+      {before?.pausedAt && (
+        <>
+          {' at '}
+          <time dateTime={before.pausedAt.toISOString()}>{formatTime(before.pausedAt)}</time>
+        </>
+      )}{' '}
+      — resumed
+      {after?.startedAt && (
+        <>
+          {' at '}
+          <time dateTime={after.startedAt.toISOString()}>{formatTime(after.startedAt)}</time>
+        </>
+      )}{' '}
+      with a new agent —
+    </li>
   );
 }
 

@@ -95,6 +95,51 @@ export interface TaskEvents {
   type: string;
 }
 
+export interface TaskHistoryPages {
+  /**
+   * Position (from 0) in the agent's conversation of this page's first message, as in task_snapshot_pages
+   */
+  first_position: number;
+  message_count: number;
+  messages: Json;
+  segment: number;
+  task_id: string;
+}
+
+export interface TaskHistorySegments {
+  agent_url: string | null;
+  /**
+   * Bytes of the kept messages as JSON: what the history's bound counts
+   */
+  byte_size: Int8;
+  /**
+   * SHA-256 over the role and content of every message of the agent's conversation, to recognise it repeated by the next agent
+   */
+  conversation_hash: string | null;
+  conversation_length: number;
+  /**
+   * Position in the task's whole history of the segment's first kept message
+   */
+  first_position: number;
+  message_count: number;
+  /**
+   * Leading messages of the agent's conversation not kept: they repeat the previous lifetime's conversation (an agent that keeps its own history)
+   */
+  overlap: number;
+  paused_at: Timestamp;
+  /**
+   * The agent lifetime, numbered from 1 for the task's first agent
+   */
+  segment: number;
+  source: SnapshotSource;
+  /**
+   * The start build whose agent this was (no foreign key: builds go with the task anyway)
+   */
+  start_build_id: string | null;
+  started_at: Timestamp | null;
+  task_id: string;
+}
+
 export interface TaskMessages {
   /**
    * Deliveries tried: the agent was asked to take the message this many times
@@ -227,6 +272,18 @@ export interface TaskSnapshots {
   task_id: string;
 }
 
+export interface TaskSnapshotSegments {
+  agent_url: string | null;
+  conversation_hash: string | null;
+  first_position: number;
+  kept_bytes: Int8;
+  overlap: number;
+  segment: number;
+  start_build_id: string | null;
+  started_at: Timestamp | null;
+  task_id: string;
+}
+
 export interface TaskSnapshotStats {
   byte_size: Int8;
   /**
@@ -259,6 +316,10 @@ export interface Templates {
    * Sent to the agent before a pause's snapshot: {"message", "waitSeconds"}
    */
   pre_pause_notice: Json | null;
+  /**
+   * What a resume of its tasks does: {"command", "message", "messageMaxBytes"}; NULL: starts the agent as at first
+   */
+  resume: Json | null;
   /**
    * When its tasks may run: {"timeZone", "windows": [{"days", "start", "end"}]}; NULL: always
    */
@@ -324,10 +385,6 @@ export interface Webhooks {
 
 export interface WorkspaceBuilds {
   build_number: number;
-  /**
-   * What a resume of its tasks does: {"command", "message", "messageMaxBytes"}; NULL: starts the agent as at first
-   */
-  resume: Json | null;
   completed_at: Timestamp | null;
   created_at: Generated<Timestamp>;
   error: string | null;
@@ -374,10 +431,13 @@ export interface DB {
   api_keys: ApiKeys;
   audit_logs: AuditLogs;
   task_events: TaskEvents;
+  task_history_pages: TaskHistoryPages;
+  task_history_segments: TaskHistorySegments;
   task_messages: TaskMessages;
   task_pause_failures: TaskPauseFailures;
   task_policy_occasions: TaskPolicyOccasions;
   task_snapshot_pages: TaskSnapshotPages;
+  task_snapshot_segments: TaskSnapshotSegments;
   task_snapshot_stats: TaskSnapshotStats;
   task_snapshots: TaskSnapshots;
   tasks: Tasks;

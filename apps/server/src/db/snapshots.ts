@@ -1,6 +1,14 @@
 import { sql } from 'kysely';
 import type { AgentMessage } from '../agentapi/schema.ts';
+import { defaults } from '../defaults.ts';
 import type { Db } from './connection.ts';
+import {
+  type AgentLifetime,
+  boundTaskHistory,
+  lockLatestSnapshot,
+  placeSnapshot,
+  writeSnapshotPlacement,
+} from './history.ts';
 import type { SnapshotSource } from './schema.ts';
 
 export type SnapshotMeta = {
@@ -11,6 +19,18 @@ export type SnapshotMeta = {
   bytes: number;
   firstMessageId: number | null;
   source: SnapshotSource | null;
+  /** Where it sits in the task's history (db/history.ts). */
+  placement: {
+    segment: number;
+    firstPosition: number;
+    /** Leading messages repeating the previous agent lifetime's conversation: not in the log. */
+    overlap: number;
+    conversationHash: string | null;
+    /** Bytes of its messages after the overlap, as JSON: what the history's bound counts. */
+    keptBytes: number;
+    /** Its agent lifetime; null when unknown (a snapshot written before lifetimes were recorded). */
+    lifetime: AgentLifetime | null;
+  };
 };
 
 export type StoredSnapshot = { createdAt: Date; messageCount: number; bytes: number };
@@ -18,6 +38,12 @@ export type StoredSnapshot = { createdAt: Date; messageCount: number; bytes: num
 /**
  * Writes a task's snapshot and its stats. With `onlyIfNotOlderThanStored`, an existing snapshot
  * taken later than `takenAt` is kept, and null is returned.
+ *
+ * The snapshot it replaces is not lost when it was of an earlier agent lifetime (another start of
+ * the workspace, or another agent URL): it is kept first, in the same transaction, as a segment of
+ * the task's history (db/history.ts), and the history is then held to `maxHistoryBytes` (the oldest
+ * segments dropped, each with a `task.history_dropped` event). A second snapshot of the same agent
+ * lifetime replaces the first.
  */
 export async function upsertSnapshot(
   trx: Db,
@@ -27,12 +53,18 @@ export async function upsertSnapshot(
     source: SnapshotSource;
     takenAt?: Date;
     onlyIfNotOlderThanStored?: boolean;
+    /** The task history's bound (HIATUS_MAX_HISTORY_BYTES); the default's when not given. */
+    maxHistoryBytes?: number;
   },
 ): Promise<StoredSnapshot | null> {
   // Each message serialized once: for the envelope and for its page. The stored envelope names its
   // format, which can evolve while old snapshots stay readable or clearly refused.
   const parts = input.messages.map((message) => JSON.stringify(message));
   const json = `{"format":"agentapi","data":{"messages":[${parts.join(',')}]}}`;
+  // The previous snapshot is locked first: writers of one task's history queue here.
+  const latest = await lockLatestSnapshot(trx, input.taskId);
+  if (input.onlyIfNotOlderThanStored && latest && input.takenAt && latest.createdAt > input.takenAt) return null;
+  const placement = await placeSnapshot(trx, input.taskId, latest, input.messages, parts);
   const takenAt = input.takenAt ? sql`${input.takenAt}::timestamptz` : sql`NOW()`;
   const guard = input.onlyIfNotOlderThanStored
     ? sql`WHERE task_snapshots.log_snapshot_created_at <= excluded.log_snapshot_created_at`
@@ -58,6 +90,8 @@ export async function upsertSnapshot(
     .onConflict((oc) => oc.column('task_id').doUpdateSet(stats))
     .execute();
   await writeSnapshotPages(trx, input.taskId, parts);
+  await writeSnapshotPlacement(trx, input.taskId, placement);
+  await boundTaskHistory(trx, input.taskId, placement.keptBytes, input.maxHistoryBytes ?? defaults.maxHistoryBytes);
   return { createdAt: row.created_at, messageCount: stats.message_count, bytes: stats.byte_size };
 }
 
@@ -66,6 +100,7 @@ export async function findSnapshotMeta(db: Db, taskId: string): Promise<Snapshot
   const row = await db
     .selectFrom('task_snapshots as s')
     .leftJoin('task_snapshot_stats as st', 'st.task_id', 's.task_id')
+    .leftJoin('task_snapshot_segments as m', 'm.task_id', 's.task_id')
     .where('s.task_id', '=', taskId)
     .select([
       's.task_id',
@@ -74,6 +109,15 @@ export async function findSnapshotMeta(db: Db, taskId: string): Promise<Snapshot
       'st.byte_size',
       'st.first_message_id',
       'st.source',
+      'm.task_id as placed',
+      'm.segment',
+      'm.first_position',
+      'm.overlap',
+      'm.conversation_hash',
+      'm.kept_bytes',
+      'm.start_build_id',
+      'm.agent_url',
+      'm.started_at',
     ])
     // Snapshots written without stats (by hand, or an older service) are measured here.
     .select(
@@ -87,6 +131,7 @@ export async function findSnapshotMeta(db: Db, taskId: string): Promise<Snapshot
     .executeTakeFirst();
   if (!row) return undefined;
   const measured = row.measured;
+  const firstMessageId = measured ? measured.first : row.first_message_id;
   return {
     taskId: row.task_id,
     // Stats are only written for snapshots the service wrote itself, always in its own format.
@@ -94,8 +139,18 @@ export async function findSnapshotMeta(db: Db, taskId: string): Promise<Snapshot
     createdAt: row.log_snapshot_created_at,
     messageCount: measured ? measured.count : row.message_count!,
     bytes: measured ? measured.bytes : Number(row.byte_size),
-    firstMessageId: measured ? measured.first : row.first_message_id,
+    firstMessageId,
     source: row.source,
+    placement: {
+      segment: row.segment ?? 1,
+      firstPosition: row.first_position ?? firstMessageId ?? 0,
+      overlap: row.overlap ?? 0,
+      conversationHash: row.conversation_hash,
+      keptBytes: row.kept_bytes === null ? (measured ? measured.bytes : Number(row.byte_size)) : Number(row.kept_bytes),
+      lifetime: row.placed
+        ? { startBuildId: row.start_build_id, agentUrl: row.agent_url, startedAt: row.started_at }
+        : null,
+    },
   };
 }
 

@@ -35,6 +35,18 @@ export type EventPayloads = {
   'task.schedule_pause_warning': { pauseAt: string; timeZone: string };
   /** The task has been paused since `pausedSince`; the retention of paused tasks deletes it at `deleteAt`. */
   'task.retention_warning': { pausedSince: string; retentionDays: number; deleteAt: string };
+  /**
+   * The task's history grew past its bound (HIATUS_MAX_HISTORY_BYTES): its oldest kept segment
+   * (an earlier agent lifetime's conversation) was dropped for good.
+   */
+  'task.history_dropped': {
+    segment: number;
+    messageCount: number;
+    bytes: number;
+    startedAt: string | null;
+    pausedAt: string;
+    maxHistoryBytes: number;
+  };
   /** Sent by `webhooks.test`; belongs to no task. */
   'webhook.test': { webhookId: string };
 };
@@ -57,6 +69,7 @@ export const eventTypes = Object.freeze([
   'task.message_cancelled',
   'task.schedule_pause_warning',
   'task.retention_warning',
+  'task.history_dropped',
   'webhook.test',
 ] as const satisfies readonly EventType[]);
 

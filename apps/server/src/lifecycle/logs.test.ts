@@ -24,6 +24,8 @@ describe.each(testBackends())('logs and snapshots on %s', (backend) => {
   const expectedEntries = (): LogEntry[] =>
     h.agent.messages.map((m) => ({
       id: m.id,
+      position: m.id,
+      segment: 1,
       role: m.role === 'user' ? 'input' : 'output',
       content: m.content,
       time: new Date(m.time),

@@ -66,7 +66,7 @@ export async function pauseTask(
 
 /** The pause of a task its pause holds: the snapshot, then the change that ends the hold. */
 async function pauseHeld(
-  app: Pick<App, 'agent' | 'db' | 'events'>,
+  app: Pick<App, 'agent' | 'db' | 'events' | 'settings'>,
   actor: Actor,
   before: Task,
   options: PauseOptions,
@@ -96,7 +96,14 @@ async function pauseHeld(
       effect: async (trx, _task, build) => {
         await hold.end(trx);
         await options.policy?.within?.(trx, build);
-        const stored = history && (await upsertSnapshot(trx, { taskId, messages: history.messages, source: 'pause' }));
+        const stored =
+          history &&
+          (await upsertSnapshot(trx, {
+            taskId,
+            messages: history.messages,
+            source: 'pause',
+            maxHistoryBytes: app.settings.maxHistoryBytes,
+          }));
         const snapshot: SnapshotOutcome = stored ? { taken: true, ...stored } : { taken: false, reason: skipped };
         const activity = await findAgentActivity(trx, taskId);
         const diff = {

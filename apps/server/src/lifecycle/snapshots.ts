@@ -105,6 +105,7 @@ export async function pushSnapshot(
       source: 'push',
       takenAt,
       onlyIfNotOlderThanStored: true,
+      maxHistoryBytes: app.settings.maxHistoryBytes,
     });
     if (stored) {
       await audit(trx, input.actor ?? systemActor, {

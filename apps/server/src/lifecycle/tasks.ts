@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { App } from '../app.ts';
 import { audit, changed } from '../audit/audit.ts';
 import type { Build } from '../db/builds.ts';
+import { deleteTaskHistory } from '../db/history.ts';
 import { deleteSnapshot } from '../db/snapshots.ts';
 import {
   listTasks,
@@ -21,8 +22,8 @@ import type { Schedule } from '../domain/schedules.ts';
 import { resolveParameters } from '../domain/templates.ts';
 import { getTemplate } from '../templates/templates.ts';
 import { getTask } from './access.ts';
-import { changeVisibleTask, commitTaskChange, type PolicyNote } from './transition.ts';
 import { queuePrompt } from './first-messages.ts';
+import { changeVisibleTask, commitTaskChange, type PolicyNote } from './transition.ts';
 
 /**
  * A new task: an agent Hiatus does not manage (`agentUrl`, an "external" workspace whose builds
@@ -51,8 +52,8 @@ export type NewTask = {
  * Creates a task for a user: its workspace, the task, and the first start build (reason
  * `initiator`), through the same change path as every other lifecycle step. A template's task
  * keeps the template version it was created from, and its idle timeout unless it sets its own.
- */
  * An `agentUrl` task's prompt is queued in its inbox in the same transaction (see `NewTask`).
+ */
 export async function createTask(
   app: Pick<App, 'agentUrlRefusal' | 'db' | 'events'>,
   actor: Actor,
@@ -78,8 +79,8 @@ export async function createTask(
     if (refusal) throw new HiatusError('bad_input', `agentUrl: ${refusal}`);
     row = { ...base, agentUrl: input.agentUrl, idleTimeoutSeconds: input.idleTimeoutSeconds ?? null };
   }
-  const { task, build } = await commitTaskChange(app, actor, {
   const owner = actor.userId;
+  const { task, build } = await commitTaskChange(app, actor, {
     operation: 'create',
     reason: 'initiator',
     task: row,
@@ -199,8 +200,9 @@ function deletedTask(taskId: string): HiatusError {
 }
 
 /**
- * Deletes a task: queues a delete build, soft-deletes the task and deletes its snapshot, in one
- * transaction (a soft delete fires no cascade, and a snapshot must not outlive its task). The
+ * Deletes a task: queues a delete build, soft-deletes the task and deletes its snapshot and the
+ * kept segments of its history, in one transaction (a soft delete fires no cascade, and a
+ * snapshot must not outlive its task). The
  * system deletes for a `policy` (retention of paused tasks), named in the audit record.
  */
 export async function deleteTask(
@@ -218,7 +220,9 @@ export async function deleteTask(
     async (trx, _task, build) => {
       await policy?.within?.(trx, build);
       await softDeleteTask(trx, taskId);
-      return { value: undefined, diff: { ...policy?.diff, snapshotDeleted: await deleteSnapshot(trx, taskId) } };
+      const snapshotDeleted = await deleteSnapshot(trx, taskId);
+      const historySegmentsDeleted = await deleteTaskHistory(trx, taskId);
+      return { value: undefined, diff: { ...policy?.diff, snapshotDeleted, historySegmentsDeleted } };
     },
   );
   return { task, build };

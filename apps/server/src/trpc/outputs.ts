@@ -145,9 +145,41 @@ export const logPageOutput = exactly<Result<typeof readLogs>>()(
     source: z.enum(['live', 'snapshot']),
     snapshotAt: instant.nullable(),
     entries: z.array(
-      z.object({ id: z.number().int(), role: z.enum(['input', 'output']), content: z.string(), time: instant }),
+      z.object({
+        id: z.number().int().meta({ description: "the agent's own message id: it starts again with each new agent" }),
+        position: z
+          .number()
+          .int()
+          .meta({ description: "the entry's place in the task's whole history, across agents: what `cursor` counts" }),
+        segment: z.number().int().meta({ description: 'the agent lifetime (segment) the entry belongs to, from 1' }),
+        role: z.enum(['input', 'output']),
+        content: z.string(),
+        time: instant,
+      }),
     ),
-    nextCursor: z.number().int().nullable().meta({ description: 'pass it back as `cursor`; null on the last page' }),
+    segments: z.array(
+      z
+        .object({
+          segment: z.number().int(),
+          source: z.enum(['kept', 'snapshot', 'live']),
+          startedAt: instant.nullable().meta({ description: "when the segment's agent started; null: unknown" }),
+          pausedAt: instant.nullable().meta({ description: 'when its conversation was taken; null: the live agent' }),
+          firstPosition: z.number().int(),
+          entryCount: z.number().int(),
+          repeated: z
+            .number()
+            .int()
+            .meta({
+              description: "leading messages of its agent's conversation left out: they repeat the previous segment's",
+            }),
+        })
+        .meta({ id: 'LogSegment', description: "One agent lifetime of a task's history." }),
+    ),
+    nextCursor: z
+      .number()
+      .int()
+      .nullable()
+      .meta({ description: "the last entry's position: pass it back as `cursor`; null on the last page" }),
     notice: z.string().nullable(),
     pending: z.array(
       z.object({
@@ -217,19 +249,6 @@ const templateShape = z
     ),
     idleTimeoutSeconds: z.number().int().nullable(),
     prePauseNotice: z.object({ message: z.string(), waitSeconds: z.number().int() }).nullable(),
-    schedule: scheduleShape.nullable(),
-    pausedRetentionDays: z.number().int().nullable(),
-    description: z.string(),
-    createdBy: z.string().nullable(),
-    createdAt: instant,
-    archivedAt: instant.nullable(),
-  })
-  .meta({ id: 'Template', description: 'One version of a template.' });
-
-export const templateOutput = exactly<Template>()(templateShape);
-export const templateListOutput = exactly<Template[]>()(z.array(templateShape));
-
-export const infoOutput = z.object({ service: z.literal('hiatus'), apiVersion: z.number().int() });
     resume: z
       .object({
         command: z
@@ -248,3 +267,16 @@ export const infoOutput = z.object({ service: z.literal('hiatus'), apiVersion: z
       })
       .nullable()
       .meta({ description: 'what a resume of its tasks does beyond starting the agent again' }),
+    schedule: scheduleShape.nullable(),
+    pausedRetentionDays: z.number().int().nullable(),
+    description: z.string(),
+    createdBy: z.string().nullable(),
+    createdAt: instant,
+    archivedAt: instant.nullable(),
+  })
+  .meta({ id: 'Template', description: 'One version of a template.' });
+
+export const templateOutput = exactly<Template>()(templateShape);
+export const templateListOutput = exactly<Template[]>()(z.array(templateShape));
+
+export const infoOutput = z.object({ service: z.literal('hiatus'), apiVersion: z.number().int() });

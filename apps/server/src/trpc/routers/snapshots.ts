@@ -1,10 +1,11 @@
 import { TRPCError } from '@trpc/server';
 import { z } from 'zod';
 import { agentMessageSchema } from '../../agentapi/schema.ts';
+import { listHistorySegments } from '../../lifecycle/history.ts';
 import { getSnapshot, pushSnapshot } from '../../lifecycle/snapshots.ts';
 import { findLiveTask, getTask } from '../../lifecycle/tasks.ts';
 import { id } from '../inputs.ts';
-import { heavyReadProcedure, pushProcedure, router } from '../trpc.ts';
+import { heavyReadProcedure, pushProcedure, readProcedure, router } from '../trpc.ts';
 
 /**
  * A workspace key's task is checked before the body is read: a push for a task that is gone is
@@ -24,6 +25,15 @@ export const snapshotsRouter = router({
   get: heavyReadProcedure
     .input(z.object({ taskId: id }))
     .query(({ ctx, input }) => getSnapshot(ctx.app, ctx.actor, input.taskId)),
+
+  /**
+   * The segments of the task's history (one per agent lifetime), oldest first: the kept earlier
+   * ones, then the latest snapshot (what `get` answers). Their facts, not their messages: those are
+   * read page by page with `tasks.logs`.
+   */
+  segments: readProcedure
+    .input(z.object({ taskId: id }))
+    .query(({ ctx, input }) => listHistorySegments(ctx.app, ctx.actor, input.taskId)),
 
   /** A workspace pushes its own history (for agents the service cannot reach); never replaces a newer snapshot. */
   push: workspacePush

@@ -248,13 +248,16 @@ export const tasksRouter = router({
     .output(keepAliveOutput)
     .mutation(({ ctx, input }) => keepTaskAlive(ctx.app, ctx.actor, input.id, input.forSeconds)),
 
-  /** A page of the task's log, live or from its snapshot; pass `nextCursor` back for the next page. */
+  /**
+   * A page of the task's whole history (kept segments, the latest snapshot, the live agent), oldest
+   * first; pass `nextCursor` back for the next page.
+   */
   logs: laggingReadProcedure
     .meta(
       restRoute('GET', '/tasks/{id}/logs', {
         summary: "A page of a task's log",
         description:
-          'Live from the agent while the task is active, else from its snapshot; pass `nextCursor` back as `cursor` for the next page.',
+          "The task's whole history, oldest first, across agent lifetimes (segments): the kept earlier ones, the latest snapshot, then the live agent while the task is active. `cursor` is a position in that history (an entry's `position`); pass `nextCursor` back as `cursor` for the next page.",
       }),
     )
     .input(
