@@ -66,7 +66,7 @@ function hashEntry(message: Pick<AgentMessage, 'role' | 'content'>): string {
  * The conversation's hash, and the hash of its first `prefixLength` messages when it has that
  * many (one pass for both).
  */
-export function hashConversation(
+function hashConversation(
   messages: readonly Pick<AgentMessage, 'role' | 'content'>[],
   prefixLength = -1,
 ): { hash: string; prefix: string | null } {
@@ -83,7 +83,7 @@ export function hashConversation(
  * The matching rule: how many leading messages of `messages` repeat `previous` (the previous
  * lifetime's whole conversation), by role and content; 0 unless all of it is repeated.
  */
-export function matchOverlap(
+function matchOverlap(
   messages: readonly Pick<AgentMessage, 'role' | 'content'>[],
   previous: ConversationPrint | null,
 ): { overlap: number; hash: string } {
@@ -93,7 +93,7 @@ export function matchOverlap(
 }
 
 /** The task's current agent lifetime: its latest successful start build, and its agent URL. */
-export async function findAgentLifetime(db: Db, taskId: string): Promise<AgentLifetime> {
+async function findAgentLifetime(db: Db, taskId: string): Promise<AgentLifetime> {
   const result = await sql<{ agent_url: string | null; build_id: string | null; completed_at: Date | null }>`
     SELECT t.agent_url, b.id AS build_id, b.completed_at
     FROM tasks t

@@ -5,10 +5,10 @@ import { type Harness, useHarness } from '../../test/harness.ts';
 import type { AgentMessage } from '../agentapi/schema.ts';
 import { listEvents } from '../db/events.ts';
 import { purgeDeletedTasks } from '../db/tasks.ts';
-import { listHistorySegments, readTaskHistory } from './history.ts';
+import { readTaskHistory } from './history.ts';
 import { type LogPage, readLogs } from './logs.ts';
 import { meteredPause, meteredResume } from './metered.ts';
-import { getSnapshot, pushSnapshot } from './snapshots.ts';
+import { getSnapshot, listHistorySegments, pushSnapshot } from './snapshots.ts';
 import { deleteTask, updateTask } from './tasks.ts';
 
 /** What a harness's tests share: pausing, resuming onto an agent, reading a whole log. */
@@ -205,11 +205,7 @@ describe.each(testBackends())('a task history across agent lifetimes on %s', (ba
 
     // A task gone from the table takes its history with it (ON DELETE CASCADE).
     const purged = await lived();
-    await h.db
-      .updateTable('tasks')
-      .set({ deleted_at: new Date() })
-      .where('id', '=', purged.id)
-      .execute();
+    await h.db.updateTable('tasks').set({ deleted_at: new Date() }).where('id', '=', purged.id).execute();
     expect(await purgeDeletedTasks(h.db, 0)).toContain(purged.id);
     expect(await counts(purged.id)).toEqual({ segments: 0, pages: 0 });
   });

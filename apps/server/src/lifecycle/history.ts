@@ -1,10 +1,11 @@
-import type { AgentMessage } from '../agentapi/schema.ts';
+import { type AgentMessage, conversationSchema } from '../agentapi/schema.ts';
 import type { App } from '../app.ts';
 import { keptSegmentMessages, listKeptSegments } from '../db/history.ts';
 import { findSnapshotMeta, snapshotMessageRange } from '../db/snapshots.ts';
-import type { Actor } from '../domain/actor.ts';
-import { assertKnownFormat, parseStoredMessages } from './snapshots.ts';
-import { getTask } from './tasks.ts';
+import { HiatusError } from '../domain/errors.ts';
+
+// A leaf of lifecycle/: it imports no other service, so the change path (a resume's transaction)
+// may read the history through it without a circle.
 
 /** A segment of a task's history (one agent lifetime), without its messages. */
 export type HistorySegment = {
@@ -25,7 +26,7 @@ export type HistorySegment = {
 };
 
 /** Every segment of the task's history, oldest first: the kept ones, then the latest snapshot. */
-async function segmentsOf(app: Pick<App, 'db'>, taskId: string): Promise<HistorySegment[]> {
+export async function historySegments(app: Pick<App, 'db'>, taskId: string): Promise<HistorySegment[]> {
   const kept = await listKeptSegments(app.db, taskId);
   const meta = await findSnapshotMeta(app.db, taskId);
   const segments: HistorySegment[] = kept.map((s) => ({
@@ -52,16 +53,6 @@ async function segmentsOf(app: Pick<App, 'db'>, taskId: string): Promise<History
     });
   }
   return segments;
-}
-
-/** The segments of a task's history the actor may see, oldest first, without their messages. */
-export async function listHistorySegments(
-  app: Pick<App, 'db'>,
-  actor: Actor,
-  taskId: string,
-): Promise<{ taskId: string; segments: HistorySegment[] }> {
-  await getTask(app, actor, taskId);
-  return { taskId, segments: await segmentsOf(app, taskId) };
 }
 
 export type TaskHistory = {
@@ -93,8 +84,8 @@ export async function readTaskHistory(
   options: { maxBytes?: number } = {},
 ): Promise<TaskHistory> {
   const meta = await findSnapshotMeta(app.db, taskId);
-  if (meta) assertKnownFormat(meta);
-  const segments = await segmentsOf(app, taskId);
+  if (meta && meta.format !== 'agentapi') throw unreadable(taskId);
+  const segments = await historySegments(app, taskId);
   const kept = new Map((await listKeptSegments(app.db, taskId)).map((s) => [s.segment, s]));
   let budget = options.maxBytes ?? Number.POSITIVE_INFINITY;
   let truncated = (segments[0]?.segment ?? 1) > 1;
@@ -111,7 +102,9 @@ export async function readTaskHistory(
         : segment.messageCount > 0
           ? await snapshotMessageRange(app.db, taskId, segment.repeated, segment.repeated + segment.messageCount - 1)
           : [];
-    const messages = parseStoredMessages(taskId, raw);
+    const parsed = conversationSchema.safeParse(raw);
+    if (!parsed.success) throw unreadable(taskId);
+    const messages = parsed.data;
     let from = messages.length;
     while (from > 0) {
       const bytes = Buffer.byteLength(JSON.stringify(messages[from - 1]));
@@ -132,4 +125,11 @@ export async function readTaskHistory(
     segments: oldestFirst.map(({ segment, messages }) => ({ ...segment, included: messages.length })),
     truncated,
   };
+}
+
+function unreadable(taskId: string): HiatusError {
+  return new HiatusError(
+    'unknown_snapshot_format',
+    `the history of task ${taskId} holds messages this service cannot read`,
+  );
 }

@@ -11,6 +11,7 @@ import {
 import { findTask } from '../db/tasks.ts';
 import { type Actor, systemActor } from '../domain/actor.ts';
 import { HiatusError, taskNotFound } from '../domain/errors.ts';
+import { type HistorySegment, historySegments } from './history.ts';
 import { getTask } from './tasks.ts';
 
 const knownSnapshotFormats = ['agentapi'] as const;
@@ -64,6 +65,16 @@ export async function getSnapshot(app: Pick<App, 'db'>, actor: Actor, taskId: st
     bytes: meta.bytes,
     messages: parseStoredMessages(taskId, document.data?.messages),
   };
+}
+
+/** The segments of a task's history the actor may see, oldest first, without their messages. */
+export async function listHistorySegments(
+  app: Pick<App, 'db'>,
+  actor: Actor,
+  taskId: string,
+): Promise<{ taskId: string; segments: HistorySegment[] }> {
+  await getTask(app, actor, taskId);
+  return { taskId, segments: await historySegments(app, taskId) };
 }
 
 export type PushResult = { stored: true; snapshot: StoredSnapshot } | { stored: false; reason: string };

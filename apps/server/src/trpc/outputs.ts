@@ -166,12 +166,9 @@ export const logPageOutput = exactly<Result<typeof readLogs>>()(
           pausedAt: instant.nullable().meta({ description: 'when its conversation was taken; null: the live agent' }),
           firstPosition: z.number().int(),
           entryCount: z.number().int(),
-          repeated: z
-            .number()
-            .int()
-            .meta({
-              description: "leading messages of its agent's conversation left out: they repeat the previous segment's",
-            }),
+          repeated: z.number().int().meta({
+            description: "leading messages of its agent's conversation left out: they repeat the previous segment's",
+          }),
         })
         .meta({ id: 'LogSegment', description: "One agent lifetime of a task's history." }),
     ),

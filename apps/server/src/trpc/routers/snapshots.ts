@@ -1,8 +1,7 @@
 import { TRPCError } from '@trpc/server';
 import { z } from 'zod';
 import { agentMessageSchema } from '../../agentapi/schema.ts';
-import { listHistorySegments } from '../../lifecycle/history.ts';
-import { getSnapshot, pushSnapshot } from '../../lifecycle/snapshots.ts';
+import { getSnapshot, listHistorySegments, pushSnapshot } from '../../lifecycle/snapshots.ts';
 import { findLiveTask, getTask } from '../../lifecycle/tasks.ts';
 import { id } from '../inputs.ts';
 import { heavyReadProcedure, pushProcedure, readProcedure, router } from '../trpc.ts';
