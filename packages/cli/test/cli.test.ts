@@ -122,6 +122,7 @@ describe('the hiatus command line, built and run against a live server', { timeo
       'Fix the flaky test',
       '--agent-url',
       agent.url,
+      '--no-send-prompt', // the agent's conversation is the walk's own
       '--wait',
     );
     expect(created).toMatchObject({
@@ -210,7 +211,12 @@ describe('the hiatus command line, built and run against a live server', { timeo
     followed.say(2, 30);
     const followers: ReturnType<typeof follow>[] = [];
     try {
-      const { task } = await admin.tasks.create.mutate({ name: 'cli-follow', prompt: 'p', agentUrl: followed.url });
+      const { task } = await admin.tasks.create.mutate({
+        name: 'cli-follow',
+        prompt: 'p',
+        agentUrl: followed.url,
+        sendPrompt: false,
+      });
       await waitFor(async () => (await admin.tasks.get.query({ id: task.id })).status === 'active');
       const human = follow(config, task.id);
       const lines = follow(config, task.id, '--json');
@@ -328,7 +334,12 @@ describe('the hiatus command line, built and run against a live server', { timeo
     const talkative = await new FakeAgent().start();
     talkative.say(400, 4000); // 1.6 MB of JSON: far more than a pipe holds
     try {
-      const { task } = await admin.tasks.create.mutate({ name: 'cli-long', prompt: 'p', agentUrl: talkative.url });
+      const { task } = await admin.tasks.create.mutate({
+        name: 'cli-long',
+        prompt: 'p',
+        agentUrl: talkative.url,
+        sendPrompt: false,
+      });
       await waitFor(async () => (await admin.tasks.get.query({ id: task.id })).status === 'active');
       const log = await json('tasks', 'logs', task.id, '--page-size', '1000');
       expect(log.source).toBe('live');
