@@ -254,6 +254,10 @@ describe('the hiatus command line, built and run against a live server', { timeo
         '-- live from the agent --',
         expect.stringMatching(/^-- from the snapshot taken at \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ --$/),
         '-- live from the agent --',
+        // The new agent's entries follow the first agent's, after a line at the boundary.
+        expect.stringMatching(
+          /^-- paused at \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ; resumed at \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ with a new agent \(segment 2\) --$/,
+        ),
       ]);
       // Each entry once: the snapshot adds only what the live log had not shown.
       expect(printed.filter((line) => line.startsWith('['))).toHaveLength(4);

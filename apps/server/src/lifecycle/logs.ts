@@ -59,7 +59,10 @@ export type LogPage = {
   snapshotAt: Date | null;
   /** Oldest first, across segments: the kept earlier lifetimes, the latest snapshot, then the live agent. */
   entries: LogEntry[];
-  /** The segments the page's entries belong to (and any empty one between them), oldest first. */
+  /**
+   * The segments the page's entries belong to (and any empty one between them), oldest first, after
+   * the segment of the entry at `cursor` when there is one: a boundary at the page's start shows.
+   */
   segments: LogSegment[];
   /** The position to pass as `cursor` for the next page (the last entry's); null on the last page. */
   nextCursor: number | null;
@@ -159,10 +162,13 @@ async function logEntries(
   const wanted = limit + 1;
   const entries: LogEntry[] = [];
   const segments: LogSegment[] = [];
+  // The segment of the entry just before the page (the cursor's).
+  let before = kept.last && from === keptEnd ? keptSegmentMeta(kept.last) : undefined;
   const take = async (parts: Part[]): Promise<void> => {
     for (const part of parts) {
       const { meta: segment } = part;
       const end = segment.firstPosition + segment.entryCount;
+      if (end === from && segment.entryCount > 0) before = segment;
       if (entries.length >= wanted || end < from || (end === from && segment.entryCount > 0)) continue;
       if (segment.entryCount === 0) {
         if (segments.at(-1)?.segment !== segment.segment) segments.push(segment);
@@ -187,6 +193,7 @@ async function logEntries(
   const shown = segments.filter(
     (s) => !last || s.firstPosition <= last.position || (s.entryCount === 0 && s.firstPosition === last.position + 1),
   );
+  if (before && options.cursor !== undefined && shown[0]?.segment !== before.segment) shown.unshift(before);
   return {
     source: live ? 'live' : 'snapshot',
     snapshotAt: live ? null : (meta?.createdAt ?? null),
@@ -215,7 +222,8 @@ function liveHistory(
  */
 async function keptParts(db: Db, taskId: string, from: number, end: number, wanted: number): Promise<Part[]> {
   const segments: KeptSegment[] = [];
-  let position = from;
+  // From the segment of the entry before `from`: the page names it (see LogPage.segments).
+  let position = Math.max(from - 1, 0);
   let entries = 0;
   while (position < end && entries < wanted) {
     const batch = await keptSegmentsFrom(db, taskId, position, wanted + 16);
@@ -238,15 +246,7 @@ async function keptParts(db: Db, taskId: string, from: number, end: number, want
   }
   const messages = await keptMessageRanges(db, taskId, ranges);
   return segments.map((s) => ({
-    meta: {
-      segment: s.segment,
-      source: 'kept',
-      startedAt: s.startedAt,
-      pausedAt: s.pausedAt,
-      firstPosition: s.firstPosition,
-      entryCount: s.messageCount,
-      repeated: s.overlap,
-    },
+    meta: keptSegmentMeta(s),
     read: async (lo, hi) => {
       const range = ranges.find((r) => r.segment === s.segment);
       const raw = messages.get(s.segment) ?? [];
@@ -254,6 +254,18 @@ async function keptParts(db: Db, taskId: string, from: number, end: number, want
       return parseStoredMessages(taskId, raw.slice(offset, offset + hi - lo + 1));
     },
   }));
+}
+
+function keptSegmentMeta(s: KeptSegment): LogSegment {
+  return {
+    segment: s.segment,
+    source: 'kept',
+    startedAt: s.startedAt,
+    pausedAt: s.pausedAt,
+    firstPosition: s.firstPosition,
+    entryCount: s.messageCount,
+    repeated: s.overlap,
+  };
 }
 
 /** The latest snapshot as a part: its messages after those it repeats, from its stored pages. */
