@@ -12,8 +12,8 @@ import { previousConversation } from './previous-conversation.ts';
  * (which holds the workspace lock): the prompt of an agent it does not start, at the task's
  * creation, and a template's resume recap, at a resume. They are queued as a user's sends are
  * (inbox/inbox.ts `queueInTransaction`: the message, and `task.message_queued`), but not held to the
- * inbox's limit: a full inbox must not refuse the change they belong to. (The inbox's own module
- * sits above lifecycle/, which may not import it.)
+ * inbox's limit: a full inbox must not refuse the change they belong to. (inbox/ imports lifecycle/,
+ * so lifecycle/ may not import it: no two folders import each other.)
  */
 
 type TaskOfMessage = { id: string; ownerId: string };
