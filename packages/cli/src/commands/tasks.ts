@@ -276,10 +276,12 @@ Examples:
 
   tasks
     .command('logs')
-    .description("the task's log: live from its agent while active, from its snapshot while paused")
+    .description(
+      "the task's whole history across its agents: the earlier ones kept, the latest snapshot, live while active",
+    )
     .argument('<id>', "the task's id")
     .option('-f, --follow', 'keep following: the live log, then the snapshot once the task pauses (Ctrl-C stops)')
-    .option('--cursor <messageId>', 'only entries after this message id', integer(0))
+    .option('--cursor <position>', "only entries after this position in the task's history", integer(0))
     .option('--page-size <n>', 'entries read per request', integer(1, 1000), 100)
     .option('--interval <ms>', 'how often --follow reads a live log', integer(100), 1000)
     .action(async (id: string, options, command: Command) => {
