@@ -155,6 +155,15 @@ describe('a resumed agent continues (the built-in provisioner, the demo agent)',
     expect(await codeOf(api.templates.update.mutate({ name: 'demo-recap', resume: { messageMaxBytes: 10 } }))).toBe(
       'BAD_REQUEST',
     );
+
+    // Its agent goes with it: no demo agent outlives the test.
+    await api.tasks.delete.mutate({ id });
+    await waitFor(async () =>
+      expect((await api.tasks.get.query({ id })).latestBuild).toMatchObject({
+        transition: 'delete',
+        jobStatus: 'succeeded',
+      }),
+    );
   });
 
   it('queues the prompt of an agent Hiatus does not start as its first message, unless sendPrompt is false', async () => {
