@@ -67,6 +67,8 @@ async function main(url: string) {
             name: `agent-${first + k}`,
             prompt: 'bench',
             agentUrl: `${farm.url}/agents/${first + k}`,
+            // The farm's agents only answer status requests, which this bench counts.
+            sendPrompt: false,
             idleTimeoutSeconds: 86_400,
           }),
         ),

@@ -82,7 +82,12 @@ async function main(url: string) {
         Array.from({ length: clients }, async () => {
           while (next < count) {
             const i = next++;
-            await client.tasks.create.mutate({ name: `${prefix}-${i}`, prompt: 'bench', agentUrl: agent.url });
+            await client.tasks.create.mutate({
+              name: `${prefix}-${i}`,
+              prompt: 'bench',
+              agentUrl: agent.url,
+              sendPrompt: false,
+            });
           }
         }),
       );
@@ -104,7 +109,7 @@ async function main(url: string) {
     // 2. Live: events committed one client at a time while the deliverer runs; commit to arrival.
     const live = Math.min(events, 500);
     for (let i = 0; i < live; i++) {
-      await client.tasks.create.mutate({ name: `live-${i}`, prompt: 'bench', agentUrl: agent.url });
+      await client.tasks.create.mutate({ name: `live-${i}`, prompt: 'bench', agentUrl: agent.url, sendPrompt: false });
     }
     await until(events + live);
     const arrivals = endpoint.arrivals.slice(0, events + live);

@@ -228,7 +228,12 @@ async function untilBuilt(db: pg.Client, taskId: string, transition: string): Pr
 async function createTasks(client: HiatusClient, db: pg.Client, agentUrl: string, label: string, n: number) {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
-    const { task } = await client.tasks.create.mutate({ name: `${label}-${i}`, prompt: 'scale', agentUrl });
+    const { task } = await client.tasks.create.mutate({
+      name: `${label}-${i}`,
+      prompt: 'scale',
+      agentUrl,
+      sendPrompt: false,
+    });
     await untilBuilt(db, task.id, 'start');
     ids.push(task.id);
   }
@@ -311,7 +316,7 @@ async function eventsPerSecond(client: HiatusClient, db: pg.Client, agentUrl: st
   await Promise.all(
     Array.from({ length: creators }, async (_, loop) => {
       for (let i = 0; performance.now() < until; i++) {
-        await client.tasks.create.mutate({ name: `c${loop}-${i}`, prompt: 'scale', agentUrl });
+        await client.tasks.create.mutate({ name: `c${loop}-${i}`, prompt: 'scale', agentUrl, sendPrompt: false });
         created++;
       }
     }),

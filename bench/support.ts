@@ -47,7 +47,7 @@ export async function withDatabase<T>(run: (url: string) => Promise<T>): Promise
 }
 
 export async function seedTask(client: HiatusClient, agentUrl: string, name: string): Promise<{ id: string }> {
-  const { task } = await client.tasks.create.mutate({ name, prompt: 'bench', agentUrl });
+  const { task } = await client.tasks.create.mutate({ name, prompt: 'bench', agentUrl, sendPrompt: false });
   await waitFor(client, task.id, 'active');
   return task;
 }

@@ -46,6 +46,7 @@ export async function startNoisyNeighbours(env: Record<string, string>): Promise
         name: `${username}-task`,
         prompt: 'p',
         agentUrl: agent.url,
+        sendPrompt: false,
       });
       return { key, taskId: task.id };
     };
