@@ -5,13 +5,14 @@ import { type Kysely, sql } from 'kysely';
 // latest one is kept beside it as a segment of the task's history, in pages like task_snapshot_pages,
 // so a log page reads the one or two pages that hold it whatever the number or size of segments.
 // Positions number the messages of the whole history, oldest first, and never change: a dropped
-// segment leaves a gap at the start rather than renumbering what follows.
+// segment leaves a gap at the start rather than renumbering what follows. They are BIGINT: the first
+// segment starts at its agent's first message id, which may be as high as 2^31 - 1.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     CREATE TABLE task_history_segments (
       task_id UUID NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
       segment INTEGER NOT NULL CHECK (segment >= 1),
-      first_position INTEGER NOT NULL CHECK (first_position >= 0),
+      first_position BIGINT NOT NULL CHECK (first_position >= 0),
       message_count INTEGER NOT NULL CHECK (message_count >= 0),
       overlap INTEGER NOT NULL CHECK (overlap >= 0),
       byte_size BIGINT NOT NULL CHECK (byte_size >= 0),
@@ -71,7 +72,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     CREATE TABLE task_snapshot_segments (
       task_id UUID NOT NULL PRIMARY KEY REFERENCES task_snapshots (task_id) ON DELETE CASCADE,
       segment INTEGER NOT NULL CHECK (segment >= 1),
-      first_position INTEGER NOT NULL CHECK (first_position >= 0),
+      first_position BIGINT NOT NULL CHECK (first_position >= 0),
       overlap INTEGER NOT NULL CHECK (overlap >= 0),
       kept_bytes BIGINT NOT NULL CHECK (kept_bytes >= 0),
       conversation_hash TEXT,

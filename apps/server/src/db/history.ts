@@ -148,7 +148,7 @@ export async function lockLatestSnapshot(trx: Db, taskId: string): Promise<Locke
     length: number;
     first_id: number | null;
     segment: number | null;
-    first_position: number | null;
+    first_position: string | null;
     overlap: number | null;
     kept_bytes: string;
     conversation_hash: string | null;
@@ -178,7 +178,7 @@ export async function lockLatestSnapshot(trx: Db, taskId: string): Promise<Locke
     conversationLength: row.length,
     firstMessageId: row.first_id,
     segment: row.segment ?? 1,
-    firstPosition: row.first_position ?? row.first_id ?? 0,
+    firstPosition: row.first_position === null ? (row.first_id ?? 0) : Number(row.first_position),
     overlap: row.overlap ?? 0,
     keptBytes: Number(row.kept_bytes),
     conversationHash: row.conversation_hash,
@@ -320,7 +320,7 @@ async function keepSnapshotAsSegment(trx: Db, taskId: string, latest: LockedSnap
 
 type SegmentRow = {
   segment: number;
-  first_position: number;
+  first_position: string;
   message_count: number;
   overlap: number;
   byte_size: string;
@@ -336,7 +336,7 @@ type SegmentRow = {
 function toKeptSegment(row: SegmentRow): KeptSegment {
   return {
     segment: row.segment,
-    firstPosition: row.first_position,
+    firstPosition: Number(row.first_position),
     messageCount: row.message_count,
     overlap: row.overlap,
     bytes: Number(row.byte_size),
@@ -390,7 +390,7 @@ export async function findKeptHistory(db: Db, taskId: string): Promise<KeptHisto
     .orderBy('first_position')
     .limit(1)
     .executeTakeFirst();
-  return { firstPosition: first?.first_position ?? last.firstPosition, last };
+  return { firstPosition: first ? Number(first.first_position) : last.firstPosition, last };
 }
 
 /**
@@ -407,7 +407,7 @@ export async function keptSegmentsFrom(
     SELECT ${sql.join(segmentColumns.map((c) => sql.ref(c)))} FROM task_history_segments
     WHERE task_id = ${taskId}
       AND first_position >= COALESCE((SELECT max(first_position) FROM task_history_segments
-                                      WHERE task_id = ${taskId} AND first_position <= ${position}::int), 0)
+                                      WHERE task_id = ${taskId} AND first_position <= ${position}::bigint), 0)
     ORDER BY first_position, segment
     LIMIT ${limit}::int`.execute(db);
   return result.rows.map(toKeptSegment);

@@ -120,7 +120,7 @@ export interface TaskHistorySegments {
   /**
    * Position in the task's whole history of the segment's first kept message
    */
-  first_position: number;
+  first_position: Int8;
   message_count: number;
   /**
    * Leading messages of the agent's conversation not kept: they repeat the previous lifetime's conversation (an agent that keeps its own history)
@@ -275,7 +275,7 @@ export interface TaskSnapshots {
 export interface TaskSnapshotSegments {
   agent_url: string | null;
   conversation_hash: string | null;
-  first_position: number;
+  first_position: Int8;
   kept_bytes: Int8;
   overlap: number;
   segment: number;

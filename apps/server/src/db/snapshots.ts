@@ -143,7 +143,7 @@ export async function findSnapshotMeta(db: Db, taskId: string): Promise<Snapshot
     source: row.source,
     placement: {
       segment: row.segment ?? 1,
-      firstPosition: row.first_position ?? firstMessageId ?? 0,
+      firstPosition: row.first_position === null ? (firstMessageId ?? 0) : Number(row.first_position),
       overlap: row.overlap ?? 0,
       conversationHash: row.conversation_hash,
       keptBytes: row.kept_bytes === null ? (measured ? measured.bytes : Number(row.byte_size)) : Number(row.kept_bytes),

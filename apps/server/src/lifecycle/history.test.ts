@@ -1,4 +1,6 @@
+import type { Kysely } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
+import { down, up } from '../../../../migrations/0015_task_history.ts';
 import { testBackends } from '../../test/databases.ts';
 import { FakeAgent } from '../../test/fake-agent.ts';
 import { type Harness, useHarness } from '../../test/harness.ts';
@@ -174,6 +176,21 @@ describe.each(testBackends())('a task history across agent lifetimes on %s', (ba
     );
   });
 
+  it('numbers positions past the largest message id an agent may give', async () => {
+    const first = await steps.agent('high', 1);
+    first.messages[0]!.id = 2 ** 31 - 1;
+    const task = await h.task({ agent: first });
+    await steps.pause(task.id);
+    await steps.resume(task.id, await steps.agent('next', 2));
+    await steps.pause(task.id);
+    const entries = shape(await steps.readAll(task.id, 2));
+    expect(entries.map((e) => [e.position, e.segment])).toEqual([
+      [2 ** 31 - 1, 1],
+      [2 ** 31, 2],
+      [2 ** 31 + 1, 2],
+    ]);
+  });
+
   it('removes the whole history with the task: at delete, and by the cascade at purge', async () => {
     const counts = async (taskId: string) => ({
       segments: (await h.db.selectFrom('task_history_segments').where('task_id', '=', taskId).selectAll().execute())
@@ -208,6 +225,34 @@ describe.each(testBackends())('a task history across agent lifetimes on %s', (ba
     await h.db.updateTable('tasks').set({ deleted_at: new Date() }).where('id', '=', purged.id).execute();
     expect(await purgeDeletedTasks(h.db, 0)).toContain(purged.id);
     expect(await counts(purged.id)).toEqual({ segments: 0, pages: 0 });
+  });
+
+  it('places snapshots taken before the history existed when migrating, and keeps them at the next agent', async () => {
+    const old = await steps.agent('old', 3);
+    const task = await h.task({ agent: old });
+    await steps.pause(task.id);
+    // The migration as it ran on a database that held snapshots already (this file's last test).
+    const untyped = h.db as unknown as Kysely<unknown>;
+    await down(untyped);
+    await up(untyped);
+    const placed = await h.db
+      .selectFrom('task_snapshot_segments')
+      .selectAll()
+      .where('task_id', '=', task.id)
+      .executeTakeFirstOrThrow();
+    expect(placed).toMatchObject({ segment: 1, overlap: 0, conversation_hash: null, agent_url: null });
+    const start = await h.db
+      .selectFrom('workspace_builds')
+      .where('workspace_id', '=', task.workspaceId)
+      .where('transition', '=', 'start')
+      .select('id')
+      .executeTakeFirstOrThrow();
+    expect(placed.start_build_id).toBe(start.id);
+
+    const next = await steps.agent('new', 2);
+    await steps.resume(task.id, next);
+    await steps.pause(task.id);
+    expect(shape(await steps.readAll(task.id, 2))).toEqual(expected(old.messages, next.messages));
   });
 });
 
