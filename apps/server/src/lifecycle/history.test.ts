@@ -7,6 +7,7 @@ import { type Harness, useHarness } from '../../test/harness.ts';
 import type { AgentMessage } from '../agentapi/schema.ts';
 import { listEvents } from '../db/events.ts';
 import { purgeDeletedTasks } from '../db/tasks.ts';
+import { insertWebhook } from '../db/webhooks.ts';
 import { readTaskHistory } from './history.ts';
 import { type LogPage, readLogs } from './logs.ts';
 import { meteredPause, meteredResume } from './metered.ts';
@@ -262,6 +263,15 @@ describe.each(testBackends())('the bound of a task history on %s', (backend) => 
   const steps = historySteps(h);
 
   it('drops the oldest segments first, each with an event, and keeps the positions of the rest', async () => {
+    // An endpoint that wants the drops: each event gets its delivery in the drop's transaction.
+    const hook = await insertWebhook(h.db, {
+      ownerId: h.alice.userId,
+      allTasks: false,
+      url: 'http://127.0.0.1:9/history',
+      eventTypes: ['task.history_dropped'],
+      secret: 'a-secret-nobody-checks-here',
+      description: 'history drops',
+    });
     const first = await steps.agent('one', 4, 400);
     const task = await h.task({ agent: first });
     await steps.pause(task.id);
@@ -278,6 +288,12 @@ describe.each(testBackends())('the bound of a task history on %s', (backend) => 
     );
     expect(events.map((e) => (e as { segment: number }).segment)).toEqual([1, 2, 3]);
     expect(events[0]).toMatchObject({ messageCount: 4, maxHistoryBytes: 6_000, bytes: expect.any(Number) });
+    const deliveries = await h.db
+      .selectFrom('webhook_deliveries')
+      .where('webhook_id', '=', hook.id)
+      .select('task_id')
+      .execute();
+    expect(deliveries).toEqual([{ task_id: task.id }, { task_id: task.id }, { task_id: task.id }]);
 
     const { segments } = await listHistorySegments(h.app, h.alice, task.id);
     expect(segments.map((s) => s.segment)).toEqual([4, 5, 6]);
