@@ -257,6 +257,68 @@ describe.each(testBackends())('a task history across agent lifetimes on %s', (ba
   });
 });
 
+// A page's cost and a pause's, counted in statements and rows the database answers, must not grow
+// with the number of kept segments: the same at 1, 10 and 100.
+describe.each(testBackends())('the cost of a long history on %s', (backend) => {
+  const h = useHarness(backend);
+
+  it('is the same for a log page and a pause with 1, 10 and 100 kept segments', async () => {
+    const counts = { statements: 0, rows: 0 };
+    const counted = h.db.withPlugin({
+      transformQuery: ({ node }) => {
+        counts.statements++;
+        return node;
+      },
+      transformResult: async ({ result }) => {
+        counts.rows += result.rows.length;
+        return result;
+      },
+    });
+    const app = { ...h.app, db: counted, reads: () => counted };
+    const measure = async (work: () => Promise<unknown>) => {
+      counts.statements = 0;
+      counts.rows = 0;
+      await work();
+      return { ...counts };
+    };
+    /** The agent starts afresh with four messages of its own: each lifetime a segment of 4. */
+    const freshConversation = (n: number) => {
+      h.agent.messages = [];
+      h.agent.say(4);
+      for (const m of h.agent.messages) m.content = `lifetime ${n} message ${m.id}`;
+    };
+
+    freshConversation(0);
+    const task = await h.task();
+    const pauses: Array<{ statements: number; rows: number }> = [];
+    const pages: Array<{ statements: number; rows: number }> = [];
+    for (let n = 1; n <= 101; n++) {
+      const kept = n - 1;
+      const pause = () => meteredPause(app, h.alice, task.id, { reason: 'task_manual_pause' });
+      if ([1, 10, 100].includes(kept)) pauses.push(await measure(pause));
+      else await pause();
+      await h.settle();
+      if ([1, 10, 100].includes(kept)) {
+        // A page of 5 across the last kept segment and the latest snapshot: the same shape each time.
+        const cursor = 4 * kept - 3;
+        const page = await measure(() => readLogs(app, h.alice, task.id, { cursor, limit: 5 }));
+        pages.push(page);
+        const read = await readLogs(app, h.alice, task.id, { cursor, limit: 5 });
+        expect(read.entries.map((e) => e.position)).toEqual([1, 2, 3, 4, 5].map((i) => cursor + i));
+      }
+      if (n === 101) break;
+      freshConversation(n);
+      await meteredResume(h.app, h.alice, task.id);
+      await h.settle();
+    }
+    expect(pages[1]).toEqual(pages[0]);
+    expect(pages[2]).toEqual(pages[0]);
+    expect(pauses[1]).toEqual(pauses[0]);
+    expect(pauses[2]).toEqual(pauses[0]);
+    expect((await listHistorySegments(h.app, h.alice, task.id)).segments).toHaveLength(101);
+  }, 240_000);
+});
+
 describe.each(testBackends())('the bound of a task history on %s', (backend) => {
   // Four messages of some 470 bytes each make a segment of about 1,900 bytes: three fit, not four.
   const h = useHarness(backend, { maxHistoryBytes: 6_000 });
