@@ -18,6 +18,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       byte_size BIGINT NOT NULL CHECK (byte_size >= 0),
       conversation_length INTEGER NOT NULL CHECK (conversation_length >= 0),
       conversation_hash TEXT,
+      history_length INTEGER,
+      history_hash TEXT,
       start_build_id UUID,
       agent_url TEXT,
       started_at TIMESTAMPTZ,
@@ -45,6 +47,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     db,
   );
   await sql`COMMENT ON COLUMN task_history_segments.conversation_hash IS 'SHA-256 over the role and content of every message of the agent''s conversation, to recognise it repeated by the next agent'`.execute(
+    db,
+  );
+  await sql`COMMENT ON COLUMN task_history_segments.history_hash IS 'A SHA-256 chain over the role and content of every message the history shows up to this segment''s end (history_length of them), to recognise the whole history replayed by a later agent'`.execute(
     db,
   );
   await sql`COMMENT ON COLUMN task_history_segments.start_build_id IS 'The start build whose agent this was (no foreign key: builds go with the task anyway)'`.execute(
@@ -76,6 +81,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       overlap INTEGER NOT NULL CHECK (overlap >= 0),
       kept_bytes BIGINT NOT NULL CHECK (kept_bytes >= 0),
       conversation_hash TEXT,
+      history_length INTEGER,
+      history_hash TEXT,
       start_build_id UUID,
       agent_url TEXT,
       started_at TIMESTAMPTZ

@@ -16,18 +16,21 @@ import type { SnapshotSource } from './schema.ts';
  * leaves a gap at the start of the history, never a renumbering.
  *
  * The matching rule (an agent that keeps its own history must not show it twice): a snapshot's
- * leading messages are not part of its segment when they are, by role and content, exactly the whole
- * conversation of the previous agent lifetime (the previous segment's agent's conversation as its
- * snapshot held it, including what that one itself repeated). That is checked with a SHA-256 over
- * the role and content of each message (`conversation_hash`), so it costs one pass over the new
- * snapshot and no read of the kept history. Anything else (a fresh agent, a partial replay, edited
- * messages) is kept whole.
+ * leading messages are not part of its segment when they are, by role and content, exactly
+ *   - the whole conversation of the previous agent lifetime, as its snapshot held it (an agent that
+ *     kept its own conversation: `conversation_hash`), or
+ *   - the whole history shown before the segment, every segment's shown messages oldest first (an
+ *     agent handed the task's history, `readTaskHistory`, that replays it: `history_hash`),
+ * whichever is longer. Both are SHA-256 over the role and content of each message (the history's a
+ * chain, one link a message, so it extends from the stored digest), so matching costs one pass over
+ * the new snapshot and no read of the kept history. Anything else (a fresh agent, a partial
+ * replay, an edited message, a history some of which the bound dropped) is kept whole.
  */
 
 /** An agent lifetime: the start build that produced the agent and the URL it answers at. */
 export type AgentLifetime = { startBuildId: string | null; agentUrl: string | null; startedAt: Date | null };
 
-/** The previous lifetime's whole conversation, as the matching rule compares it. */
+/** A run of messages as the matching rule compares it: how many, and their hash (null: unknown). */
 export type ConversationPrint = { length: number; hash: string | null };
 
 /** Where the latest snapshot sits in the task's history. */
@@ -39,6 +42,8 @@ export type SnapshotPlacement = {
   /** Bytes of the messages after the overlap, as JSON: what the history's bound counts. */
   keptBytes: number;
   conversationHash: string | null;
+  /** The whole history shown up to this segment's end. */
+  history: ConversationPrint;
   lifetime: AgentLifetime;
 };
 
@@ -50,6 +55,7 @@ export type KeptSegment = {
   overlap: number;
   bytes: number;
   conversation: ConversationPrint;
+  history: ConversationPrint;
   startBuildId: string | null;
   agentUrl: string | null;
   startedAt: Date | null;
@@ -79,17 +85,54 @@ function hashConversation(
   return { hash: hash.digest('hex'), prefix };
 }
 
+/** The history's hash chain extended with `messages` from `from` on: one link a message. */
+function chainHistory(
+  start: string | null,
+  messages: readonly Pick<AgentMessage, 'role' | 'content'>[],
+  from = 0,
+  to = messages.length,
+): string {
+  let link = start ?? '';
+  for (let i = from; i < to; i++) {
+    link = createHash('sha256').update(link).update(hashEntry(messages[i]!)).digest('hex');
+  }
+  return link;
+}
+
+/** Whether `print` can be looked for at the start of `messages`. */
+const comparable = (
+  print: ConversationPrint | null,
+  messages: readonly unknown[],
+): print is ConversationPrint & { hash: string } =>
+  print?.hash != null && print.length > 0 && print.length <= messages.length;
+
 /**
- * The matching rule: how many leading messages of `messages` repeat `previous` (the previous
- * lifetime's whole conversation), by role and content; 0 unless all of it is repeated.
+ * The matching rule: how many leading messages of `messages` repeat, by role and content, either
+ * the previous lifetime's whole conversation (`conversation`) or the whole history shown before
+ * (`history`); 0 unless all of one is repeated. With the conversation's own hash, and the history's
+ * chain continued with what is not repeated.
  */
 function matchOverlap(
   messages: readonly Pick<AgentMessage, 'role' | 'content'>[],
-  previous: ConversationPrint | null,
-): { overlap: number; hash: string } {
-  const length = previous?.hash && previous.length > 0 && previous.length <= messages.length ? previous.length : -1;
-  const { hash, prefix } = hashConversation(messages, length);
-  return { overlap: prefix !== null && prefix === previous?.hash ? length : 0, hash };
+  previous: { conversation: ConversationPrint | null; history: ConversationPrint | null },
+): { overlap: number; hash: string; history: ConversationPrint } {
+  const { conversation, history } = previous;
+  const { hash, prefix } = hashConversation(messages, comparable(conversation, messages) ? conversation.length : -1);
+  let overlap = prefix !== null && prefix === conversation?.hash ? conversation.length : 0;
+  if (
+    comparable(history, messages) &&
+    history.length > overlap &&
+    chainHistory(null, messages, 0, history.length) === history.hash
+  ) {
+    overlap = history.length;
+  }
+  // A history whose start is unknown (a snapshot from before the chain) is not chained on.
+  const before = history ?? { length: 0, hash: null };
+  const chained =
+    before.hash !== null || before.length === 0
+      ? { length: before.length + messages.length - overlap, hash: chainHistory(before.hash, messages, overlap) }
+      : { length: before.length + messages.length - overlap, hash: null };
+  return { overlap, hash, history: chained };
 }
 
 /** The task's current agent lifetime: its latest successful start build, and its agent URL. */
@@ -133,6 +176,7 @@ export type LockedSnapshot = {
   overlap: number;
   keptBytes: number;
   conversationHash: string | null;
+  history: ConversationPrint;
   lifetime: AgentLifetime | null;
 };
 
@@ -152,6 +196,8 @@ export async function lockLatestSnapshot(trx: Db, taskId: string): Promise<Locke
     overlap: number | null;
     kept_bytes: string;
     conversation_hash: string | null;
+    history_length: number | null;
+    history_hash: string | null;
     start_build_id: string | null;
     agent_url: string | null;
     started_at: Date | null;
@@ -164,7 +210,7 @@ export async function lockLatestSnapshot(trx: Db, taskId: string): Promise<Locke
              ELSE st.first_message_id END AS first_id,
            m.segment, m.first_position, m.overlap,
            COALESCE(m.kept_bytes, st.byte_size, octet_length(s.log_snapshot::text)) AS kept_bytes,
-           m.conversation_hash, m.start_build_id, m.agent_url, m.started_at, m.task_id IS NOT NULL AS placed
+           m.conversation_hash, m.history_length, m.history_hash, m.start_build_id, m.agent_url, m.started_at, m.task_id IS NOT NULL AS placed
     FROM task_snapshots s
     LEFT JOIN task_snapshot_stats st ON st.task_id = s.task_id
     LEFT JOIN task_snapshot_segments m ON m.task_id = s.task_id
@@ -182,6 +228,7 @@ export async function lockLatestSnapshot(trx: Db, taskId: string): Promise<Locke
     overlap: row.overlap ?? 0,
     keptBytes: Number(row.kept_bytes),
     conversationHash: row.conversation_hash,
+    history: { length: row.history_length ?? row.length, hash: row.history_hash },
     lifetime: row.placed
       ? { startBuildId: row.start_build_id, agentUrl: row.agent_url, startedAt: row.started_at }
       : null,
@@ -191,7 +238,7 @@ export async function lockLatestSnapshot(trx: Db, taskId: string): Promise<Locke
 /** What placing a conversation needs to know of the latest snapshot. */
 type LatestPlace = Pick<
   LockedSnapshot,
-  'segment' | 'firstPosition' | 'conversationLength' | 'overlap' | 'conversationHash'
+  'segment' | 'firstPosition' | 'conversationLength' | 'overlap' | 'conversationHash' | 'history'
 >;
 
 /**
@@ -206,26 +253,29 @@ export function placeConversation(
   sameAsLatest: boolean,
   last: KeptSegment | undefined,
   messages: readonly Pick<AgentMessage, 'id' | 'role' | 'content'>[],
-): { segment: number; firstPosition: number; overlap: number; hash: string } {
+): { segment: number; firstPosition: number; overlap: number; hash: string; history: ConversationPrint } {
   let segment: number;
   let firstPosition: number | null;
-  let previous: ConversationPrint | null;
+  let previous: { conversation: ConversationPrint | null; history: ConversationPrint | null };
   if (latest && !sameAsLatest) {
     segment = latest.segment + 1;
     firstPosition = latest.firstPosition + latest.conversationLength - latest.overlap;
-    previous = { length: latest.conversationLength, hash: latest.conversationHash };
+    previous = {
+      conversation: { length: latest.conversationLength, hash: latest.conversationHash },
+      history: latest.history,
+    };
   } else if (latest) {
     segment = latest.segment;
     // The first segment's positions are its agent's message ids: a fuller snapshot may start earlier.
     firstPosition = latest.segment === 1 && !last ? null : latest.firstPosition;
-    previous = last?.conversation ?? null;
+    previous = { conversation: last?.conversation ?? null, history: last?.history ?? null };
   } else {
     segment = last ? last.segment + 1 : 1;
     firstPosition = last ? last.firstPosition + last.messageCount : null;
-    previous = last?.conversation ?? null;
+    previous = { conversation: last?.conversation ?? null, history: last?.history ?? null };
   }
-  const { overlap, hash } = matchOverlap(messages, previous);
-  return { segment, firstPosition: firstPosition ?? messages[0]?.id ?? 0, overlap, hash };
+  const { overlap, hash, history } = matchOverlap(messages, previous);
+  return { segment, firstPosition: firstPosition ?? messages[0]?.id ?? 0, overlap, hash, history };
 }
 
 /**
@@ -254,6 +304,7 @@ export async function placeSnapshot(
     overlap: placed.overlap,
     keptBytes,
     conversationHash: placed.hash,
+    history: placed.history,
     lifetime,
   };
 }
@@ -266,6 +317,8 @@ export async function writeSnapshotPlacement(trx: Db, taskId: string, placement:
     overlap: placement.overlap,
     kept_bytes: placement.keptBytes,
     conversation_hash: placement.conversationHash,
+    history_length: placement.history.length,
+    history_hash: placement.history.hash,
     start_build_id: placement.lifetime.startBuildId,
     agent_url: placement.lifetime.agentUrl,
     started_at: placement.lifetime.startedAt,
@@ -293,6 +346,8 @@ async function keepSnapshotAsSegment(trx: Db, taskId: string, latest: LockedSnap
       byte_size: latest.keptBytes,
       conversation_length: latest.conversationLength,
       conversation_hash: latest.conversationHash,
+      history_length: latest.history.length,
+      history_hash: latest.history.hash,
       start_build_id: latest.lifetime?.startBuildId ?? null,
       agent_url: latest.lifetime?.agentUrl ?? null,
       started_at: latest.lifetime?.startedAt ?? null,
@@ -326,6 +381,8 @@ type SegmentRow = {
   byte_size: string;
   conversation_length: number;
   conversation_hash: string | null;
+  history_length: number | null;
+  history_hash: string | null;
   start_build_id: string | null;
   agent_url: string | null;
   started_at: Date | null;
@@ -341,6 +398,7 @@ function toKeptSegment(row: SegmentRow): KeptSegment {
     overlap: row.overlap,
     bytes: Number(row.byte_size),
     conversation: { length: row.conversation_length, hash: row.conversation_hash },
+    history: { length: row.history_length ?? 0, hash: row.history_hash },
     startBuildId: row.start_build_id,
     agentUrl: row.agent_url,
     startedAt: row.started_at,
@@ -357,6 +415,8 @@ const segmentColumns = [
   'byte_size',
   'conversation_length',
   'conversation_hash',
+  'history_length',
+  'history_hash',
   'start_build_id',
   'agent_url',
   'started_at',

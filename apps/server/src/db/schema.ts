@@ -121,6 +121,11 @@ export interface TaskHistorySegments {
    * Position in the task's whole history of the segment's first kept message
    */
   first_position: Int8;
+  /**
+   * A SHA-256 chain over the role and content of every message the history shows up to this segment's end (history_length of them), to recognise the whole history replayed by a later agent
+   */
+  history_hash: string | null;
+  history_length: number | null;
   message_count: number;
   /**
    * Leading messages of the agent's conversation not kept: they repeat the previous lifetime's conversation (an agent that keeps its own history)
@@ -276,6 +281,8 @@ export interface TaskSnapshotSegments {
   agent_url: string | null;
   conversation_hash: string | null;
   first_position: Int8;
+  history_hash: string | null;
+  history_length: number | null;
   kept_bytes: Int8;
   overlap: number;
   segment: number;

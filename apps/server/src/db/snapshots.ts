@@ -26,6 +26,8 @@ export type SnapshotMeta = {
     /** Leading messages repeating the previous agent lifetime's conversation: not in the log. */
     overlap: number;
     conversationHash: string | null;
+    /** The whole history shown up to its end, as the matching rule compares it. */
+    history: { length: number; hash: string | null };
     /** Bytes of its messages after the overlap, as JSON: what the history's bound counts. */
     keptBytes: number;
     /** Its agent lifetime; null when unknown (a snapshot written before lifetimes were recorded). */
@@ -114,6 +116,8 @@ export async function findSnapshotMeta(db: Db, taskId: string): Promise<Snapshot
       'm.first_position',
       'm.overlap',
       'm.conversation_hash',
+      'm.history_length',
+      'm.history_hash',
       'm.kept_bytes',
       'm.start_build_id',
       'm.agent_url',
@@ -146,6 +150,10 @@ export async function findSnapshotMeta(db: Db, taskId: string): Promise<Snapshot
       firstPosition: row.first_position === null ? (firstMessageId ?? 0) : Number(row.first_position),
       overlap: row.overlap ?? 0,
       conversationHash: row.conversation_hash,
+      history: {
+        length: row.history_length ?? (measured ? measured.count : row.message_count!),
+        hash: row.history_hash,
+      },
       keptBytes: row.kept_bytes === null ? (measured ? measured.bytes : Number(row.byte_size)) : Number(row.kept_bytes),
       lifetime: row.placed
         ? { startBuildId: row.start_build_id, agentUrl: row.agent_url, startedAt: row.started_at }

@@ -177,6 +177,39 @@ describe.each(testBackends())('a task history across agent lifetimes on %s', (ba
     );
   });
 
+  it('shows once the whole history an agent was handed and replays', async () => {
+    const a = await steps.agent('a', 2);
+    const task = await h.task({ agent: a });
+    await steps.pause(task.id);
+    const b = await steps.agent('b', 3);
+    await steps.resume(task.id, b);
+    await steps.pause(task.id);
+    // The third agent is handed the task's history and restores it as its own conversation.
+    const handed = await readTaskHistory(h.app, task.id);
+    const c = await steps.agent('c', 0);
+    c.messages = handed.messages.map((m) => ({ ...m }));
+    c.say(2);
+    c.messages[5]!.content = 'c 5';
+    c.messages[6]!.content = 'c 6';
+    await steps.resume(task.id, c);
+    const once = expected(a.messages, b.messages, c.messages.slice(5));
+    const live = await steps.readAll(task.id, 3);
+    expect(shape(live)).toEqual(once);
+    expect(live.at(-1)?.segments.at(-1)).toMatchObject({ segment: 3, source: 'live', repeated: 5 });
+    await steps.pause(task.id);
+    expect(shape(await steps.readAll(task.id, 3))).toEqual(once);
+    // And a fourth handed all of it again: still once.
+    const d = await steps.agent('d', 0);
+    d.messages = (await readTaskHistory(h.app, task.id)).messages.map((m) => ({ ...m }));
+    d.say(1);
+    d.messages[7]!.content = 'd 7';
+    await steps.resume(task.id, d);
+    await steps.pause(task.id);
+    expect(shape(await steps.readAll(task.id, 4))).toEqual(
+      expected(a.messages, b.messages, c.messages.slice(5), d.messages.slice(7)),
+    );
+  });
+
   it('numbers positions past the largest message id an agent may give', async () => {
     const first = await steps.agent('high', 1);
     first.messages[0]!.id = 2 ** 31 - 1;
