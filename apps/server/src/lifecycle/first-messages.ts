@@ -59,7 +59,9 @@ export async function queueResumeRecap(
   if (!task.templateId) return undefined;
   const resume = (await findTemplateById(trx, task.templateId))?.resume;
   if (!resume?.message) return undefined;
-  const conversation = await previousConversation({ db: trx }, task.id);
-  const content = resumeRecap(task.prompt, conversation, resume.messageMaxBytes ?? defaults.resumeMessageMaxBytes);
+  const budget = resume.messageMaxBytes ?? defaults.resumeMessageMaxBytes;
+  // The recap holds at most `budget` bytes of the conversation: no need to read more of it.
+  const conversation = await previousConversation({ db: trx }, task.id, budget);
+  const content = resumeRecap(task.prompt, conversation, budget);
   return (await queueFirst(trx, actor, task, content, true)).id;
 }

@@ -106,7 +106,7 @@ export async function tasksThatShouldRun(app: Pick<App, 'db'>, taskIds: readonly
  * job's holder may read it (as only it may heartbeat); a job that is no resume gets `bad_input`.
  */
 export async function jobPreviousConversation(
-  app: Pick<App, 'db'>,
+  app: Pick<App, 'db' | 'settings'>,
   buildId: string,
   holder: Holder,
 ): Promise<AgentMessage[]> {
@@ -116,7 +116,8 @@ export async function jobPreviousConversation(
     throw new HiatusError('bad_input', `build ${buildId} is no resume: it has no previous conversation`);
   }
   const taskId = await taskIdOfWorkspace(app.db, build.workspaceId);
-  return taskId ? previousConversation(app, taskId) : [];
+  // As much of the history as one snapshot may hold: the file a resumed agent reads whole.
+  return taskId ? previousConversation(app, taskId, app.settings.maxSnapshotBytes) : [];
 }
 
 /**

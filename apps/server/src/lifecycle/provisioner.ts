@@ -28,7 +28,7 @@ export type BuiltinProvisionerOptions = {
  * should not run is stopped. Returns a stop function that waits for the jobs in flight.
  */
 export function startBuiltinProvisioner(
-  app: Pick<App, 'db' | 'events'>,
+  app: Pick<App, 'db' | 'events' | 'settings'>,
   options: BuiltinProvisionerOptions,
 ): () => Promise<void> {
   const id = `builtin-${process.pid}`;
@@ -82,7 +82,7 @@ export function startBuiltinProvisioner(
 
 /** Runs one job's driver (the same way the daemon does) with heartbeats, then reports how it ended. */
 async function runDriverJob(
-  app: Pick<App, 'db' | 'events'>,
+  app: Pick<App, 'db' | 'events' | 'settings'>,
   provisionerId: string,
   job: ProvisionerJob,
   options: BuiltinProvisionerOptions,
