@@ -9,10 +9,29 @@ const consoleDir = fileURLToPath(new URL('..', import.meta.url));
 export const repoDir = path.resolve(consoleDir, '../..');
 
 /** Debian's chromium (Playwright's own download cannot work here), or `CHROMIUM_PATH`; null when there is none. */
-export function findChromium(): string | null {
+function findChromium(): string | null {
   const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
   return candidates.find((c): c is string => !!c && existsSync(c)) ?? null;
 }
+
+/**
+ * The chromium a browser test file runs in: null (with a warning) when there is none, and the file
+ * skips its browser tests; under CI=true none is an error, since there the browser tests must run.
+ */
+export function chromiumOrSkip(): string | null {
+  const found = findChromium();
+  if (!found) {
+    const message =
+      'no chromium found (apt-get install -y chromium, or set CHROMIUM_PATH): the browser tests are skipped';
+    if (process.env.CI === 'true')
+      throw new Error(`${message.split(':')[0]}: under CI=true the browser tests must run`);
+    console.warn(message);
+  }
+  return found;
+}
+
+/** For what the page shows after a round trip or a stream: generous, it costs nothing when it holds at once. */
+export const slow = { timeout: 60_000 };
 
 function newestChange(entry: string): number {
   const info = statSync(entry);
@@ -33,6 +52,16 @@ export async function ensureConsoleBuilt(): Promise<void> {
 /** Headless chromium; root needs --no-sandbox. */
 export function launchChromium(executablePath: string): Promise<Browser> {
   return chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+}
+
+/** A browser context whose waits (Playwright's `waitFor`, clicks) are as generous as `slow`. */
+export async function newContext(
+  browser: Browser,
+  options: Parameters<Browser['newContext']>[0] = {},
+): Promise<BrowserContext> {
+  const context = await browser.newContext(options);
+  context.setDefaultTimeout(slow.timeout);
+  return context;
 }
 
 /** A page whose console errors and uncaught exceptions are collected for the test to assert none. */

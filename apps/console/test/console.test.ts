@@ -6,20 +6,21 @@ import { apiClient } from '../../server/test/api-client.ts';
 import { testBackends } from '../../server/test/databases.ts';
 import { FakeAgent } from '../../server/test/fake-agent.ts';
 import { startTestServer, type TestServer } from '../../server/test/test-server.ts';
-import { ensureConsoleBuilt, findChromium, launchChromium, repoDir, signIn, watchedPage } from './browser.ts';
+import {
+  chromiumOrSkip,
+  ensureConsoleBuilt,
+  launchChromium,
+  newContext,
+  repoDir,
+  signIn,
+  slow,
+  watchedPage,
+} from './browser.ts';
 
-const chromiumPath = findChromium();
-if (!chromiumPath) {
-  const message =
-    'no chromium found (apt-get install -y chromium, or set CHROMIUM_PATH): the browser tests are skipped';
-  if (process.env.CI === 'true') throw new Error(`${message.split(':')[0]}: under CI=true the browser tests must run`);
-  console.warn(message);
-}
+const chromiumPath = chromiumOrSkip();
 
 /** With HIATUS_SCREENSHOTS=1 (`pnpm screenshots`), the walk leaves its screenshots in docs/. */
 const screenshotsDir = process.env.HIATUS_SCREENSHOTS === '1' ? path.join(repoDir, 'docs') : null;
-/** For what the page shows after a round trip or a stream: generous, it costs nothing when it holds at once. */
-const slow = { timeout: 60_000 };
 
 describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
   let server: TestServer;
@@ -39,17 +40,10 @@ describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
     await server?.close();
   });
 
-  /** A browser context whose waits (Playwright's `waitFor`, clicks) are as generous as `slow`. */
-  async function newContext(options: Parameters<Browser['newContext']>[0] = {}) {
-    const context = await browser.newContext(options);
-    context.setDefaultTimeout(slow.timeout);
-    return context;
-  }
-
   it('signs in, creates a task, pauses it, reads its snapshot, resumes it and talks to it live', async () => {
     const url = server.server.url;
     const admin = apiClient(url, server.adminToken);
-    const context = await newContext({ viewport: { width: 1200, height: 860 } });
+    const context = await newContext(browser, { viewport: { width: 1200, height: 860 } });
     const { page, errors } = await watchedPage(context);
     await signIn(page, url, server.adminToken);
     expect(await page.evaluate(() => sessionStorage.getItem('hiatus.apiKey'))).toBe(server.adminToken);
@@ -133,7 +127,7 @@ describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
     const bobKey = (await admin.apiKeys.create.mutate({ userId: bob.id })).key;
     const readKey = (await admin.apiKeys.create.mutate({ scope: 'read' })).key;
 
-    const memberContext = await newContext({ viewport: { width: 390, height: 800 } });
+    const memberContext = await newContext(browser, { viewport: { width: 390, height: 800 } });
     const member = await watchedPage(memberContext);
     await signIn(member.page, url, bobKey);
     await member.page.getByText('No tasks.').waitFor(slow);
@@ -150,7 +144,7 @@ describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
     expect(member.errors.filter((e) => !/status of 404/.test(e))).toEqual([]);
     await memberContext.close();
 
-    const readerContext = await newContext();
+    const readerContext = await newContext(browser);
     const reader = await watchedPage(readerContext);
     await signIn(reader.page, url, readKey);
     expect(await reader.page.getByText('New task').count()).toBe(0);
@@ -165,7 +159,7 @@ describe.skipIf(!chromiumPath)('the web console in headless chromium', () => {
 
     // A refusal reads as a sentence: the page still shows the task active (its watch stream held back)
     // when someone else has paused it.
-    const staleContext = await newContext();
+    const staleContext = await newContext(browser);
     const stale = await watchedPage(staleContext);
     await stale.page.route('**/trpc/tasks.watch**', () => undefined);
     await signIn(stale.page, url, server.adminToken);
