@@ -188,6 +188,31 @@ describe('command driver', () => {
     expect(await processesOfTask(h.taskId)).toEqual([]);
   });
 
+  it('refuses a start whose JSON repeats a key: a parameter cannot smuggle in a second agentUrl', async () => {
+    // A script that prints a parameter into its JSON as it is, as a hurried template would.
+    const start = `sleep 30 & printf '{"agentUrl": "http://127.0.0.1:9", "note": "%s"}\\n' "$HIATUS_PARAM_NOTE"`;
+    const smuggled = 'hi", "agentUrl": "http://203.0.113.7:80';
+    const spec = h.spec({ settings: { ...demo, start }, parameters: { note: smuggled } });
+    const failure = commandDriver.run(spec, h.ctx);
+    await expect(failure).rejects.toThrow(DriverError);
+    await expect(failure).rejects.toThrow(
+      'the start command printed the key "agentUrl" twice in one object of its JSON: a key may appear once',
+    );
+    expect(await processesOfTask(h.taskId)).toEqual([]);
+
+    // Escapes do not hide a repeat, nor does depth; the same key in two objects is no repeat.
+    const escaped = `echo '{"agentUrl": "http://127.0.0.1:9", "agent\\u0055rl": "http://203.0.113.7"}'`;
+    await expect(run('start', { ...demo, start: escaped })).rejects.toThrow('printed the key "agentUrl" twice');
+    const nested = `echo '{"agentUrl": "http://127.0.0.1:9", "ports": [{"web": 1, "web": 2}]}'`;
+    await expect(run('start', { ...demo, start: nested })).rejects.toThrow('printed the key "web" twice');
+    const apart = `echo '{"agentUrl": "http://127.0.0.1:9", "a": {"port": 1}, "b": {"port": 2}}'`;
+    expect(await run('start', { ...demo, start: apart })).toEqual({
+      agentUrl: 'http://127.0.0.1:9',
+      a: { port: 1 },
+      b: { port: 2 },
+    });
+  });
+
   it('deletes with no delete command: nothing to run, the working directory goes', async () => {
     await run('start', demo);
     await run('stop', demo);

@@ -1,5 +1,9 @@
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+// jsonc-parser (Microsoft's, VS Code's JSON scanner: maintained, no dependencies) reports every
+// property key unescaped, so `"agent\u0055rl"` counts as the `agentUrl` it is: JSON.parse alone
+// keeps the last of two keys silently, and a hand-written scanner would have to get escapes right.
+import { visit } from 'jsonc-parser';
 import { z } from 'zod';
 import { buildOutputDir, workspaceDir } from './data-dir.ts';
 import { defaults } from './defaults.ts';
@@ -92,8 +96,11 @@ async function runCommand(
     else {
       const lastLine = lastNonEmptyLine(await readTail(stdoutFile, 0, defaults.startOutputBytes));
       const outputs = parseStartOutput(lastLine);
-      if (typeof outputs !== 'string') return outputs;
-      why = `${name} must print a JSON object with an "agentUrl" (an http or https URL) as its last line; ${outputs}`;
+      if ('outputs' in outputs) return outputs.outputs;
+      why =
+        'repeated' in outputs
+          ? `${name} printed the key ${outputs.repeated} twice in one object of its JSON: a key may appear once (the last would win, so a value the command prints could override the agentUrl)`
+          : `${name} must print a JSON object with an "agentUrl" (an http or https URL) as its last line; ${outputs.wrong}`;
     }
     // Whatever the failed command left running in its group goes with it.
     if (leader.pid !== undefined) await stopGroup(leader.pid, defaults.stopGraceMs);
@@ -126,16 +133,49 @@ function lastNonEmptyLine(text: string): string | undefined {
     .findLast((line) => line !== '');
 }
 
-/** The outputs a start printed, or why they are not acceptable. */
-function parseStartOutput(line: string | undefined): BuildOutputs | string {
-  if (line === undefined) return 'it printed nothing';
+/**
+ * The outputs a start printed; or what is wrong with them: a key repeated in one object (shown as
+ * JSON), or anything else, in words.
+ */
+function parseStartOutput(
+  line: string | undefined,
+): { outputs: BuildOutputs } | { repeated: string } | { wrong: string } {
+  if (line === undefined) return { wrong: 'it printed nothing' };
   const shown = line.length > 200 ? `${line.slice(0, 200)}…` : line;
   let value: unknown;
   try {
     value = JSON.parse(line);
   } catch {
-    return `it printed: ${shown}`;
+    return { wrong: `it printed: ${shown}` };
+  }
+  const repeated = repeatedKey(line);
+  if (repeated !== null) {
+    const key = JSON.stringify(repeated);
+    return { repeated: key.length > 100 ? `${key.slice(0, 100)}…` : key };
   }
   const result = startOutputSchema.safeParse(value);
-  return result.success ? result.data : `it printed: ${shown}`;
+  return result.success ? { outputs: result.data } : { wrong: `it printed: ${shown}` };
+}
+
+/**
+ * The first key that one object of `json` (valid JSON) holds twice, at any depth, or null.
+ * Keys are compared as JSON.parse would see them, escapes decoded.
+ */
+function repeatedKey(json: string): string | null {
+  const objects: Set<string>[] = []; // the keys of each object open around the scanner, innermost last
+  let repeated: string | null = null;
+  visit(json, {
+    onObjectBegin: () => {
+      objects.push(new Set());
+    },
+    onObjectEnd: () => {
+      objects.pop();
+    },
+    onObjectProperty: (key) => {
+      const keys = objects.at(-1);
+      if (keys?.has(key)) repeated ??= key;
+      keys?.add(key);
+    },
+  });
+  return repeated;
 }
