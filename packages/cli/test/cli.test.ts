@@ -554,12 +554,22 @@ describe('the hiatus command line, built and run against a live server', { timeo
     }
   });
 
-  it('lists templates, and logs out', async () => {
+  it("lists templates, their env's names but never its values, and logs out", async () => {
+    const secret = 'sk-cli-secret-0123456789';
+    await admin.templates.create.mutate({
+      name: 'secretive',
+      driver: 'command',
+      settings: { start: 'true', stop: 'true', env: { ANTHROPIC_API_KEY: secret, REGION: 'eu' } },
+    });
     const templates = await asLoggedIn('templates', 'ls');
     expect(templates.stdout).toMatch(
-      /^NAME +VERSION +DRIVER +IDLE TIMEOUT +PARAMETERS +ON RESUME +ARCHIVED +DESCRIPTION\ndemo +1 +process /,
+      /^NAME +VERSION +DRIVER +IDLE TIMEOUT +PARAMETERS +ENV +ON RESUME +ARCHIVED +DESCRIPTION\ndemo +1 +process /,
     );
-    expect((await json('templates', 'ls')).map((template: { name: string }) => template.name)).toContain('demo');
+    expect(templates.stdout).toMatch(/\nsecretive +1 +command +default +- +ANTHROPIC_API_KEY, REGION +- /);
+    const listed = await json('templates', 'ls');
+    expect(listed.map((template: { name: string }) => template.name)).toEqual(['demo', 'secretive']);
+    expect(listed[1].envNames).toEqual(['ANTHROPIC_API_KEY', 'REGION']);
+    expect(`${templates.stdout}${JSON.stringify(listed)}`).not.toContain(secret);
 
     const logout = await asLoggedIn('logout');
     expect(logout.code).toBe(0);

@@ -53,7 +53,7 @@ export type SendResult = RouterOutputs['tasks']['send'];
 /** A message waiting in a task's inbox, as `tasks.logs` lists it under `pending`. */
 export type PendingMessage = LogPage['pending'][number];
 export type AuditRecord = RouterOutputs['audit']['list']['items'][number];
-/** One version of a template: its driver and settings, parameters, policies and `resume` setting. */
+/** One version of a template: its driver, settings (without `env`: its names alone, in `envNames`), parameters, policies and `resume` setting. */
 export type Template = RouterOutputs['templates']['get'];
 /** What a resume of a template's tasks does: its own `command`, a recap `message` queued first, its `messageMaxBytes`. */
 export type TemplateResume = NonNullable<Template['resume']>;

@@ -53,3 +53,66 @@ export function resolveParameters(
   if (problems.length > 0) throw new HiatusError('bad_input', problems.join('; '));
   return values;
 }
+
+/*
+ * A template's `settings.env` is write-only: its values go to the driver with each build job and to
+ * no reader. Reads show `settings` without `env` and the names in `envNames`; an update merges the
+ * env it gives into the stored one by name, so secrets need not be sent again to be kept.
+ */
+
+/** Which names of a template's environment an update added, gave a new value or removed. */
+export type EnvChanges = { added: string[]; changed: string[]; removed: string[] };
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function envOf(settings: unknown): Record<string, unknown> {
+  return isRecord(settings) && isRecord(settings.env) ? settings.env : {};
+}
+
+/** The names of a template's `settings.env`, sorted: all a read shows of it. */
+export function envNames(settings: unknown): string[] {
+  return Object.keys(envOf(settings)).sort();
+}
+
+/** A template's settings as reads show them: without `env` (see `envNames`). */
+export function settingsWithoutEnv(settings: unknown): unknown {
+  if (!isRecord(settings) || !('env' in settings)) return settings;
+  const { env: _env, ...rest } = settings;
+  return rest;
+}
+
+/**
+ * The settings an update saves: `given`, its `env` merged by name into the stored one. A name given
+ * a string is set, a name given `null` is removed, a name not given keeps its stored value; `given`
+ * without `env` keeps the whole stored env. Anything else under `env` is left for the driver to refuse.
+ *
+ * @example mergeEnv({ command: 'a', env: { KEY: 's', OLD: 'x' } }, { command: 'b', env: { OLD: null } })
+ * // { command: 'b', env: { KEY: 's' } }
+ */
+export function mergeEnv(stored: unknown, given: unknown): unknown {
+  if (!isRecord(given)) return given;
+  if (given.env !== undefined && !isRecord(given.env)) return given;
+  // Without a prototype, a name such as `__proto__` is a name like any other.
+  const env: Record<string, unknown> = Object.assign(Object.create(null), envOf(stored));
+  for (const [name, value] of Object.entries(given.env ?? {})) {
+    if (value === null) delete env[name];
+    else env[name] = value;
+  }
+  const { env: _given, ...rest } = given;
+  return Object.keys(env).length > 0 ? { ...rest, env } : rest;
+}
+
+/** The names whose values differ between two versions' settings (never the values). */
+export function envChanges(before: unknown, after: unknown): EnvChanges {
+  const old = envOf(before);
+  const now = envOf(after);
+  const names = (record: Record<string, unknown>, keep: (name: string) => boolean) =>
+    Object.keys(record).filter(keep).sort();
+  return {
+    added: names(now, (name) => !Object.hasOwn(old, name)),
+    changed: names(now, (name) => Object.hasOwn(old, name) && old[name] !== now[name]),
+    removed: names(old, (name) => !Object.hasOwn(now, name)),
+  };
+}

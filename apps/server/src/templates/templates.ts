@@ -12,13 +12,34 @@ import {
 import { type Actor, assertAdmin, systemActor } from '../domain/actor.ts';
 import { HiatusError } from '../domain/errors.ts';
 import type { Schedule } from '../domain/schedules.ts';
-import type { PrePauseNotice, ResumeSetting, TemplateParameter } from '../domain/templates.ts';
+import {
+  envChanges,
+  envNames,
+  mergeEnv,
+  type PrePauseNotice,
+  type ResumeSetting,
+  settingsWithoutEnv,
+  type TemplateParameter,
+} from '../domain/templates.ts';
 
-export type { Template };
+/**
+ * A template version as every read and every change answers it: `settings` without `env`, whose
+ * names alone are in `envNames`. The values go to drivers with build jobs (db/jobs.ts), to no reader.
+ */
+export type TemplateView = Omit<Template, 'settings'> & {
+  settings: unknown;
+  /** The names of `settings.env`, sorted; their values are write-only. */
+  envNames: string[];
+};
+
+function toView({ settings, ...template }: Template): TemplateView {
+  return { ...template, settings: settingsWithoutEnv(settings), envNames: envNames(settings) };
+}
 
 /** What an admin says of a template; an update says only what changes. */
 export type TemplateDefinition = {
   driver: string;
+  /** The driver's settings; in an update, `env` is merged by name into the stored one (see `mergeEnv`). */
   settings?: unknown;
   parameters?: TemplateParameter[];
   idleTimeoutSeconds?: number | null;
@@ -69,16 +90,17 @@ export async function createTemplate(
   app: Pick<App, 'db'>,
   actor: Actor,
   name: string,
-  definition: TemplateDefinition,
-): Promise<Template> {
+  given: TemplateDefinition,
+): Promise<TemplateView> {
   assertAdmin(actor, 'change templates');
+  const definition = { ...given, settings: mergeEnv({}, given.settings ?? {}) };
   checkDefinition(definition);
   return app.db.transaction().execute(async (trx) => {
     await lockTemplateName(trx, name);
     if (await findTemplate(trx, name)) {
       throw new HiatusError('conflict', `a template named "${name}" exists: update it`);
     }
-    return saveVersion(trx, actor, name, definition, 'template.create');
+    return toView(await saveVersion(trx, actor, name, definition, 'template.create'));
   });
 }
 
@@ -100,13 +122,16 @@ export async function ensureTemplate(
   });
 }
 
-/** Saves the next version of a template, taking what `changes` does not say from the latest; audited. */
+/**
+ * Saves the next version of a template, taking what `changes` does not say from the latest; audited.
+ * Its env keeps the stored values of every name `changes.settings.env` does not give (null removes one).
+ */
 export async function updateTemplate(
   app: Pick<App, 'db'>,
   actor: Actor,
   name: string,
   changes: Partial<TemplateDefinition>,
-): Promise<Template> {
+): Promise<TemplateView> {
   assertAdmin(actor, 'change templates');
   return app.db.transaction().execute(async (trx) => {
     const latest = await findTemplate(trx, name);
@@ -114,7 +139,7 @@ export async function updateTemplate(
     if (latest.archivedAt) throw new HiatusError('conflict', `template "${name}" is archived`);
     const definition: TemplateDefinition = {
       driver: changes.driver ?? latest.driver,
-      settings: changes.settings ?? latest.settings,
+      settings: changes.settings === undefined ? latest.settings : mergeEnv(latest.settings, changes.settings),
       parameters: changes.parameters ?? latest.parameters,
       idleTimeoutSeconds:
         changes.idleTimeoutSeconds !== undefined ? changes.idleTimeoutSeconds : latest.idleTimeoutSeconds,
@@ -126,16 +151,18 @@ export async function updateTemplate(
       description: changes.description ?? latest.description,
     };
     checkDefinition(definition);
-    return saveVersion(trx, actor, name, definition, 'template.update');
+    return toView(await saveVersion(trx, actor, name, definition, 'template.update', latest.settings));
   });
 }
 
+/** Saves a version and its audit record; the diff names the env variables changed, never their values. */
 async function saveVersion(
   trx: App['db'],
   actor: Actor,
   name: string,
   definition: TemplateDefinition,
   action: 'template.create' | 'template.update',
+  previousSettings: unknown = {},
 ): Promise<Template> {
   const template = await insertTemplateVersion(trx, {
     name,
@@ -154,26 +181,40 @@ async function saveVersion(
     action,
     resourceType: 'template',
     resourceId: template.id,
-    diff: { name, version: template.version, driver: template.driver },
+    diff: { name, version: template.version, driver: template.driver, ...envDiff(previousSettings, template.settings) },
   });
   return template;
 }
 
-/** A template's latest version, or the one asked for. Any user may read templates: they create tasks from them. */
-export async function getTemplate(app: Pick<App, 'db'>, name: string, version?: number): Promise<Template> {
+/** `{ env: { added, changed, removed } }` with the names of each, or nothing when the env is the same. */
+function envDiff(before: unknown, after: unknown): { env?: ReturnType<typeof envChanges> } {
+  const changes = envChanges(before, after);
+  const changed = changes.added.length + changes.changed.length + changes.removed.length > 0;
+  return changed ? { env: changes } : {};
+}
+
+/**
+ * A template's latest version, or the one asked for, its env values left out. Any user may read
+ * templates: they create tasks from them.
+ */
+export async function getTemplate(app: Pick<App, 'db'>, name: string, version?: number): Promise<TemplateView> {
   const template = await findTemplate(app.db, name, version);
   if (!template) {
     throw new HiatusError('not_found', `template "${name}"${version ? ` version ${version}` : ''} not found`);
   }
-  return template;
+  return toView(template);
 }
 
-export function listTemplates(app: Pick<App, 'db'>, options: { archived?: boolean } = {}): Promise<Template[]> {
-  return listLatestTemplates(app.db, { archived: options.archived ?? false });
+/** The latest version of each template, their env values left out. */
+export async function listTemplates(
+  app: Pick<App, 'db'>,
+  options: { archived?: boolean } = {},
+): Promise<TemplateView[]> {
+  return (await listLatestTemplates(app.db, { archived: options.archived ?? false })).map(toView);
 }
 
 /** Archives a template: no new task may use it; tasks built from it keep running. */
-export async function archiveTemplate(app: Pick<App, 'db'>, actor: Actor, name: string): Promise<Template> {
+export async function archiveTemplate(app: Pick<App, 'db'>, actor: Actor, name: string): Promise<TemplateView> {
   assertAdmin(actor, 'change templates');
   return app.db.transaction().execute(async (trx) => {
     const latest = await findTemplate(trx, name);
@@ -186,6 +227,6 @@ export async function archiveTemplate(app: Pick<App, 'db'>, actor: Actor, name: 
       resourceId: latest.id,
       diff: { name },
     });
-    return (await findTemplate(trx, name))!;
+    return toView((await findTemplate(trx, name))!);
   });
 }

@@ -235,7 +235,10 @@ const templateShape = z
     name: z.string(),
     version: z.number().int(),
     driver: z.string(),
-    settings: z.unknown(),
+    settings: z.unknown().meta({ description: "the driver's settings, without `env`: its values are write-only" }),
+    envNames: z
+      .array(z.string())
+      .meta({ description: 'the names of `settings.env`, sorted; their values go to the driver only' }),
     parameters: z.array(
       z.object({
         name: z.string(),

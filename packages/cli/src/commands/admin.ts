@@ -58,13 +58,14 @@ export function addAdminCommands(program: Command, connection: Connection): void
       if (wantsJson(command)) return sayJson(items);
       say(
         table(
-          ['NAME', 'VERSION', 'DRIVER', 'IDLE TIMEOUT', 'PARAMETERS', 'ON RESUME', 'ARCHIVED', 'DESCRIPTION'],
+          ['NAME', 'VERSION', 'DRIVER', 'IDLE TIMEOUT', 'PARAMETERS', 'ENV', 'ON RESUME', 'ARCHIVED', 'DESCRIPTION'],
           items.map((template) => [
             template.name,
             template.version,
             template.driver,
             template.idleTimeoutSeconds === null ? 'default' : formatSeconds(template.idleTimeoutSeconds),
             template.parameters.map((p) => p.name).join(', '),
+            template.envNames.join(', '), // names only: the server never answers env values
             onResume(template.resume),
             formatTime(template.archivedAt),
             template.description,
