@@ -175,16 +175,27 @@ export async function dropDirectDelivery(db: Db, messageId: string): Promise<voi
 }
 
 /**
- * Holds the task for a pause under way until `holdMs` from now, under the inbox lock: from its
- * commit on, no delivery to the task starts. False when another pause holds it.
+ * Holds the task for a pause under way until `hold.ms` from now, under the inbox lock: from its
+ * commit on, no delivery to the task starts. False when another pause holds it (a hold that ran
+ * out, or the one named `replacing`, which its pause gave up, does not count).
  */
-export async function holdForPause(trx: Db, taskId: string, holdId: string, holdMs: number): Promise<boolean> {
+export async function holdForPause(
+  trx: Db,
+  taskId: string,
+  hold: { id: string; ms: number; replacing?: string },
+): Promise<boolean> {
   await lockInbox(trx, taskId);
   const held = await trx
     .updateTable('tasks')
-    .set({ pause_hold_id: holdId, pause_hold_until: sql`NOW() + make_interval(secs => ${holdMs / 1000})` })
+    .set({ pause_hold_id: hold.id, pause_hold_until: sql`NOW() + make_interval(secs => ${hold.ms / 1000})` })
     .where('id', '=', taskId)
-    .where((eb) => eb.or([eb('pause_hold_until', 'is', null), eb('pause_hold_until', '<=', sql<Date>`NOW()`)]))
+    .where((eb) =>
+      eb.or([
+        eb('pause_hold_until', 'is', null),
+        eb('pause_hold_until', '<=', sql<Date>`NOW()`),
+        ...(hold.replacing ? [eb('pause_hold_id', '=', hold.replacing)] : []),
+      ]),
+    )
     .returning('id')
     .executeTakeFirst();
   return held !== undefined;

@@ -138,6 +138,29 @@ describe.each(testBackends())('send and pause exclude each other on %s', (backen
     expect((await getTask(h.app, h.alice, task.id)).status).toBe('active');
   });
 
+  it('lets a later pause here take over a hold whose failed pause could not clear it (the database was away)', async () => {
+    const task = await h.task();
+    const app = { ...h.app };
+    const hold = await holdTaskForPause(app, task);
+    // The database goes away as the pause fails: its hold cannot be cleared.
+    app.db = new Proxy(h.db, {
+      get: (target, property) =>
+        property === 'updateTable'
+          ? () => {
+              throw new Error('Connection terminated');
+            }
+          : Reflect.get(target, property),
+    });
+    await expect(hold.release()).rejects.toThrow('Connection terminated');
+    const held = await h.db.selectFrom('tasks').where('id', '=', task.id).select('pause_hold_id').executeTakeFirst();
+    expect(held?.pause_hold_id).not.toBeNull();
+    // Back: this process's next pause is not refused as if a pause were under way.
+    const paused = await pauseTask(h.app, h.alice, task.id, manual);
+    expect(paused.task.status).toBe('pausing');
+    const row = await h.db.selectFrom('tasks').where('id', '=', task.id).selectAll().executeTakeFirstOrThrow();
+    expect([row.pause_hold_id, row.pause_hold_until]).toEqual([null, null]);
+  });
+
   it('lets go of the hold when the pause fails, so deliveries go on at once', async () => {
     const task = await h.task();
     h.agent.mode = 'error500';

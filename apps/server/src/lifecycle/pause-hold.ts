@@ -44,16 +44,31 @@ export async function holdTaskForPause(app: Pick<App, 'db' | 'settings'>, task: 
   const holdId = randomUUID();
   const leaseMs = deliveryLeaseMs(app);
   const holdMs = leaseMs + app.settings.agentTimeoutMs + defaults.inboxLeaseMarginMs;
-  await app.db.transaction().execute(async (trx) => {
-    await lockWorkspace(trx, task.workspaceId);
-    const now = await findTask(trx, task.id);
-    if (!now) throw taskNotFound(task.id);
-    assertAllowed('pause', now);
-    if (!(await holdForPause(trx, task.id, holdId, holdMs))) {
-      throw new HiatusError('conflict', `cannot pause task ${task.id}: another pause of it is under way`);
+  const replacing = givenUp.get(task.id);
+  try {
+    await app.db.transaction().execute(async (trx) => {
+      await lockWorkspace(trx, task.workspaceId);
+      const now = await findTask(trx, task.id);
+      if (!now) throw taskNotFound(task.id);
+      assertAllowed('pause', now);
+      if (!(await holdForPause(trx, task.id, { id: holdId, ms: holdMs, replacing }))) {
+        throw new HiatusError('conflict', `cannot pause task ${task.id}: another pause of it is under way`);
+      }
+    });
+  } catch (error) {
+    // A commit whose answer was lost may have taken the hold all the same.
+    if (!(error instanceof HiatusError)) giveUp(app, task.id, holdId, holdMs);
+    throw error;
+  }
+  if (givenUp.get(task.id) === replacing) givenUp.delete(task.id);
+  const release = async () => {
+    try {
+      await releasePauseHold(app.db, task.id, holdId);
+    } catch (error) {
+      giveUp(app, task.id, holdId, holdMs);
+      throw error;
     }
-  });
-  const release = () => releasePauseHold(app.db, task.id, holdId);
+  };
   try {
     // A lease runs out at the latest `leaseMs` after the hold began: the wait is bounded by it.
     while (await hasDeliveryInFlight(app.db, task.id)) await sleep(inFlightPollMs);
@@ -72,4 +87,30 @@ export async function holdTaskForPause(app: Pick<App, 'db' | 'settings'>, task: 
     },
     release,
   };
+}
+
+/**
+ * Holds this process's pauses gave up but could not clear (the database was away), by task: a
+ * later pause here takes such a hold over at once, instead of being refused until it runs out, and
+ * each is cleared in the background once the database answers. Other processes wait for it to
+ * run out or be cleared. Keyed by task, so it stays as small as the tasks paused while the
+ * database was away.
+ */
+const givenUp = new Map<string, string>();
+
+function giveUp(app: Pick<App, 'db'>, taskId: string, holdId: string, holdMs: number): void {
+  givenUp.set(taskId, holdId);
+  const until = Date.now() + holdMs;
+  void (async () => {
+    for (let waitMs = 100; givenUp.get(taskId) === holdId && Date.now() < until; waitMs = Math.min(waitMs * 2, 2_000)) {
+      try {
+        await releasePauseHold(app.db, taskId, holdId);
+        break;
+      } catch {
+        // Not a timer that keeps the process alive: the hold runs out by itself anyway.
+        await sleep(waitMs, undefined, { ref: false });
+      }
+    }
+    if (givenUp.get(taskId) === holdId) givenUp.delete(taskId);
+  })();
 }
