@@ -23,6 +23,11 @@ export type AppSettings = {
    * (HIATUS_ALLOWED_AGENT_NETWORKS); loopback, private, link-local and metadata ones are refused otherwise.
    */
   allowedAgentNetworks: readonly string[];
+  /**
+   * Networks (CIDRs) and host names where the agents a template's driver reports may be, and nowhere
+   * else (HIATUS_DRIVER_AGENT_NETWORKS): checked when a start reports its `agentUrl`, and at every connection.
+   */
+  driverAgentNetworks: readonly string[];
   /** Whole-history reads (`snapshots.get`, a live log's fetch) running at once in this process, and waiting. */
   heavyReadConcurrency: number;
   heavyReadQueue: number;
@@ -143,6 +148,11 @@ export type App = {
    * connection. A function rather than the policy itself: the SDK's bundled types stay small.
    */
   agentUrlRefusal(url: string): Promise<string | null>;
+  /**
+   * Why an `agentUrl` a template's driver reported is refused (its form, or an address its host
+   * resolves to outside HIATUS_DRIVER_AGENT_NETWORKS), or null: checked when a start completes.
+   */
+  driverAgentUrlRefusal(url: string): Promise<string | null>;
   /** Whole-history reads wait here for a place, so the memory they hold stays bounded. */
   heavyReads: Gate;
   /** Agents' histories kept a few seconds for the live log's pages. */
@@ -150,7 +160,8 @@ export type App = {
   /**
    * A client for the agent at `baseUrl`; null (no URL yet) gives one whose calls fail as
    * unreachable. A user's URL is held to the address policy at every connection; `trusted` is for a
-   * URL a template's driver reported (Hiatus started that agent itself): see `agentTrust`.
+   * URL a template's driver reported (Hiatus started that agent itself), held at every connection to
+   * where drivers' agents may be (HIATUS_DRIVER_AGENT_NETWORKS): see `agentTrust`.
    */
   agent(baseUrl: string | null, options?: { trusted?: boolean }): AgentClient;
   /**

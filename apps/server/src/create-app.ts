@@ -13,7 +13,7 @@ import { ConcurrencyGate } from './limits/concurrency.ts';
 import type { Logger } from './logger.ts';
 import { createOutboundDispatcher } from './net/outbound-dispatcher.ts';
 import { postWebhook } from './net/post-webhook.ts';
-import { OutboundAddressPolicy, parseAllowance, webhookSubject } from './net/url-policy.ts';
+import { driverAgentSubject, OutboundAddressPolicy, parseAllowance, webhookSubject } from './net/url-policy.ts';
 
 export function createApp(
   db: Db,
@@ -26,6 +26,7 @@ export function createApp(
     maxHistoryBytes: settings.maxHistoryBytes ?? defaults.maxHistoryBytes,
     defaultIdleTimeoutSeconds: settings.defaultIdleTimeoutSeconds ?? defaults.defaultIdleTimeoutSeconds,
     allowedAgentNetworks: settings.allowedAgentNetworks ?? defaults.allowedAgentNetworks,
+    driverAgentNetworks: settings.driverAgentNetworks ?? defaults.driverAgentNetworks,
     heavyReadConcurrency: settings.heavyReadConcurrency ?? defaults.heavyReadConcurrency,
     heavyReadQueue: settings.heavyReadQueue ?? defaults.heavyReadQueue,
     heavyReadShareMsPerSecond: settings.heavyReadShareMsPerSecond ?? defaults.heavyReadShareMsPerSecond,
@@ -41,7 +42,13 @@ export function createApp(
   });
   const connectTimeoutMs = merged.agentTimeoutMs;
   const userAgents = createOutboundDispatcher(agentAddresses, { connectTimeoutMs });
-  const trustedAgents = createOutboundDispatcher(null, { connectTimeoutMs });
+  // The agents drivers report may be only where the operator says (loopback and private networks by default).
+  const driverAgentAddresses = new OutboundAddressPolicy(parseAllowance(merged.driverAgentNetworks), {
+    resolveTimeoutMs: merged.agentTimeoutMs,
+    subject: driverAgentSubject,
+    publicAddresses: false,
+  });
+  const trustedAgents = createOutboundDispatcher(driverAgentAddresses, { connectTimeoutMs });
   const webhookAddresses = new OutboundAddressPolicy(parseAllowance(merged.allowedWebhookNetworks), {
     resolveTimeoutMs: merged.agentTimeoutMs,
     subject: webhookSubject,
@@ -71,6 +78,7 @@ export function createApp(
     settings: merged,
     events,
     agentUrlRefusal: (url) => agentAddresses.refusalForUrl(url),
+    driverAgentUrlRefusal: (url) => driverAgentAddresses.refusalForUrl(url),
     heavyReads: new ConcurrencyGate({
       concurrency: merged.heavyReadConcurrency,
       queue: merged.heavyReadQueue,

@@ -32,6 +32,19 @@ export const defaults = Object.freeze({
   /** Networks and host names a user's agent may be at beyond public addresses: none (HIATUS_ALLOWED_AGENT_NETWORKS). */
   allowedAgentNetworks: Object.freeze([]) as readonly string[],
   /**
+   * Where the agents a template's driver reports (its start's `agentUrl`) may be, and nowhere else
+   * (HIATUS_DRIVER_AGENT_NETWORKS): loopback and private networks. Cloud metadata addresses inside
+   * them (fd00:ec2::254) stay refused unless named alone.
+   */
+  driverAgentNetworks: Object.freeze([
+    '127.0.0.0/8',
+    '::1/128',
+    '10.0.0.0/8',
+    '172.16.0.0/12',
+    '192.168.0.0/16',
+    'fc00::/7',
+  ]) as readonly string[],
+  /**
    * What an agent's message (or a pushed one) may carry; past any of these the whole answer is
    * refused as not AgentAPI's. Depth counts the message itself as level 1: far below where
    * JSON.stringify (about 4,000 levels), superjson (about 1,400) or PostgreSQL's jsonb (about

@@ -221,10 +221,10 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
       expect((await fetch(`http://127.0.0.1:${PORT}/status`)).status).toBe(503);
     });
 
-  /** Saves a `process` template; one the server made itself (its own `demo`) gets these settings as a new version. */
-  async function defineTemplate(name: string, settings: Record<string, unknown>): Promise<void> {
-    const created = await codeOf(admin.templates.create.mutate({ name, driver: 'process', settings }));
-    if (created === 'CONFLICT') await admin.templates.update.mutate({ name, driver: 'process', settings });
+  /** Saves a template (`process` unless said); one the server made itself (its own `demo`) gets these settings as a new version. */
+  async function defineTemplate(name: string, settings: Record<string, unknown>, driver = 'process'): Promise<void> {
+    const created = await codeOf(admin.templates.create.mutate({ name, driver, settings }));
+    if (created === 'CONFLICT') await admin.templates.update.mutate({ name, driver, settings });
     else expect(created).toBe('OK');
   }
 
@@ -382,6 +382,24 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     refused.signal('SIGTERM');
     expect(await within(60_000, 'the daemon to stop', refused.exited)).toBe(0);
     expect(refused.lines.some((l) => l.msg === 'reconciled')).toBe(false);
+  });
+
+  it('reports an agentUrl the server refuses (outside HIATUS_DRIVER_AGENT_NETWORKS) as the failure of its start', async () => {
+    await defineTemplate('far', { start: `echo '{"agentUrl": "http://8.8.8.8:3284"}'`, stop: 'true' }, 'command');
+    const reporter = daemon('reporter');
+    await reporter.waitFor((l) => l.msg === 'reconciled');
+    const taskId = await createTask('far-away', 'far');
+    await whenStatus(taskId, 'error');
+    const [build] = (await admin.builds.list.query({ taskId })).items;
+    expect(build).toMatchObject({
+      transition: 'start',
+      jobStatus: 'failed',
+      error:
+        "the server refused the outputs: BAD_REQUEST: outputs.agentUrl: the template agent's address is not allowed: 8.8.8.8 is a public address (HIATUS_DRIVER_AGENT_NETWORKS can allow it)",
+    });
+    expect((await admin.tasks.get.query({ id: taskId })).agentUrl).not.toBe('http://8.8.8.8:3284');
+    reporter.signal('SIGTERM');
+    expect(await within(60_000, 'the daemon to drain', reporter.exited)).toBe(0);
   });
 
   it('drains on SIGTERM: finishes and reports the start it runs, then exits 0; a second signal exits at once', async () => {

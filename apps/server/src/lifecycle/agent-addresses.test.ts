@@ -136,7 +136,7 @@ describe.each(testBackends())('agent addresses on %s', (backend) => {
     expect(agent.hits).toBeGreaterThan(0);
   });
 
-  it("trusts the URL a template's driver reported, whatever the policy", async () => {
+  it("trusts the URL a template's driver reported, whatever the user agents' policy", async () => {
     const app = strict();
     const admin = await h.member('admin');
     const template = `trusted-${randomUUID().slice(0, 8)}`;
@@ -150,6 +150,64 @@ describe.each(testBackends())('agent addresses on %s', (backend) => {
     h.agent.say(2);
     const paused = await meteredPause(app, h.alice, task.id, manual);
     expect(paused.snapshot).toMatchObject({ taken: true, messageCount: 2 });
+  });
+
+  /** A task of a `command` template whose start job `app` holds, acquired as provisioner `p`. */
+  async function startingTemplateTask(app: App) {
+    const admin = await h.member('admin');
+    const template = `driven-${randomUUID().slice(0, 8)}`;
+    await createTemplate(app, admin, template, { driver: 'command', settings: { start: 'true', stop: 'true' } });
+    const { task } = await createTask(app, h.alice, { name: name(), prompt: 'p', template });
+    for (let job = await acquireBuildJob(app, 'p'); job; job = await acquireBuildJob(app, 'p')) {
+      if (job.taskId === task.id) return { task, buildId: job.build.id };
+      await completeBuildJob(app, job.build.id, { holder: 'p' });
+    }
+    throw new Error('the start job was not acquired');
+  }
+
+  it("refuses a driver's agentUrl outside HIATUS_DRIVER_AGENT_NETWORKS (by default loopback and private), changing nothing", async () => {
+    const { task, buildId } = await startingTemplateTask(h.app);
+    const before = await h.state();
+    const refusals: Array<[App, string, string]> = [
+      [h.app, 'http://8.8.8.8:3284', '8.8.8.8 is a public address'],
+      [h.app, 'http://[fd00:ec2::254]/', 'fd00:ec2::254 is a cloud metadata address'],
+      [h.app, 'http://169.254.1.1/', '169.254.1.1 is a link-local address'],
+      [h.otherApp({ driverAgentNetworks: ['10.0.0.0/8'] }), h.agent.url, '127.0.0.1 is a loopback address'],
+    ];
+    for (const [app, agentUrl, why] of refusals) {
+      const attempt = completeBuildJob(app, buildId, { holder: 'p', outputs: { agentUrl } });
+      await expect(attempt, agentUrl).rejects.toMatchObject({
+        code: 'bad_input',
+        message: expect.stringMatching(
+          new RegExp(
+            `^outputs\\.agentUrl: the template agent's address is not allowed: ${why} \\(.*HIATUS_DRIVER_AGENT_NETWORKS`,
+          ),
+        ),
+      });
+    }
+    expect(await h.state()).toEqual(before); // the job still runs: its holder reports the refusal as its failure
+
+    // The operator's list is the whole of it: a public network it names is allowed.
+    const wide = h.otherApp({ driverAgentNetworks: ['8.8.8.0/24'] });
+    await completeBuildJob(wide, buildId, { holder: 'p', outputs: { agentUrl: 'http://8.8.8.8:3284' } });
+    expect(await getTask(h.app, h.alice, task.id)).toMatchObject({
+      status: 'active',
+      agentUrl: 'http://8.8.8.8:3284',
+    });
+  });
+
+  it("holds a driver's agent to HIATUS_DRIVER_AGENT_NETWORKS at every connection too", async () => {
+    const agent = await countingAgent();
+    const { task, buildId } = await startingTemplateTask(h.app);
+    await completeBuildJob(h.app, buildId, { holder: 'p', outputs: { agentUrl: agent.url } }); // loopback: allowed
+    const narrow = h.otherApp({ driverAgentNetworks: ['10.0.0.0/8'] });
+    await expect(meteredPause(narrow, h.alice, task.id, manual)).rejects.toMatchObject({
+      code: 'agent_unreachable',
+      message: `the agent's history could not be taken: the template agent's address is not allowed: 127.0.0.1 is a loopback address (HIATUS_DRIVER_AGENT_NETWORKS can allow it)`,
+    });
+    expect(agent.hits).toBe(0);
+    await sendToTask(h.app, h.alice, task.id, 'hello'); // the default list reaches it
+    expect(agent.hits).toBeGreaterThan(0);
   });
 
   it("never repeats the agent's answer: not in the pause error, the log's notice, nor any table", async () => {

@@ -133,10 +133,12 @@ export async function heartbeatBuildJob(app: Pick<App, 'db'>, buildId: string, h
 
 /**
  * Ends a running job: succeeded, or failed with the error text; audited with the change. With
- * `holder`, only a job that holder acquired.
+ * `holder`, only a job that holder acquired. An `agentUrl` in the outputs must be where drivers'
+ * agents may be (HIATUS_DRIVER_AGENT_NETWORKS): else `bad_input` and nothing changes (a
+ * provisioner then reports the refusal as the job's failure).
  */
 export async function completeBuildJob(
-  app: Pick<App, 'db' | 'events'>,
+  app: Pick<App, 'db' | 'events' | 'driverAgentUrlRefusal'>,
   buildId: string,
   outcome: { error?: string; holder?: Holder; actor?: Actor; outputs?: Record<string, unknown> } = {},
 ): Promise<Build> {
@@ -144,6 +146,8 @@ export async function completeBuildJob(
   if (agentUrl !== undefined && (typeof agentUrl !== 'string' || !/^https?:\/\/[^\s]+$/.test(agentUrl))) {
     throw new HiatusError('bad_input', 'outputs.agentUrl must be an http(s) URL');
   }
+  const refused = typeof agentUrl === 'string' ? await app.driverAgentUrlRefusal(agentUrl) : null;
+  if (refused) throw new HiatusError('bad_input', `outputs.agentUrl: ${refused}`);
   const completed = await app.db.transaction().execute(async (trx) => {
     const holder = outcome.holder === undefined ? undefined : holderOf(outcome.holder);
     const job = await completeJob(trx, buildId, { ...outcome, holder });

@@ -28,7 +28,7 @@ export type BuiltinProvisionerOptions = {
  * should not run is stopped. Returns a stop function that waits for the jobs in flight.
  */
 export function startBuiltinProvisioner(
-  app: Pick<App, 'db' | 'events' | 'settings'>,
+  app: Pick<App, 'db' | 'events' | 'settings' | 'driverAgentUrlRefusal'>,
   options: BuiltinProvisionerOptions,
 ): () => Promise<void> {
   const id = `builtin-${process.pid}`;
@@ -82,7 +82,7 @@ export function startBuiltinProvisioner(
 
 /** Runs one job's driver (the same way the daemon does) with heartbeats, then reports how it ended. */
 async function runDriverJob(
-  app: Pick<App, 'db' | 'events' | 'settings'>,
+  app: Pick<App, 'db' | 'events' | 'settings' | 'driverAgentUrlRefusal'>,
   provisionerId: string,
   job: ProvisionerJob,
   options: BuiltinProvisionerOptions,
@@ -105,7 +105,7 @@ async function runDriverJob(
     );
     if ('error' in outcome) options.log.warn({ buildId: job.build.id, error: outcome.error }, 'build failed');
     await completeBuildJob(app, job.build.id, { holder: provisionerId, ...outcome }).catch(async (error: unknown) => {
-      // Outputs the server refuses (an agentUrl that is no URL) fail the build instead, as the daemon does.
+      // Outputs the server refuses (an agentUrl that is no URL, or outside HIATUS_DRIVER_AGENT_NETWORKS) fail the build instead, as the daemon does.
       if (!(error instanceof HiatusError && error.code === 'bad_input')) throw error;
       await completeBuildJob(app, job.build.id, {
         holder: provisionerId,

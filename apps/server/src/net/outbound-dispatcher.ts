@@ -14,8 +14,8 @@ export type OutboundDispatcherOptions = {
  * opened: a literal address before connecting, a host name by a lookup that resolves it, checks
  * every address and hands only those to the socket, so the address connected to is the one that
  * was checked (a name that changes its answer between the task's creation and the connection,
- * DNS rebinding, gains nothing). Without a policy (agents Hiatus's own drivers started) nothing is
- * checked. Either way the client follows no redirect: undici's `request` never does.
+ * DNS rebinding, gains nothing). Without a policy nothing is checked. Either way the client
+ * follows no redirect: undici's `request` never does.
  */
 export function createOutboundDispatcher(
   policy: OutboundAddressPolicy | null,

@@ -20,6 +20,7 @@ export type PolicySubject = { noun: string; variable: string };
 
 const agentSubject: PolicySubject = { noun: 'agent', variable: 'HIATUS_ALLOWED_AGENT_NETWORKS' };
 export const webhookSubject: PolicySubject = { noun: 'webhook endpoint', variable: 'HIATUS_ALLOWED_WEBHOOK_NETWORKS' };
+export const driverAgentSubject: PolicySubject = { noun: 'template agent', variable: 'HIATUS_DRIVER_AGENT_NETWORKS' };
 
 /** A connection the policy refuses; `reason` says why, in the policy's words. */
 export class AddressNotAllowedError extends Error {
@@ -190,13 +191,19 @@ export type OutboundAddressPolicyOptions = {
   resolveTimeoutMs?: number;
   /** Whose addresses these are, for the refusals' words: a user's agent unless said. */
   subject?: PolicySubject;
+  /**
+   * Whether public addresses are allowed besides the allowance: yes for a user's agent and a
+   * webhook; no for the agents drivers report, which may be only where the operator says.
+   */
+  publicAddresses?: boolean;
 };
 
 /**
  * Which addresses Hiatus may connect to for a user's agent or a webhook endpoint (see `subject`):
  * public addresses, and what the operator allows. Loopback, private, link-local, unspecified, carrier-grade NAT, multicast,
  * reserved and cloud metadata addresses are refused, in every spelling (`0x7f.1`, `2130706433`,
- * `::ffff:127.0.0.1`), because the check is made on the parsed or resolved address.
+ * `::ffff:127.0.0.1`), because the check is made on the parsed or resolved address. With
+ * `publicAddresses: false` (the agents drivers report) only what the operator allows is allowed.
  *
  * @example
  * const policy = new OutboundAddressPolicy(parseAllowance(['10.1.0.0/16', 'agents.internal']));
@@ -206,6 +213,7 @@ export class OutboundAddressPolicy {
   private readonly resolver: Resolver;
   private readonly resolveTimeoutMs: number;
   private readonly subject: PolicySubject;
+  private readonly publicAddresses: boolean;
 
   constructor(
     private readonly allowance: AgentAllowance,
@@ -214,13 +222,14 @@ export class OutboundAddressPolicy {
     this.resolver = options.resolve ?? systemResolver;
     this.resolveTimeoutMs = options.resolveTimeoutMs ?? 5_000;
     this.subject = options.subject ?? agentSubject;
+    this.publicAddresses = options.publicAddresses ?? true;
   }
 
   /** Why a connection to `address`, made for a URL whose host is `host`, is refused; null when it is allowed. */
   refusal(address: string, host: string): string | null {
     const parsed = ipaddr.parse(bareHost(address));
     const special = specialAddress(bareHost(address));
-    if (special === null) return null;
+    if (special === null && this.publicAddresses) return null;
     const named = this.allowance.hosts.has(normalHost(bareHost(host)));
     const networks = this.allowance.networks.filter((network) => holds(network, parsed));
     const what = isIpLiteral(host) ? `${bareHost(host)} is` : `${bareHost(host)} resolves to`;
@@ -231,7 +240,7 @@ export class OutboundAddressPolicy {
       return alone ? null : `${what} a cloud metadata address (only ${how} by naming that address alone)`;
     }
     if (named || networks.length > 0) return null;
-    return `${what} ${special} (${how})`;
+    return `${what} ${special ?? 'a public address'} (${how})`;
   }
 
   /** The error for a refused connection, in this policy's words. */
