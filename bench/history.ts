@@ -13,7 +13,7 @@ import { benchServerEnv, prose, quantile, seedTask, table, waitFor, withDatabase
 /** Each agent lifetime says this many messages of this size (some 20 KB a segment). */
 const messagesPerLifetime = 20;
 const messageSize = 1_000;
-/** Log pages read with each number of segments, then pauses timed (each keeping one more, each followed by a resume). */
+/** Log pages read of each task, then pauses timed (each after a resume with a new agent, so each keeps one more segment). */
 const timedPauses = Number(process.env.BENCH_HISTORY_PAUSES ?? 8);
 const pagesRead = Number(process.env.BENCH_HISTORY_PAGES ?? 200);
 const pageSize = 20;
@@ -26,15 +26,46 @@ function newLifetime(agent: FakeAgent): void {
   for (const message of agent.messages) message.content = prose(messageSize);
 }
 
-/** Pauses and resumes the task: returns the pause call's milliseconds (its snapshot taken and stored). */
-async function cycle(client: HiatusClient, agent: FakeAgent, taskId: string): Promise<number> {
-  const started = performance.now();
-  await client.tasks.pause.mutate({ id: taskId });
-  const ms = performance.now() - started;
-  await waitFor(client, taskId, 'paused');
+type Subject = { segments: number; agent: FakeAgent; taskId: string; total: number; pages: number[]; pauses: number[] };
+
+/** A paused task whose history holds `segments` segments: every pause of a new agent keeps the previous snapshot as one. */
+async function prepare(client: HiatusClient, segments: number): Promise<Subject> {
+  const agent = await new FakeAgent().start();
   newLifetime(agent);
-  await client.tasks.resume.mutate({ id: taskId });
-  await waitFor(client, taskId, 'active');
+  const { id: taskId } = await seedTask(client, agent.url, `history-${segments}`);
+  for (let i = 0; i < segments; i++) {
+    if (i > 0) {
+      newLifetime(agent);
+      await client.tasks.resume.mutate({ id: taskId });
+      await waitFor(client, taskId, 'active');
+    }
+    await client.tasks.pause.mutate({ id: taskId });
+    await waitFor(client, taskId, 'paused');
+  }
+  const counted = (await client.snapshots.segments.query({ taskId })).segments.length;
+  if (counted !== segments) throw new Error(`task holds ${counted} segments, not ${segments}`);
+  return { segments, agent, taskId, total: segments * messagesPerLifetime, pages: [], pauses: [] };
+}
+
+/** Reads one page at a random position of the subject's history; its milliseconds. */
+async function readPage(client: HiatusClient, subject: Subject, seed: number): Promise<number> {
+  const cursor = seed % Math.max(subject.total - pageSize, 1);
+  const started = performance.now();
+  const page = await client.tasks.logs.query({ id: subject.taskId, cursor, limit: pageSize });
+  const ms = performance.now() - started;
+  if (page.entries.length === 0) throw new Error(`no entries after position ${cursor} of ${subject.total}`);
+  return ms;
+}
+
+/** Resumes the subject with a new agent, then pauses it: the pause call's milliseconds (its snapshot taken, one more segment kept). */
+async function timePause(client: HiatusClient, subject: Subject): Promise<number> {
+  newLifetime(subject.agent);
+  await client.tasks.resume.mutate({ id: subject.taskId });
+  await waitFor(client, subject.taskId, 'active');
+  const started = performance.now();
+  await client.tasks.pause.mutate({ id: subject.taskId });
+  const ms = performance.now() - started;
+  await waitFor(client, subject.taskId, 'paused');
   return ms;
 }
 
@@ -45,58 +76,42 @@ const median = (values: number[]) =>
   );
 const round = (n: number) => Math.round(n * 100) / 100;
 
-async function measure(client: HiatusClient, segments: number) {
-  const agent = await new FakeAgent().start();
-  try {
-    newLifetime(agent);
-    const task = await seedTask(client, agent.url, `history-${segments}`);
-    // Every pause of a new agent keeps the previous snapshot as a segment: `segments` pauses leave
-    // `segments` segments (the earlier lifetimes kept, and the latest snapshot).
-    for (let i = 1; i < segments; i++) await cycle(client, agent, task.id);
-    await client.tasks.pause.mutate({ id: task.id });
-    await waitFor(client, task.id, 'paused');
-    const counted = (await client.snapshots.segments.query({ taskId: task.id })).segments.length;
-    // Pages anywhere in the history: a cursor drawn over all its positions.
-    const total = counted * messagesPerLifetime;
-    const pages: number[] = [];
-    let seed = 7;
-    for (let i = 0; i < pagesRead; i++) {
-      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-      const cursor = seed % Math.max(total - pageSize, 1);
-      const started = performance.now();
-      const page = await client.tasks.logs.query({ id: task.id, cursor, limit: pageSize });
-      pages.push(performance.now() - started);
-      if (page.entries.length === 0) throw new Error(`no entries after position ${cursor} of ${total}`);
-    }
-    // Then the pauses, each keeping one more segment.
-    newLifetime(agent);
-    await client.tasks.resume.mutate({ id: task.id });
-    await waitFor(client, task.id, 'active');
-    const pauses: number[] = [];
-    for (let i = 0; i < timedPauses; i++) pauses.push(await cycle(client, agent, task.id));
-    return {
-      segments: counted,
-      entries: total,
-      'log page ms (median)': round(median(pages)),
-      'log page ms (p99)': round(
-        quantile(
-          [...pages].sort((a, b) => a - b),
-          0.99,
-        ),
-      ),
-      'pause ms (median)': round(median(pauses)),
-      'pause ms (max)': round(Math.max(...pauses)),
-    };
-  } finally {
-    await agent.stop();
-  }
-}
-
 export async function historyCosts(client: HiatusClient) {
   // A first task warms the server up (its JIT, its pools), unmeasured.
-  await measure(client, 2);
-  const rows = [];
-  for (const segments of segmentCounts) rows.push(await measure(client, segments));
+  const warm = await prepare(client, 3);
+  for (let i = 0; i < 20; i++) await readPage(client, warm, i * 7);
+  await warm.agent.stop();
+  const subjects: Subject[] = [];
+  for (const segments of segmentCounts) subjects.push(await prepare(client, segments));
+  try {
+    // Interleaved, one page (then one pause) of each in turn, so that whatever else the machine
+    // does weighs on all three alike.
+    let seed = 7;
+    for (let i = 0; i < pagesRead; i++) {
+      for (const subject of subjects) {
+        seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+        subject.pages.push(await readPage(client, subject, seed));
+      }
+    }
+    for (let i = 0; i < timedPauses; i++) {
+      for (const subject of subjects) subject.pauses.push(await timePause(client, subject));
+    }
+  } finally {
+    await Promise.all(subjects.map((s) => s.agent.stop()));
+  }
+  const rows = subjects.map((s) => ({
+    segments: s.segments,
+    entries: s.total,
+    'log page ms (median)': round(median(s.pages)),
+    'log page ms (p99)': round(
+      quantile(
+        [...s.pages].sort((a, b) => a - b),
+        0.99,
+      ),
+    ),
+    'pause ms (median)': round(median(s.pauses)),
+    'pause ms (max)': round(Math.max(...s.pauses)),
+  }));
   const [one, , hundred] = rows;
   return {
     messagesPerLifetime,
