@@ -20,5 +20,8 @@ export default defineConfig({
   dts: false,
   clean: true,
   noExternal: ['@hiatus/provisioner'],
+  // What the provisioner brings along is bundled with it: prefer a package's ES module build (its
+  // CommonJS/UMD one may require files at run time, which a bundle does not have: jsonc-parser's).
+  inputOptions: { resolve: { mainFields: ['module', 'main'] } },
   sourcemap: true,
 });
