@@ -20,6 +20,15 @@ describe.each(testBackends())('send and pause exclude each other on %s', (backen
       .orderBy('position')
       .select(['content', 'status'])
       .execute();
+  /** Waits until a pause holds the task (its hold is in the database). */
+  const heldForPause = (taskId: string) =>
+    vi.waitFor(
+      async () => {
+        const row = await h.db.selectFrom('tasks').where('id', '=', taskId).select('pause_hold_id').executeTakeFirst();
+        expect(row?.pause_hold_id).not.toBeNull();
+      },
+      { timeout: 10_000, interval: 10 },
+    );
   /** Holds the agent's answers to `POST /message` until the returned function is called. */
   const holdPosts = () => {
     let release!: () => void;
@@ -43,13 +52,7 @@ describe.each(testBackends())('send and pause exclude each other on %s', (backen
     const reads = h.agent.historyReads;
     const pausing = pauseTask(h.app, h.alice, task.id, manual);
     // The pause holds the task and waits: its hold is in the database, and no history was asked for.
-    await vi.waitFor(
-      async () => {
-        const row = await h.db.selectFrom('tasks').where('id', '=', task.id).select('pause_hold_id').executeTakeFirst();
-        expect(row?.pause_hold_id).not.toBeNull();
-      },
-      { timeout: 10_000, interval: 10 },
-    );
+    await heldForPause(task.id);
     expect(h.agent.historyReads).toBe(reads);
     release();
     expect(await delivering).toBe(1);
@@ -69,13 +72,7 @@ describe.each(testBackends())('send and pause exclude each other on %s', (backen
     await vi.waitFor(() => expect(h.agent.postsArrived).toBe(1), { timeout: 10_000, interval: 10 });
     const reads = h.agent.historyReads;
     const pausing = pauseTask(h.app, h.alice, task.id, manual);
-    await vi.waitFor(
-      async () => {
-        const row = await h.db.selectFrom('tasks').where('id', '=', task.id).select('pause_hold_id').executeTakeFirst();
-        expect(row?.pause_hold_id).not.toBeNull();
-      },
-      { timeout: 10_000, interval: 10 },
-    );
+    await heldForPause(task.id);
     expect(h.agent.historyReads).toBe(reads);
     release();
     expect(await sending).toMatchObject({ queued: false });
