@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { down, up } from '../../../../migrations/0015_task_history.ts';
 import { testBackends } from '../../test/databases.ts';
@@ -256,7 +256,13 @@ describe.each(testBackends())('a task history across agent lifetimes on %s', (ba
 
     // A task gone from the table takes its history with it (ON DELETE CASCADE).
     const purged = await lived();
-    await h.db.updateTable('tasks').set({ deleted_at: new Date() }).where('id', '=', purged.id).execute();
+    // Deleted a minute ago by the database's own clock (created before, as a check requires): PGlite's NOW() ticks
+    // in milliseconds, so a deleted_at of new Date() can equal the purge's NOW() and not be older than it.
+    await h.db
+      .updateTable('tasks')
+      .set({ created_at: sql`NOW() - interval '2 minutes'`, deleted_at: sql`NOW() - interval '1 minute'` })
+      .where('id', '=', purged.id)
+      .execute();
     expect(await purgeDeletedTasks(h.db, 0)).toContain(purged.id);
     expect(await counts(purged.id)).toEqual({ segments: 0, pages: 0 });
   });
