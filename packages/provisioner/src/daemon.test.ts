@@ -254,6 +254,30 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
   const jobEnd = (taskId: string) => (l: LogLine) =>
     l.taskId === taskId && (l.msg === 'job succeeded' || l.msg === 'job failed');
 
+  // First of this server's tests: no other daemon has a long poll open, so the server's listeners count this one's.
+  it('gives no job to a daemon killed in its long poll: the next daemon takes the job queued after', async () => {
+    const { app } = running!.server;
+    const listening = app.events.listenerCount('build');
+    const killed = daemon('killed', ['--wait-ms', '30000']);
+    // Its acquire waits on the server, which listens for a job to hand it.
+    await eventually(async () => expect(app.events.listenerCount('build')).toBe(listening + 1));
+    killed.signal('SIGKILL');
+    expect(await within(60_000, 'the daemon to die', killed.exited)).toBe('SIGKILL');
+
+    const taskId = await createTask('after-the-kill', 'demo');
+    const alive = daemon('alive');
+    const active = await whenStatus(taskId, 'active');
+    expect(await getJson(`${active.agentUrl}/status`)).toMatchObject({ agent_type: 'demo' });
+    expect(await alive.waitFor(jobEnd(taskId))).toMatchObject({ msg: 'job succeeded', transition: 'start' });
+    const builds = (await admin.builds.list.query({ taskId })).items;
+    expect(builds).toMatchObject([{ transition: 'start', jobStatus: 'succeeded', error: null }]);
+
+    await admin.tasks.pause.mutate({ id: taskId });
+    await whenStatus(taskId, 'paused');
+    alive.signal('SIGTERM');
+    expect(await within(60_000, 'the daemon to drain', alive.exited)).toBe(0);
+  });
+
   it('walks a task from create to active, paused and active again, two daemons sharing one data directory', async () => {
     const a = daemon('walk-a');
     const b = daemon('walk-b');

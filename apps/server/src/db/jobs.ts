@@ -114,6 +114,30 @@ export async function findRunningJob(db: Db, buildId: string, holder?: JobHolder
   return row && toBuild(row);
 }
 
+/**
+ * Gives a job `holder` has just acquired back to the queue (pending, held by no one), unless its
+ * holder has sent a heartbeat since (`heartbeat_at` is still the acquisition's `started_at`): a
+ * job whose answer never reached its provisioner. Undefined when it was not given back.
+ */
+export async function releaseAcquiredJob(db: Db, buildId: string, holder: JobHolder): Promise<Build | undefined> {
+  const row = await db
+    .updateTable('workspace_builds')
+    .set({
+      job_status: 'pending',
+      started_at: null,
+      heartbeat_at: null,
+      provisioner_id: null,
+      provisioner_key_id: null,
+    })
+    .where('id', '=', buildId)
+    .where(heldBy(holder))
+    .where('provisioner_id', '=', holder.name)
+    .whereRef('heartbeat_at', '=', 'started_at')
+    .returningAll()
+    .executeTakeFirst();
+  return row && toBuild(row);
+}
+
 /** Records a sign of life on a running job; false when the job is not running (or not `holder`'s). */
 export async function heartbeatJob(db: Db, buildId: string, holder?: JobHolder): Promise<boolean> {
   const result = await db

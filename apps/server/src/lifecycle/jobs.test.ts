@@ -4,6 +4,7 @@ import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
 import { generateApiKey, keyDigest } from '../auth/keys.ts';
 import { insertApiKey } from '../db/api-keys.ts';
+import { releaseAcquiredJob } from '../db/jobs.ts';
 import { waitForStatus } from '../inbox/send.ts';
 import { listTaskBuilds } from './builds.ts';
 import { acquireBuildJob, completeBuildJob, failStaleBuildJobs, heartbeatBuildJob } from './jobs.ts';
@@ -124,6 +125,45 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
     expect(job?.taskId).toBe(task.id);
     expect(await acquireBuildJob(h.app, 'patient', { waitMs: 300 })).toBeNull();
     await completeBuildJob(h.app, job!.build.id, { holder: 'patient' });
+  });
+
+  it('ends a long poll when its client leaves, and gives a client that has gone no job', async () => {
+    await h.settle();
+    const listening = h.app.events.listenerCount('build');
+    const client = new AbortController();
+    const waiting = acquireBuildJob(h.app, 'gone', { waitMs: 3_600_000, signal: client.signal });
+    await vi.waitFor(() => expect(h.app.events.listenerCount('build')).toBe(listening + 1), { timeout: 30_000 });
+    client.abort();
+    const { task } = await newTask(); // queued after the client left: not for it
+    expect(await waiting).toBeNull();
+    expect(await acquireBuildJob(h.app, 'gone too', { signal: AbortSignal.abort() })).toBeNull();
+    const job = await acquireBuildJob(h.app, 'alive');
+    expect(job).toMatchObject({ taskId: task.id, build: { jobStatus: 'running' } });
+    const holder = await h.db
+      .selectFrom('workspace_builds')
+      .select('provisioner_id')
+      .where('id', '=', job!.build.id)
+      .executeTakeFirstOrThrow();
+    expect(holder.provisioner_id).toBe('alive');
+    await completeBuildJob(h.app, job!.build.id, { holder: 'alive' });
+  });
+
+  it('gives back at once a job whose answer never reached its client, unless it heartbeated since', async () => {
+    await h.settle();
+    const { task } = await newTask();
+    const client = new AbortController();
+    const job = await acquireBuildJob(h.app, 'gone', { signal: client.signal });
+    expect(job?.taskId).toBe(task.id);
+    client.abort(); // the client left before its answer was written whole
+    // Woken by the job coming back (a look a second later would come too, but within the same wait).
+    const next = await acquireBuildJob(h.app, 'alive', { waitMs: 30_000 });
+    expect(next?.build.id).toBe(job!.build.id);
+    await expect(heartbeatBuildJob(h.app, job!.build.id, 'gone')).rejects.toMatchObject({ code: 'conflict' });
+    await heartbeatBuildJob(h.app, job!.build.id, 'alive');
+    // Its holder has given a sign of life: the job is its own, and is not taken back.
+    expect(await releaseAcquiredJob(h.db, job!.build.id, { keyId: null, name: 'alive' })).toBeUndefined();
+    await completeBuildJob(h.app, job!.build.id, { holder: 'alive' });
+    expect((await getTask(h.app, h.alice, task.id)).status).toBe('active');
   });
 
   it('makes a successful start’s agentUrl the task’s, and refuses one that is not a URL', async () => {

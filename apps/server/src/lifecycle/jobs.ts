@@ -15,6 +15,7 @@ import {
   type JobFilter,
   type JobHolder,
   type JobRow,
+  releaseAcquiredJob,
 } from '../db/jobs.ts';
 import { findTasks, setAgentUrl, taskIdOfWorkspace } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
@@ -54,22 +55,45 @@ const holderOf = (holder: Holder): JobHolder => (typeof holder === 'string' ? { 
 export type AcquireOptions = JobFilter & {
   /** How long to wait for a matching job when none is pending (a long poll); 0 answers at once. */
   waitMs?: number;
+  /**
+   * Aborts when the provisioner asking has gone (its request's client disconnected) before the
+   * answer was written whole, and never after: the wait ends, and no job is given to it (see
+   * `acquireBuildJob`). The tRPC adapter's request signal is such a signal.
+   */
+  signal?: AbortSignal;
 };
+
+/** The client left while its job was being claimed: the claim is rolled back. */
+class ClientGone extends Error {}
 
 /**
  * Takes the oldest pending build job matching the provisioner's drivers and templates; each job
  * goes to exactly one provisioner. With `waitMs`, waits for one: woken at once by jobs queued in
  * this process, and looking again every `provisionerPollMs` for those of other processes.
+ *
+ * With `signal` (the request's), a provisioner that has gone gets no job: the wait ends when it
+ * aborts; a claim is rolled back when it aborted before the claim's commit; and a job claimed
+ * whose answer could not be written (the signal aborts after the commit, before the response
+ * ended) is given back to the queue at once, unless its holder heartbeated meanwhile. What stays
+ * open is an answer written whole that its client never read (it died between the server's
+ * last write and its own read): that job waits for its heartbeats to go stale, as before.
  */
 export async function acquireBuildJob(
   app: Pick<App, 'db' | 'events'>,
   holder: Holder,
   options: AcquireOptions = {},
 ): Promise<ProvisionerJob | null> {
+  const { signal } = options;
   const deadline = Date.now() + (options.waitMs ?? 0);
   for (;;) {
-    const build = await acquireJob(app.db, holderOf(holder), options);
+    if (signal?.aborted) return null;
+    const build = await claimJob(app.db, holderOf(holder), options);
+    if (build && signal?.aborted) {
+      await giveBack(app, build, holderOf(holder));
+      return null;
+    }
     if (build) {
+      signal?.addEventListener('abort', () => void giveBack(app, build, holderOf(holder)), { once: true });
       const context = await findJobContext(app.db, build);
       const job = { build, taskId: context.task?.id ?? null, ...context, start: startKind(build) };
       app.events.emit('build', { taskId: job.taskId, workspaceId: build.workspaceId, build });
@@ -83,7 +107,39 @@ export async function acquireBuildJob(
       app,
       (event) => event.build.jobStatus === 'pending',
       Math.min(left, defaults.provisionerPollMs),
+      signal,
     );
+  }
+}
+
+/** Claims a job in a transaction that commits only if the client is still there when it ends. */
+async function claimJob(db: Db, holder: JobHolder, options: AcquireOptions): Promise<Build | null> {
+  try {
+    return await db.transaction().execute(async (trx) => {
+      const build = await acquireJob(trx, holder, options);
+      if (build && options.signal?.aborted) throw new ClientGone();
+      return build;
+    });
+  } catch (error) {
+    if (error instanceof ClientGone) return null;
+    throw error;
+  }
+}
+
+/**
+ * Puts a job whose answer never reached its provisioner back in the queue, and wakes the waiting
+ * provisioners. Failing that (the database unreachable), the job goes stale as any job whose
+ * provisioner is silent: nothing is lost, only later.
+ */
+async function giveBack(app: Pick<App, 'db' | 'events'>, build: Build, holder: JobHolder): Promise<void> {
+  try {
+    const released = await releaseAcquiredJob(app.db, build.id, holder);
+    if (!released) return;
+    const taskId = await taskIdOfWorkspace(app.db, released.workspaceId);
+    app.events.emit('build', { taskId, workspaceId: released.workspaceId, build: released });
+    await announceChange(app.db, { workspaceId: released.workspaceId, ...(taskId ? { taskId } : {}) });
+  } catch {
+    // Left to the stale-job loop.
   }
 }
 

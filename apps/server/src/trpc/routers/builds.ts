@@ -57,8 +57,13 @@ export const provisionerRouter = router({
         })
         .default({}),
     )
-    .mutation(({ ctx, input }) =>
-      acquireBuildJob(ctx.app, { keyId: ctx.principal.keyId, name: input.provisionerId ?? ctx.principal.keyId }, input),
+    .mutation(({ ctx, input, signal }) =>
+      // The request's signal: a provisioner that disconnects stops waiting and is given no job.
+      acquireBuildJob(
+        ctx.app,
+        { keyId: ctx.principal.keyId, name: input.provisionerId ?? ctx.principal.keyId },
+        { ...input, signal },
+      ),
     ),
 
   /** Keeps a job this key acquired alive; CONFLICT when it is not running or not this key's. */
