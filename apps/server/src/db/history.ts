@@ -166,17 +166,11 @@ export function sameLifetime(stored: AgentLifetime | null, current: AgentLifetim
 }
 
 /** The latest snapshot as the history needs it, locked for the rest of the transaction. */
-export type LockedSnapshot = {
+export type LockedSnapshot = Omit<SnapshotPlacement, 'lifetime'> & {
   createdAt: Date;
   source: SnapshotSource;
   conversationLength: number;
   firstMessageId: number | null;
-  segment: number;
-  firstPosition: number;
-  overlap: number;
-  keptBytes: number;
-  conversationHash: string | null;
-  history: ConversationPrint;
   lifetime: AgentLifetime | null;
 };
 
