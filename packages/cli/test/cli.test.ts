@@ -563,13 +563,27 @@ describe('the hiatus command line, built and run against a live server', { timeo
     });
     const templates = await asLoggedIn('templates', 'ls');
     expect(templates.stdout).toMatch(
-      /^NAME +VERSION +DRIVER +IDLE TIMEOUT +PARAMETERS +ENV +ON RESUME +ARCHIVED +DESCRIPTION\ndemo +1 +process /,
+      /^NAME +VERSION +DRIVER +IDLE TIMEOUT +PARAMETERS +ENV +ON RESUME +PROVISIONER TAGS +ARCHIVED +DESCRIPTION\ndemo +1 +process /,
     );
     expect(templates.stdout).toMatch(/\nsecretive +1 +command +default +- +ANTHROPIC_API_KEY, REGION +- /);
     const listed = await json('templates', 'ls');
     expect(listed.map((template: { name: string }) => template.name)).toEqual(['demo', 'secretive']);
     expect(listed[1].envNames).toEqual(['ANTHROPIC_API_KEY', 'REGION']);
     expect(`${templates.stdout}${JSON.stringify(listed)}`).not.toContain(secret);
+
+    // An admin routes a template's builds to the provisioners having its tags; none: any provisioner.
+    const tagged = await asLoggedIn('templates', 'tag', 'secretive', 'host=a', 'gpu=true');
+    expect(tagged).toMatchObject({ code: 0, stdout: 'secretive version 2: provisioner tags gpu=true host=a\n' });
+    expect((await admin.templates.get.query({ name: 'secretive' })).provisionerTags).toEqual({
+      host: 'a',
+      gpu: 'true',
+    });
+    expect((await asLoggedIn('templates', 'ls')).stdout).toMatch(/\nsecretive +2 +command .* gpu=true host=a /);
+    const refused = await asLoggedIn('templates', 'tag', 'secretive', 'host a');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('"host a" is not name=value');
+    const cleared = await json('templates', 'tag', 'secretive');
+    expect(cleared).toMatchObject({ version: 3, provisionerTags: {} });
 
     const logout = await asLoggedIn('logout');
     expect(logout.code).toBe(0);

@@ -15,6 +15,10 @@ Flags override the environment.
   --id <name>           this provisioner's name               default <hostname>-<pid>
   --drivers <a,b>       drivers to serve: ${daemonDrivers.join(', ')} (default all)
   --templates <a,b>     only jobs of these templates          default any
+  --tag <name=value>    a tag of this provisioner (repeat for more): it takes the jobs of templates
+                        whose provisionerTags are all among its tags, and of untagged templates
+                                                              env HIATUS_PROVISIONER_TAGS=host=a,gpu=true
+                        Without tags, only untagged templates' jobs.
   --data-dir <path>     where the drivers keep their state    env HIATUS_PROVISIONER_DIR, default ${defaults.dataDir}
   --concurrency <n>     jobs at once                          default ${defaults.concurrency}
   --heartbeat-ms <ms>   heartbeat interval of a running job   default ${defaults.heartbeatMs}
@@ -28,7 +32,7 @@ export type ParsedArgs = { options: DaemonOptions & { url: string } } | { help: 
 
 /** The daemon's options from its flags and environment, or the one-line reason they are wrong. */
 export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv, cwd: string): ParsedArgs {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | string[] | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -40,6 +44,7 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv, cwd: str
         id: { type: 'string' },
         drivers: { type: 'string' },
         templates: { type: 'string' },
+        tag: { type: 'string', multiple: true },
         'data-dir': { type: 'string' },
         concurrency: { type: 'string' },
         'heartbeat-ms': { type: 'string' },
@@ -92,6 +97,11 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv, cwd: str
       if (templates.length > maxTemplates) throw new ArgumentError(`--templates may name at most ${maxTemplates}`);
       options.templates = templates;
     }
+    const tags = values.tag as string[] | undefined;
+    if (tags) options.tags = parseTags('--tag', tags);
+    else if (env.HIATUS_PROVISIONER_TAGS) {
+      options.tags = parseTags('HIATUS_PROVISIONER_TAGS', env.HIATUS_PROVISIONER_TAGS.split(','));
+    }
     options.dataDir = resolve(cwd, flag('data-dir', 'HIATUS_PROVISIONER_DIR') ?? defaults.dataDir);
     options.concurrency = whole('--concurrency', flag('concurrency'), 1, defaults.maxConcurrency);
     options.heartbeatMs = whole('--heartbeat-ms', flag('heartbeat-ms'), 100, 600_000);
@@ -106,6 +116,29 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv, cwd: str
 /** What the server accepts as a template name, and how many a provisioner may ask for. */
 const templateName = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const maxTemplates = 100;
+
+/** What the server accepts as a tag name and value, and how many tags a provisioner may have. */
+const tagName = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$/;
+const tagValue = /^[^\s,=]{1,128}$/;
+const maxTags = 20;
+
+/** `['host=a', 'gpu=true']` → `{ host: 'a', gpu: 'true' }`; a name given twice is refused. Throws ArgumentError. */
+function parseTags(source: string, pairs: string[]): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const pair of pairs.map((p) => p.trim())) {
+    const at = pair.indexOf('=');
+    const [name, value] = at < 0 ? [pair, ''] : [pair.slice(0, at), pair.slice(at + 1)];
+    if (!tagName.test(name) || !tagValue.test(value)) {
+      throw new ArgumentError(
+        `${source}: ${JSON.stringify(pair)} is not a tag: name=value, the name of letters, digits, ".", "_", "/" and "-" (up to 64), the value of 1 to 128 characters without spaces, "," or "="`,
+      );
+    }
+    if (Object.hasOwn(tags, name)) throw new ArgumentError(`${source}: the tag ${name} is given twice`);
+    tags[name] = value;
+  }
+  if (Object.keys(tags).length > maxTags) throw new ArgumentError(`${source}: at most ${maxTags} tags`);
+  return tags;
+}
 
 /** A flag or variable with a wrong value; its message is the line the user sees. */
 class ArgumentError extends Error {}

@@ -24,6 +24,11 @@ export type DaemonOptions = {
   drivers?: readonly string[];
   /** The template names whose jobs it takes (any by default). */
   templates?: readonly string[];
+  /**
+   * Its tags, such as `{ host: 'a' }`: it takes the jobs of templates whose provisioner tags are all
+   * among them, and of untagged templates. Without tags (the default), only untagged templates' jobs.
+   */
+  tags?: Readonly<Record<string, string>>;
   /** Where the drivers keep their state; daemons on one host share it. `.hiatus/provisioner` by default. */
   dataDir?: string;
   /** Jobs run at once. */
@@ -58,6 +63,7 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
   const provisionerId = options.provisionerId ?? `${hostname()}-${process.pid}`;
   const served = [...(options.drivers ?? daemonDrivers)];
   const templates = options.templates ? [...options.templates] : undefined;
+  const tags = { ...options.tags };
   const dataDir = resolve(options.dataDir ?? defaults.dataDir);
   const concurrency = options.concurrency ?? defaults.concurrency;
   const heartbeatMs = options.heartbeatMs ?? defaults.heartbeatMs;
@@ -112,7 +118,7 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
       try {
         // Not cancelled by stop(): the server may be handing this provisioner a job right then.
         acquiring = true;
-        job = await api.acquire({ drivers: served, templates, waitMs });
+        job = await api.acquire({ drivers: served, templates, tags, waitMs });
         backoff.reset();
       } catch (error) {
         const retryInMs = backoff.next();
@@ -141,6 +147,7 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
       url: withoutPassword(options.url),
       drivers: served,
       templates: templates ?? 'any',
+      tags,
       dataDir,
       concurrency,
     });

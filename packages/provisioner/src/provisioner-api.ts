@@ -6,8 +6,11 @@ import type { JobOutcome } from './perform.ts';
 /** A job as `provisioner.acquire` hands it out: the build, its task and template version, the last start's outputs. */
 export type BuildJob = NonNullable<RouterOutputs['provisioner']['acquire']>;
 
-/** Which jobs a provisioner takes: by the template's driver (`external` without one), by template name. */
-export type JobFilter = { drivers?: string[]; templates?: string[] };
+/**
+ * Which jobs a provisioner takes: by the template's driver (`external` without one), by template
+ * name, and by its tags: a job whose template names tags goes only to a provisioner having them all.
+ */
+export type JobFilter = { drivers?: string[]; templates?: string[]; tags?: Record<string, string> };
 
 export type { JobOutcome } from './perform.ts';
 

@@ -1,6 +1,6 @@
 import { type Selectable, sql } from 'kysely';
 import type { Schedule } from '../domain/schedules.ts';
-import type { PrePauseNotice, ResumeSetting, TemplateParameter } from '../domain/templates.ts';
+import type { PrePauseNotice, ProvisionerTags, ResumeSetting, TemplateParameter } from '../domain/templates.ts';
 import type { Db } from './connection.ts';
 import type { Templates } from './schema.ts';
 import { nextInSequence } from './sequence.ts';
@@ -19,6 +19,8 @@ export type Template = {
   resume: ResumeSetting | null;
   /** When its tasks may run (a task may have its own); null: always. */
   schedule: Schedule | null;
+  /** The tags a provisioner must have to take its builds; {}: any provisioner. */
+  provisionerTags: ProvisionerTags;
   /** Its tasks paused longer than this many days are deleted; 0: never; null: the service default. */
   pausedRetentionDays: number | null;
   description: string;
@@ -33,6 +35,7 @@ function toTemplate(row: Selectable<Templates>): Template {
     pre_pause_notice,
     schedule,
     paused_retention_days,
+    provisioner_tags,
     created_by,
     created_at,
     archived_at,
@@ -46,6 +49,7 @@ function toTemplate(row: Selectable<Templates>): Template {
     resume: row.resume as ResumeSetting | null,
     schedule: schedule as Schedule | null,
     pausedRetentionDays: paused_retention_days,
+    provisionerTags: provisioner_tags as ProvisionerTags,
     createdBy: created_by,
     createdAt: created_at,
     archivedAt: archived_at,
@@ -73,6 +77,7 @@ export async function insertTemplateVersion(trx: Db, row: TemplateVersionRow): P
       resume: row.resume === null ? null : JSON.stringify(row.resume),
       schedule: row.schedule === null ? null : JSON.stringify(row.schedule),
       paused_retention_days: row.pausedRetentionDays,
+      provisioner_tags: JSON.stringify(row.provisionerTags),
       description: row.description,
       created_by: row.createdBy,
     })

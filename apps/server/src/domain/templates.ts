@@ -10,6 +10,13 @@ export type TemplateParameter = {
   pattern?: string;
 };
 
+/**
+ * The provisioner tags a template's builds need, such as `{ host: 'a' }`: a job goes only to a
+ * provisioner whose tags include every one of them (more are fine); a template without tags goes to
+ * any provisioner. A provisioner without tags takes only untagged templates' jobs.
+ */
+export type ProvisionerTags = Record<string, string>;
+
 /** Sent to the agent before a pause takes its snapshot, so its last answer is in it. */
 export type PrePauseNotice = { message: string; waitSeconds: number };
 

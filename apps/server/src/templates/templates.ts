@@ -17,6 +17,7 @@ import {
   envNames,
   mergeEnv,
   type PrePauseNotice,
+  type ProvisionerTags,
   type ResumeSetting,
   settingsWithoutEnv,
   type TemplateParameter,
@@ -50,6 +51,8 @@ export type TemplateDefinition = {
   schedule?: Schedule | null;
   /** Days its tasks may stay paused before they are deleted; 0: forever; null: the service default. */
   pausedRetentionDays?: number | null;
+  /** The tags a provisioner must have to take its builds; {} (or absent): any provisioner. */
+  provisionerTags?: ProvisionerTags;
   description?: string;
 };
 
@@ -148,6 +151,7 @@ export async function updateTemplate(
       schedule: changes.schedule !== undefined ? changes.schedule : latest.schedule,
       pausedRetentionDays:
         changes.pausedRetentionDays !== undefined ? changes.pausedRetentionDays : latest.pausedRetentionDays,
+      provisionerTags: changes.provisionerTags ?? latest.provisionerTags,
       description: changes.description ?? latest.description,
     };
     checkDefinition(definition);
@@ -174,6 +178,7 @@ async function saveVersion(
     resume: definition.resume ?? null,
     schedule: definition.schedule ?? null,
     pausedRetentionDays: definition.pausedRetentionDays ?? null,
+    provisionerTags: definition.provisionerTags ?? {},
     description: definition.description ?? '',
     createdBy: actor.kind === 'user' ? actor.userId : null,
   });
@@ -181,7 +186,13 @@ async function saveVersion(
     action,
     resourceType: 'template',
     resourceId: template.id,
-    diff: { name, version: template.version, driver: template.driver, ...envDiff(previousSettings, template.settings) },
+    diff: {
+      name,
+      version: template.version,
+      driver: template.driver,
+      provisionerTags: template.provisionerTags,
+      ...envDiff(previousSettings, template.settings),
+    },
   });
   return template;
 }

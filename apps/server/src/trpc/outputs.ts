@@ -269,6 +269,10 @@ const templateShape = z
       .meta({ description: 'what a resume of its tasks does beyond starting the agent again' }),
     schedule: scheduleShape.nullable(),
     pausedRetentionDays: z.number().int().nullable(),
+    provisionerTags: z.record(z.string(), z.string()).meta({
+      description:
+        "the tags a provisioner must have to take its builds (all of them; more are fine); {}: any provisioner. A task's builds keep its version's tags",
+    }),
     description: z.string(),
     createdBy: z.string().nullable(),
     createdAt: instant,

@@ -1,10 +1,10 @@
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { date, integer, oneOf } from '../arguments.ts';
 import { formatSeconds, formatTime, note, say, sayJson, table, wantsJson } from '../output.ts';
 import type { Connection } from '../session.ts';
 import { buildReasons } from '../task-view.ts';
 
-/** `hiatus audit` (admins) and `hiatus templates ls`. */
+/** `hiatus audit` (admins), `hiatus templates ls` and `hiatus templates tag` (admins). */
 export function addAdminCommands(program: Command, connection: Connection): void {
   program
     .command('audit')
@@ -58,7 +58,18 @@ export function addAdminCommands(program: Command, connection: Connection): void
       if (wantsJson(command)) return sayJson(items);
       say(
         table(
-          ['NAME', 'VERSION', 'DRIVER', 'IDLE TIMEOUT', 'PARAMETERS', 'ENV', 'ON RESUME', 'ARCHIVED', 'DESCRIPTION'],
+          [
+            'NAME',
+            'VERSION',
+            'DRIVER',
+            'IDLE TIMEOUT',
+            'PARAMETERS',
+            'ENV',
+            'ON RESUME',
+            'PROVISIONER TAGS',
+            'ARCHIVED',
+            'DESCRIPTION',
+          ],
           items.map((template) => [
             template.name,
             template.version,
@@ -67,12 +78,48 @@ export function addAdminCommands(program: Command, connection: Connection): void
             template.parameters.map((p) => p.name).join(', '),
             template.envNames.join(', '), // names only: the server never answers env values
             onResume(template.resume),
+            tagList(template.provisionerTags),
             formatTime(template.archivedAt),
             template.description,
           ]),
         ),
       );
     });
+
+  templates
+    .command('tag')
+    .argument('<template>', 'the template')
+    .argument('[tags...]', 'name=value: the provisioner tags its builds need (none: any provisioner)', tag, {})
+    .description(
+      'save a version of a template whose builds go only to provisioners having all these tags (admins); new tasks use it',
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  hiatus templates tag claude host=gpu-1   # its builds go to `hiatus-provisioner --tag host=gpu-1`\n  hiatus templates tag claude             # any provisioner',
+    )
+    .action(async (name: string, tags: Record<string, string>, _options, command: Command) => {
+      const { client } = await connection.open();
+      const saved = await client.templates.update.mutate({ name, provisionerTags: tags });
+      if (wantsJson(command)) return sayJson(saved);
+      say(`${saved.name} version ${saved.version}: provisioner tags ${tagList(saved.provisionerTags)}`);
+    });
+}
+
+/** Collects `name=value` arguments into one object; a name given twice is refused. */
+function tag(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const at = value.indexOf('=');
+  if (at <= 0) throw new InvalidArgumentError(`${JSON.stringify(value)} is not name=value`);
+  const name = value.slice(0, at);
+  if (Object.hasOwn(previous, name)) throw new InvalidArgumentError(`the tag ${name} is given twice`);
+  return { ...previous, [name]: value.slice(at + 1) };
+}
+
+/** `gpu=true host=a`, sorted by name; `-` for none. */
+function tagList(tags: Record<string, string>): string {
+  const pairs = Object.keys(tags)
+    .sort()
+    .map((name) => `${name}=${tags[name]}`);
+  return pairs.join(' ') || '-';
 }
 
 /** A template's `resume` setting in a few words: `own command, recap ≤ 8192 B`; `-` for none. */

@@ -10,7 +10,7 @@ import {
   jobPreviousConversation,
   tasksThatShouldRun,
 } from '../../lifecycle/jobs.ts';
-import { id, pageLimit, text } from '../inputs.ts';
+import { id, pageLimit, provisionerTags, text } from '../inputs.ts';
 import { buildPageOutput } from '../outputs.ts';
 import { laggingReadProcedure, provisionerProcedure, restRoute, router } from '../trpc.ts';
 
@@ -43,7 +43,8 @@ export const buildsRouter = router({
 export const provisionerRouter = router({
   /**
    * Takes a pending job matching the provisioner's `drivers` (`external` for workspaces without a
-   * template) and `templates`, with what its driver needs; waits up to `waitMs` for one (a long poll).
+   * template), `templates` and `tags` (a job needs every tag of its template among them; without
+   * tags, only untagged templates' jobs), with what its driver needs; waits up to `waitMs` for one (a long poll).
    * `provisionerId` is a name to show for the job (the key's id when absent), not an identity.
    */
   acquire: provisionerProcedure
@@ -53,6 +54,7 @@ export const provisionerRouter = router({
           provisionerId: text.min(1).max(128).optional(),
           drivers: z.array(text.min(1).max(32)).max(20).optional(),
           templates: z.array(text.min(1).max(64)).max(100).optional(),
+          tags: provisionerTags.optional(),
           waitMs: z.number().int().min(0).max(30_000).optional(),
         })
         .default({}),

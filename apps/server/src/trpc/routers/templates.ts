@@ -8,7 +8,7 @@ import {
   listTemplates,
   updateTemplate,
 } from '../../templates/templates.ts';
-import { idleTimeoutSeconds, parameterName, templateName, text } from '../inputs.ts';
+import { idleTimeoutSeconds, parameterName, provisionerTags, templateName, text } from '../inputs.ts';
 import { templateListOutput, templateOutput } from '../outputs.ts';
 import { adminProcedure, readProcedure, restRoute, router } from '../trpc.ts';
 
@@ -47,6 +47,11 @@ const templateDefinition = z.strictObject({
   schedule: scheduleSchema.nullable().optional(),
   /** Days its tasks may stay paused before they are deleted; 0: forever; null: the service's HIATUS_PAUSED_RETENTION_DAYS. */
   pausedRetentionDays: z.number().int().min(0).max(36_500).nullable().optional(),
+  /**
+   * The tags a provisioner must have to take its builds (`{ host: 'a' }`: only provisioners started
+   * with `--tag host=a`); {}: any provisioner. An update replaces them whole.
+   */
+  provisionerTags: provisionerTags.optional(),
   description: text.max(2000).optional(),
 });
 

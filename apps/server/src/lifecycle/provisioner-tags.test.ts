@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { testBackends } from '../../test/databases.ts';
+import { useHarness } from '../../test/harness.ts';
+import { listAuditLogs } from '../db/audit.ts';
+import { createTemplate, getTemplate, updateTemplate } from '../templates/templates.ts';
+import { acquireBuildJob } from './jobs.ts';
+import { createTask } from './tasks.ts';
+
+// Several hosts: a template's provisioner tags route its builds to the provisioners having them all.
+describe.each(testBackends())('provisioner tags on %s', (backend) => {
+  const h = useHarness(backend, {}, { agent: 'shared' });
+  const command = { driver: 'command', settings: { start: 'true', stop: 'true' } };
+
+  /** A new template with these tags, and a task of it whose first start is now pending. */
+  async function taskOn(tags: Record<string, string>): Promise<string> {
+    const admin = await h.member('admin');
+    const template = `t-${randomUUID().slice(0, 8)}`;
+    await createTemplate(h.app, admin, template, { ...command, provisionerTags: tags });
+    const { task } = await createTask(h.app, h.alice, { name: `t-${randomUUID()}`, prompt: 'p', template });
+    return task.id;
+  }
+
+  it('hands a job only to a provisioner having every tag of its template; an untagged one takes only untagged jobs', async () => {
+    await h.settle();
+    // Oldest first: the jobs no one below can take come first, and hold up none behind them.
+    const onC = await taskOn({ host: 'c' });
+    const gpuB = await taskOn({ host: 'b', gpu: 'true' });
+    const onA = await taskOn({ host: 'a' });
+    const anywhere = await taskOn({});
+
+    // Without tags: the untagged template's job alone.
+    expect(await acquireBuildJob(h.app, 'untagged')).toMatchObject({ taskId: anywhere });
+    expect(await acquireBuildJob(h.app, 'untagged', { tags: {} })).toBeNull();
+    // host=b lacks gpu=true; a wrong value is no match.
+    expect(await acquireBuildJob(h.app, 'b', { tags: { host: 'b' } })).toBeNull();
+    expect(await acquireBuildJob(h.app, 'b-cpu', { tags: { host: 'b', gpu: 'false' } })).toBeNull();
+    // More tags than the template's are fine.
+    expect(await acquireBuildJob(h.app, 'b-gpu', { tags: { host: 'b', gpu: 'true', zone: 'x' } })).toMatchObject({
+      taskId: gpuB,
+    });
+    expect(await acquireBuildJob(h.app, 'a', { tags: { host: 'a' } })).toMatchObject({ taskId: onA });
+    expect(await acquireBuildJob(h.app, 'a', { tags: { host: 'a' } })).toBeNull();
+
+    const pending = await h.db
+      .selectFrom('workspace_builds')
+      .innerJoin('tasks', 'tasks.workspace_id', 'workspace_builds.workspace_id')
+      .where('tasks.id', '=', onC)
+      .select(['job_status', 'provisioner_id'])
+      .execute();
+    expect(pending).toEqual([{ job_status: 'pending', provisioner_id: null }]);
+    expect(await acquireBuildJob(h.app, 'c', { tags: { host: 'c' } })).toMatchObject({ taskId: onC });
+  });
+
+  it("keeps a template version's tags through updates that do not name them, replaces them whole when given, and audits them", async () => {
+    const admin = await h.member('admin');
+    const name = `t-${randomUUID().slice(0, 8)}`;
+    const created = await createTemplate(h.app, admin, name, {
+      ...command,
+      provisionerTags: { host: 'a', gpu: 'true' },
+    });
+    expect(created.provisionerTags).toEqual({ host: 'a', gpu: 'true' });
+    expect(await updateTemplate(h.app, admin, name, { description: 'same hosts' })).toMatchObject({
+      version: 2,
+      provisionerTags: { host: 'a', gpu: 'true' },
+    });
+    expect(await updateTemplate(h.app, admin, name, { provisionerTags: { host: 'b' } })).toMatchObject({
+      version: 3,
+      provisionerTags: { host: 'b' },
+    });
+    expect((await updateTemplate(h.app, admin, name, { provisionerTags: {} })).provisionerTags).toEqual({});
+    // Each version keeps its own: a task of version 1 is still built on host a.
+    expect((await getTemplate(h.app, name, 1)).provisionerTags).toEqual({ host: 'a', gpu: 'true' });
+    const { items } = await listAuditLogs(h.db, { resourceId: created.id, limit: 10 });
+    expect(items[0]?.diff).toMatchObject({ provisionerTags: { host: 'a', gpu: 'true' } });
+  });
+});
