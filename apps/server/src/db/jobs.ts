@@ -14,12 +14,22 @@ export type JobRow = { build: Build; provisionerId: string | null; provisionerKe
  */
 export type JobHolder = { keyId: string | null; name: string };
 
-/** Which jobs a provisioner takes: by its templates' driver (`external` for none) and template name. */
-export type JobFilter = { drivers?: readonly string[]; templates?: readonly string[] };
+/**
+ * Which jobs a provisioner takes: by its templates' driver (`external` for none), template name,
+ * and its tags: only jobs whose template's `provisioner_tags` are all among them. A provisioner
+ * without tags (absent or {}) takes only jobs of untagged templates and of external workspaces.
+ */
+export type JobFilter = {
+  drivers?: readonly string[];
+  templates?: readonly string[];
+  tags?: Readonly<Record<string, string>>;
+};
 
 /**
  * Takes the oldest pending job for `holder` that matches `filter`. `FOR UPDATE SKIP LOCKED`
- * lets many provisioners poll at once: each job goes to exactly one of them.
+ * lets many provisioners poll at once: each job goes to exactly one of them. The tags are matched
+ * by JSONB containment on the pending jobs' templates (found by key), so a job no provisioner can
+ * take only waits, and never holds up the ones behind it.
  */
 export async function acquireJob(db: Db, holder: JobHolder, filter: JobFilter = {}): Promise<Build | null> {
   const row = await db
@@ -39,6 +49,8 @@ export async function acquireJob(db: Db, holder: JobHolder, filter: JobFilter = 
         .where('b.job_status', '=', 'pending');
       if (filter.drivers) next = next.where(sql<string>`COALESCE(t.driver, 'external')`, 'in', [...filter.drivers, '']);
       if (filter.templates) next = next.where('t.name', 'in', [...filter.templates, '']);
+      const tags = JSON.stringify(filter.tags ?? {});
+      next = next.where(sql<boolean>`COALESCE(t.provisioner_tags, '{}'::jsonb) <@ ${tags}::jsonb`);
       return next.orderBy('b.created_at').limit(1).forUpdate(['b']).skipLocked();
     })
     .where('job_status', '=', 'pending')

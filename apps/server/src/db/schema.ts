@@ -324,6 +324,10 @@ export interface Templates {
    */
   pre_pause_notice: Json | null;
   /**
+   * The tags a provisioner must have to take its builds: {"name": "value"}; {}: any provisioner
+   */
+  provisioner_tags: Generated<Json>;
+  /**
    * What a resume of its tasks does: {"command", "message", "messageMaxBytes"}; NULL: starts the agent as at first
    */
   resume: Json | null;
