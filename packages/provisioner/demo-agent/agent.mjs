@@ -4,7 +4,8 @@
 // It keeps its conversation in memory only: keeping it across a pause is Hiatus's job (snapshots).
 //
 // Env: PORT (required), HIATUS_PROMPT (the first user message, if any), DEMO_WORK_MS (default 300),
-// DEMO_READY_MS (default 0: how long GET /status answers 503 "starting", for an agent slow to come up).
+// DEMO_READY_MS (default 0: how long GET /status answers 503 "starting", for an agent slow to come up),
+// DEMO_HOST (default 127.0.0.1: the address it listens on; 0.0.0.0 in a container, to be reached from outside).
 // HIATUS_START=resume with HIATUS_PREVIOUS_CONVERSATION (a JSON file of the AgentAPI messages before
 // the pause): a resumed agent does not start the task over; its first answer says what it was given.
 import { readFileSync } from 'node:fs';
@@ -109,7 +110,8 @@ if (process.env.HIATUS_START === 'resume') {
   work(process.env.HIATUS_PROMPT);
 }
 
-server.listen(port, '127.0.0.1', () => console.log(`demo agent listening on http://127.0.0.1:${port}`));
+const host = process.env.DEMO_HOST || '127.0.0.1';
+server.listen(port, host, () => console.log(`demo agent listening on http://${host}:${port}`));
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => {

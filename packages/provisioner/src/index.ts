@@ -1,5 +1,9 @@
+export { agentSeparationWarning } from './agent-user.ts';
 export { type CommandSettings, commandDriver, commandSettingsSchema } from './command-driver.ts';
 export { defaults } from './defaults.ts';
+export { type DockerSettings, dockerDriver, dockerSettingsSchema } from './docker-driver.ts';
+export { dockerReachable } from './docker-engine.ts';
+export { demoImage, ensureDemoImage } from './docker-image.ts';
 export * from './driver.ts';
 export { type JobOutcome, type JobSources, type JobToPerform, performJob } from './perform.ts';
 export { type ProcessSettings, processDriver, processSettingsSchema } from './process-driver.ts';

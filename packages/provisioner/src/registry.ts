@@ -1,9 +1,14 @@
 import { commandDriver } from './command-driver.ts';
+import { dockerDriver } from './docker-driver.ts';
 import { type Driver, DriverError } from './driver.ts';
 import { processDriver } from './process-driver.ts';
 
 /** Every driver a template can name, by name. */
-export const drivers = { process: processDriver, command: commandDriver } as const satisfies Record<string, Driver>;
+export const drivers = {
+  process: processDriver,
+  command: commandDriver,
+  docker: dockerDriver,
+} as const satisfies Record<string, Driver>;
 export type DriverName = keyof typeof drivers;
 
 /** The driver a template names; a DriverError naming the known ones otherwise. */
