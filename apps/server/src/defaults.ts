@@ -51,6 +51,11 @@ export const defaults = Object.freeze({
    * 14,000) run out of stack.
    */
   maxAgentMessageDepth: 32,
+  /**
+   * How deep a call's input may nest as sent (superjson's envelope counts as one level): well above
+   * the deepest input a procedure takes (a pushed message, 32 levels, under its push's three).
+   */
+  maxInputDepth: 64,
   /** Fields beyond AgentAPI's own (id, role, content, time) kept in a snapshot: how many, and their JSON's bytes. */
   maxAgentMessageExtraFields: 32,
   maxAgentMessageExtraBytes: 16 * 1024,

@@ -89,9 +89,9 @@ describe('the daemon flags', () => {
     ['an id with a space', ['--id', 'my box'], env, '--id must be 1 to 128 characters without spaces (got "my box")'],
     [
       'an unknown driver',
-      ['--drivers', 'process,docker'],
+      ['--drivers', 'process,kubernetes'],
       env,
-      'unknown driver "docker" in --drivers (known: process, command, external)',
+      'unknown driver "kubernetes" in --drivers (known: process, command, docker, external)',
     ],
     [
       'an empty template name',
@@ -151,7 +151,7 @@ describe('hiatus-provisioner, without a server', () => {
 
     const started = await daemon.waitFor((l) => l.msg === 'provisioner started');
     expect(started).toMatchObject({ level: 'info', provisionerId: 'lonely', dataDir: h.dataDir, concurrency: 4 });
-    expect(started.drivers).toEqual(['process', 'command', 'external']);
+    expect(started.drivers).toEqual(['process', 'command', 'docker', 'external']);
     const retries = () =>
       daemon.lines.filter((l) => l.msg === 'cannot ask the server which tasks should run, retrying');
     await daemon.waitFor(() => retries().length >= 3);
