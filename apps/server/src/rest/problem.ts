@@ -40,7 +40,7 @@ export function problemOf(cause: unknown, instance: string, requestId: string | 
     type: 'about:blank',
     title: http.STATUS_CODES[status] ?? 'Error',
     status,
-    detail: issues ? issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ') : error.message,
+    detail: shape.message,
     instance,
     code: error.code,
     requestId: shape.data.requestId,

@@ -6,6 +6,24 @@ export const text = storableText;
 
 /** Ids are UUIDs (any version: key ids are derived from hashes). */
 export const id = z.guid('must be a UUID');
+/**
+ * An id of a bigserial column (an event, a webhook delivery, an audit record) as given out: a
+ * decimal string no larger than PostgreSQL's bigint, so a bigger one is a 400, not the database's
+ * "out of range".
+ */
+export const serialId = (what: string) =>
+  z
+    .string()
+    .regex(/^\d{1,19}$/, `not ${what} this service gave out`)
+    .refine((value) => BigInt(value) <= 9_223_372_036_854_775_807n, `not ${what} this service gave out`);
+
+/** A positive number of an INTEGER column (a build number, a template version), within its range. */
+export const positiveInteger = z
+  .number()
+  .int()
+  .positive()
+  .max(2 ** 31 - 1);
+
 export const pageLimit = (max: number, fallback: number) => z.number().int().min(1).max(max).default(fallback);
 
 /** A template's name: what the database accepts, said in words. */

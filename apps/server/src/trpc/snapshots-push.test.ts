@@ -71,7 +71,7 @@ describe.each(testBackends())('snapshots.push over HTTP on %s', (backend) => {
   it('answers a push nested 50,000 levels deep with a bad request, and keeps serving', async () => {
     const pushed = await rawPush(messageJson(0, `"x":${nestedJson(50_000)}`));
     expect(pushed.status).toBe(400);
-    expect(pushed.text).toContain('nests deeper than the limit');
+    expect(pushed.text).toContain('nests deeper than');
     // A value revived by superjson's meta (here a BigInt JSON.stringify cannot write) is no JSON either.
     const revived = await rawPush(messageJson(0, '"x":"1"'), { values: { 'messages.0.x': ['bigint'] } });
     expect(revived.status).toBe(400);

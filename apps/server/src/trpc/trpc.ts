@@ -1,9 +1,9 @@
 import { initTRPC, TRPCError } from '@trpc/server';
-import superjson from 'superjson';
 import { ZodError } from 'zod';
 import type { ApiKeyScope } from '../domain/actor.ts';
 import { type RequestContext, type RequestLimits, servicesOf } from './context.ts';
 import { toTRPCError } from './errors.ts';
+import { transformer } from './transformer.ts';
 
 /**
  * What a procedure's meta may say: its REST route and words for /openapi.json, the part of
@@ -23,23 +23,33 @@ export type ProcedureMeta = {
   };
 };
 
+/** A bad input in one sentence (zod's own message is its issues as JSON); the issues stay in `data.zodIssues`. */
+function inputProblems(issues: Array<{ path: string[]; message: string }>): string {
+  return issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ');
+}
+
+// What JSON.parse threw, for a body or `input` parameter that is no JSON, in place of the runtime's words.
+const notJson = 'the input is not valid JSON';
+
 const t = initTRPC
   .context<RequestContext>()
   .meta<ProcedureMeta>()
   .create({
-    transformer: superjson,
+    transformer,
     errorFormatter({ shape, error, ctx }) {
-      const zod = error.cause instanceof ZodError ? error.cause.issues : null;
+      const issues =
+        error.cause instanceof ZodError
+          ? error.cause.issues.map((i) => ({ path: i.path.map(String), message: i.message, code: String(i.code) }))
+          : null;
       return {
         ...shape,
+        message: issues ? inputProblems(issues) : error.cause instanceof SyntaxError ? notJson : shape.message,
         data: {
           ...shape.data,
           // Stack traces stay in the logs.
           stack: undefined,
           requestId: ctx?.requestId ?? null,
-          zodIssues:
-            zod?.map((issue) => ({ path: issue.path.map(String), message: issue.message, code: String(issue.code) })) ??
-            null,
+          zodIssues: issues,
         },
       };
     },

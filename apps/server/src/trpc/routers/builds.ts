@@ -10,7 +10,7 @@ import {
   jobPreviousConversation,
   tasksThatShouldRun,
 } from '../../lifecycle/jobs.ts';
-import { id, pageLimit, provisionerTags, text } from '../inputs.ts';
+import { id, pageLimit, positiveInteger, provisionerTags, text } from '../inputs.ts';
 import { buildPageOutput } from '../outputs.ts';
 import { laggingReadProcedure, provisionerProcedure, restRoute, router } from '../trpc.ts';
 
@@ -29,7 +29,7 @@ export const buildsRouter = router({
         taskId: id,
         reason: z.enum(buildReasons).optional(),
         limit: pageLimit(defaults.maxListPageSize, defaults.listPageSize),
-        cursor: z.number().int().positive().optional(),
+        cursor: positiveInteger.optional(),
       }),
     )
     .output(buildPageOutput)

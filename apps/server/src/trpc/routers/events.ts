@@ -4,12 +4,12 @@ import { defaults } from '../../defaults.ts';
 import { eventTypes } from '../../domain/events.ts';
 import { listEventsFor, watchEvents } from '../../lifecycle/events.ts';
 import { withApiErrors } from '../errors.ts';
-import { id, pageLimit } from '../inputs.ts';
+import { id, pageLimit, serialId } from '../inputs.ts';
 import { eventPageOutput } from '../outputs.ts';
 import { laggingReadProcedure, readProcedure, restRoute, router } from '../trpc.ts';
 
 /** An event id, as given out (a positive integer in a string). */
-const eventId = z.string().regex(/^\d{1,19}$/, 'not an event id this service gave out');
+const eventId = serialId('an event id');
 
 export const eventsRouter = router({
   /** Lifecycle events of the tasks the key may see, oldest first after `after`; pass `nextCursor` back as `after`. */

@@ -4,7 +4,7 @@ import { listAudit } from '../../audit/audit.ts';
 import { defaults } from '../../defaults.ts';
 import { buildReasons } from '../../domain/lifecycle.ts';
 import { lifecycleTelemetry, telemetryBuckets } from '../../telemetry/lifecycle.ts';
-import { id, pageLimit, text } from '../inputs.ts';
+import { id, pageLimit, serialId, text } from '../inputs.ts';
 import { laggingAdminProcedure, router } from '../trpc.ts';
 
 const auditFilterInput = z.object({
@@ -15,10 +15,7 @@ const auditFilterInput = z.object({
   since: z.date().optional(),
   until: z.date().optional(),
   limit: pageLimit(defaults.maxAuditPageSize, defaults.auditPageSize),
-  cursor: z
-    .string()
-    .regex(/^\d{1,19}$/, 'not a cursor this service gave out')
-    .optional(),
+  cursor: serialId('a cursor').optional(),
 });
 
 export const auditRouter = router({

@@ -12,7 +12,7 @@ import { afterWaitIfAsked } from '../../lifecycle/wait.ts';
 import { watchTask } from '../../lifecycle/watch.ts';
 import { agentUrlProblem, notAnHttpUrl } from '../../net/url-policy.ts';
 import { withApiErrors } from '../errors.ts';
-import { id, idleTimeoutSeconds, pageLimit, parameterValues, templateName, text } from '../inputs.ts';
+import { id, idleTimeoutSeconds, pageLimit, parameterValues, positiveInteger, templateName, text } from '../inputs.ts';
 import {
   cancelMessageOutput,
   keepAliveOutput,
@@ -67,7 +67,7 @@ const newTaskInput = z.union(
     z.strictObject({
       ...taskBasics,
       template: templateName,
-      templateVersion: z.number().int().positive().optional(),
+      templateVersion: positiveInteger.optional(),
       parameters: parameterValues.optional(),
     }),
   ],

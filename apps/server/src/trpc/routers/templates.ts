@@ -8,7 +8,7 @@ import {
   listTemplates,
   updateTemplate,
 } from '../../templates/templates.ts';
-import { idleTimeoutSeconds, parameterName, provisionerTags, templateName, text } from '../inputs.ts';
+import { idleTimeoutSeconds, parameterName, positiveInteger, provisionerTags, templateName, text } from '../inputs.ts';
 import { templateListOutput, templateOutput } from '../outputs.ts';
 import { adminProcedure, readProcedure, restRoute, router } from '../trpc.ts';
 
@@ -73,7 +73,7 @@ export const templatesRouter = router({
         description: 'A template version: the latest unless `version` is given.',
       }),
     )
-    .input(z.object({ name: templateName, version: z.number().int().positive().optional() }))
+    .input(z.object({ name: templateName, version: positiveInteger.optional() }))
     .output(templateOutput)
     .query(({ ctx, input }) => getTemplate(ctx.app, input.name, input.version)),
 

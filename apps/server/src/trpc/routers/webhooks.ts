@@ -10,12 +10,12 @@ import {
   testWebhook,
   webhookDeliveries,
 } from '../../webhooks/endpoints.ts';
-import { id, pageLimit, text } from '../inputs.ts';
+import { id, pageLimit, serialId, text } from '../inputs.ts';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
 
 const webhookUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).max(2048);
 const wanted = z.array(z.enum(eventTypes)).max(eventTypes.length);
-const deliveryId = z.string().regex(/^\d{1,19}$/, 'not a delivery id this service gave out');
+const deliveryId = serialId('a delivery id');
 
 /**
  * Endpoints that receive lifecycle events, signed (see the SDK's `verifyWebhook`). A member's get
