@@ -17,7 +17,7 @@ import { createHttpServer } from './http.ts';
 import { startInboxDelivery } from './inbox/inbox.ts';
 import { autoPausePass } from './lifecycle/auto-pause.ts';
 import { removeOldEvents } from './lifecycle/events.ts';
-import { failStaleBuildJobs } from './lifecycle/jobs.ts';
+import { endStaleBuildJobs } from './lifecycle/jobs.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
 import { purgeDeletedTasks } from './lifecycle/purge.ts';
 import { retentionPass } from './lifecycle/retention.ts';
@@ -142,11 +142,13 @@ function demoTemplate(): TemplateDefinition {
 /** The server's background loops, as one list: each enabled by its setting, all stopped together. */
 function backgroundLoops(app: App, config: Config): Loop[] {
   const loops: Loop[] = [
-    // Whoever runs the jobs, a job whose provisioner went silent must end, or its task waits forever.
+    // Whoever runs the jobs, a job whose provisioner went silent must go to another, or its task waits forever.
     periodic('stale build jobs', config.provisioner.pollIntervalMs, async (log) => {
-      const failed = await failStaleBuildJobs(app, config.provisioner.staleAfterMs);
+      const { requeued, failed } = await endStaleBuildJobs(app, config.provisioner.staleAfterMs);
+      if (requeued.length)
+        log.warn({ builds: requeued.map((b) => b.id) }, 'handed out again build jobs whose provisioner went silent');
       if (failed.length)
-        log.warn({ builds: failed.map((b) => b.id) }, 'failed build jobs whose provisioner went silent');
+        log.warn({ builds: failed.map((b) => b.id) }, 'failed build jobs whose provisioners all went silent');
     }),
   ];
   // Every process delivers queued messages; the inbox lock and leases let one deliver each.

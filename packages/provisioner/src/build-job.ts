@@ -37,7 +37,7 @@ export async function runBuildJob(job: BuildJob, ctx: BuildJobContext): Promise<
   const lost = new AbortController();
   const heartbeats = keepAlive(ctx.api, build.id, ctx.heartbeatMs, log, lost);
   try {
-    log.info('job started', { reason: build.reason, template: job.template?.name ?? null });
+    log.info('job started', { reason: build.reason, template: job.template?.name ?? null, attempt: job.attempt });
     const outcome = await performJob(
       job,
       { dataDir: ctx.dataDir, signal: lost.signal, log: log.info },

@@ -3,6 +3,7 @@ import {
   type BuildOutputs,
   type BuildSpec,
   type ConversationMessage,
+  type Driver,
   type DriverContext,
   DriverError,
   type ResumeSpec,
@@ -19,6 +20,8 @@ export type JobToPerform = {
   previousOutputs: BuildOutputs | null;
   /** A start's kind, as the server says (null for a stop or a delete). */
   start?: StartKind | null;
+  /** Which claim of the job this is: above 1, a provisioner that held it before went silent (crashed, killed). */
+  attempt?: number;
 };
 
 /**
@@ -32,7 +35,9 @@ export type JobOutcome = { outputs?: BuildOutputs } | { error: string };
 
 /**
  * Runs a job's driver and never throws: the driver's outputs, or the failure's text. A job
- * without a template (an external workspace) has nothing to do.
+ * without a template (an external workspace) has nothing to do. A start handed out again (its
+ * earlier holder went silent, maybe after its agent was up) first runs the driver's stop for the
+ * task, so what that holder may have started never runs beside the new agent, whatever the driver.
  */
 export async function performJob(job: JobToPerform, ctx: DriverContext, sources: JobSources = {}): Promise<JobOutcome> {
   if (!job.template) return {};
@@ -43,10 +48,27 @@ export async function performJob(job: JobToPerform, ctx: DriverContext, sources:
         throw new DriverError(`could not fetch the previous conversation: ${(error as Error).message}`);
       });
     }
-    const outputs = await driverFor(job.template.driver).run(spec, ctx);
+    const driver = driverFor(job.template.driver);
+    if (spec.transition === 'start' && (job.attempt ?? 1) > 1) await undoEarlierStart(driver, spec, ctx);
+    const outputs = await driver.run(spec, ctx);
     return { outputs };
   } catch (error) {
     return { error: failureText(error) };
+  }
+}
+
+/** Stops what an earlier attempt of this start may have left; a start must not go on beside it. */
+async function undoEarlierStart(driver: Driver, spec: BuildSpec, ctx: DriverContext): Promise<void> {
+  ctx.log?.('a provisioner went silent during this start: stopping what it may have left first', {
+    taskId: spec.taskId,
+  });
+  const { start: _, previousConversation: __, ...rest } = spec;
+  try {
+    await driver.run({ ...rest, transition: 'stop' }, ctx);
+  } catch (error) {
+    throw new DriverError(
+      `could not stop what an earlier attempt of this start may have left (its provisioner went silent): ${(error as Error).message}`,
+    );
   }
 }
 

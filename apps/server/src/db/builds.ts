@@ -25,7 +25,8 @@ export type Build = {
   outputs: Record<string, unknown> | null;
 };
 
-export function toBuild(row: BuildRow): Build {
+/** The attempts of a job are the job queue's business (db/jobs.ts): a build does not show them. */
+export function toBuild(row: Omit<BuildRow, 'job_attempts'>): Build {
   return {
     id: row.id,
     workspaceId: row.workspace_id,

@@ -31,7 +31,7 @@ export type JobFilter = {
  * by JSONB containment on the pending jobs' templates (found by key), so a job no provisioner can
  * take only waits, and never holds up the ones behind it.
  */
-export async function acquireJob(db: Db, holder: JobHolder, filter: JobFilter = {}): Promise<Build | null> {
+export async function acquireJob(db: Db, holder: JobHolder, filter: JobFilter = {}): Promise<AcquiredJob | null> {
   const row = await db
     .updateTable('workspace_builds')
     .set({
@@ -40,6 +40,7 @@ export async function acquireJob(db: Db, holder: JobHolder, filter: JobFilter = 
       heartbeat_at: sql`NOW()`,
       provisioner_id: holder.name,
       provisioner_key_id: holder.keyId,
+      job_attempts: sql`job_attempts + 1`,
     })
     .where('id', '=', (eb) => {
       let next = eb
@@ -56,8 +57,11 @@ export async function acquireJob(db: Db, holder: JobHolder, filter: JobFilter = 
     .where('job_status', '=', 'pending')
     .returningAll()
     .executeTakeFirst();
-  return row ? toBuild(row) : null;
+  return row ? { build: toBuild(row), attempt: row.job_attempts } : null;
 }
+
+/** A job just taken, and which claim of it this is: above 1, an earlier holder went silent while it ran. */
+export type AcquiredJob = { build: Build; attempt: number };
 
 /** What a driver needs beside the build: the task, the template version, the last start's outputs. */
 export type JobContext = {
@@ -129,7 +133,8 @@ export async function findRunningJob(db: Db, buildId: string, holder?: JobHolder
 /**
  * Gives a job `holder` has just acquired back to the queue (pending, held by no one), unless its
  * holder has sent a heartbeat since (`heartbeat_at` is still the acquisition's `started_at`): a
- * job whose answer never reached its provisioner. Undefined when it was not given back.
+ * job whose answer never reached its provisioner, so the claim does not count as an attempt.
+ * Undefined when it was not given back.
  */
 export async function releaseAcquiredJob(db: Db, buildId: string, holder: JobHolder): Promise<Build | undefined> {
   const row = await db
@@ -140,6 +145,7 @@ export async function releaseAcquiredJob(db: Db, buildId: string, holder: JobHol
       heartbeat_at: null,
       provisioner_id: null,
       provisioner_key_id: null,
+      job_attempts: sql`GREATEST(job_attempts - 1, 0)`,
     })
     .where('id', '=', buildId)
     .where(heldBy(holder))
@@ -188,18 +194,92 @@ function toJobRow(row: BuildRow): JobRow {
   return { build: toBuild(row), provisionerId: row.provisioner_id, provisionerKeyId: row.provisioner_key_id };
 }
 
-/** Fails running jobs whose provisioner has been silent longer than `staleAfterMs`. */
-export async function failStaleJobs(trx: Db, staleAfterMs: number): Promise<JobRow[]> {
-  const rows = await trx
-    .updateTable('workspace_builds')
-    .set({
-      job_status: 'failed',
-      error: sql`'provisioner ' || provisioner_id || ' stopped sending heartbeats'`,
-      completed_at: sql`NOW()`,
-    })
-    .where('job_status', '=', 'running')
-    .where('heartbeat_at', '<', sql<Date>`NOW() - make_interval(secs => ${staleAfterMs / 1000})`)
-    .returningAll()
+/** What the stale-job loop did with the running jobs whose provisioner went silent. */
+type StaleJobs = {
+  /** Handed out again: pending, held by no one, their next holder told it is a retry. */
+  requeued: JobRow[];
+  /** Failed: they had had `maxAttempts` holders, each gone silent. */
+  failed: JobRow[];
+};
+
+/**
+ * Ends the claims of running jobs whose provisioner has been silent longer than `staleAfterMs`
+ * (it crashed, was killed, or lost the server): a job acquired fewer than `maxAttempts` times goes
+ * back to the queue, so a crash Hiatus can recover from costs a retry, not the task; the others
+ * fail. Each row changes once, whichever process's loop gets there first (the UPDATEs lock it).
+ */
+export async function endStaleJobs(trx: Db, staleAfterMs: number, maxAttempts: number): Promise<StaleJobs> {
+  // Locked first, so the holder's name is at hand and a heartbeat racing the loop waits, then finds the job gone.
+  const stale = await trx
+    .selectFrom('workspace_builds as b')
+    .selectAll('b')
+    .select((eb) =>
+      eb
+        .exists(
+          eb
+            .selectFrom('workspace_builds as later')
+            .select('later.id')
+            .whereRef('later.workspace_id', '=', 'b.workspace_id')
+            .whereRef('later.build_number', '>', 'b.build_number'),
+        )
+        .as('superseded'),
+    )
+    .where('b.job_status', '=', 'running')
+    .where('b.heartbeat_at', '<', sql<Date>`NOW() - make_interval(secs => ${staleAfterMs / 1000})`)
+    .forUpdate('b')
+    .skipLocked()
     .execute();
-  return rows.map(toJobRow);
+  // A job a later build replaced (a delete queued during a start) is not run again: the later one decides.
+  const retry = stale.filter((row) => !row.superseded && row.job_attempts < maxAttempts);
+  const fail = stale.filter((row) => !retry.includes(row));
+  const requeued = retry.length
+    ? await trx
+        .updateTable('workspace_builds')
+        .set({
+          job_status: 'pending',
+          started_at: null,
+          heartbeat_at: null,
+          provisioner_id: null,
+          provisioner_key_id: null,
+        })
+        .where(
+          'id',
+          'in',
+          retry.map((row) => row.id),
+        )
+        .returningAll()
+        .execute()
+    : [];
+  const failed = fail.length
+    ? await trx
+        .updateTable('workspace_builds')
+        .set({
+          job_status: 'failed',
+          error: sql`'provisioner ' || provisioner_id || ' stopped sending heartbeats, and the job is not handed out again: '
+            || CASE WHEN job_attempts >= ${maxAttempts}
+                 THEN job_attempts || ' provisioners took it and each went silent'
+                 ELSE 'a later build of its workspace replaced it' END`,
+          completed_at: sql`NOW()`,
+        })
+        .where(
+          'id',
+          'in',
+          fail.map((row) => row.id),
+        )
+        .returningAll()
+        .execute()
+    : [];
+  const holders = new Map(stale.map((row) => [row.id, row]));
+  return {
+    // As the silent holder held them: the log names who went silent.
+    requeued: requeued.map((row) => {
+      const held = holders.get(row.id);
+      return {
+        build: toBuild(row),
+        provisionerId: held?.provisioner_id ?? null,
+        provisionerKeyId: held?.provisioner_key_id ?? null,
+      };
+    }),
+    failed: failed.map(toJobRow),
+  };
 }

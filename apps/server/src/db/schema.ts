@@ -408,6 +408,10 @@ export interface WorkspaceBuilds {
    * The user who asked for the build; NULL when the system did
    */
   initiator_id: string | null;
+  /**
+   * How many times a provisioner has acquired the job; a job whose provisioner went silent is handed out again up to a limit
+   */
+  job_attempts: Generated<number>;
   job_status: Generated<ProvisionerJobStatus>;
   /**
    * What the provisioner reported when the job succeeded (a start: {"agentUrl": ...})

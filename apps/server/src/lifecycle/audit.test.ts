@@ -3,7 +3,7 @@ import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
 import { deleteAuditLogsBefore, listAuditLogs } from '../db/audit.ts';
 import type { Actor } from '../domain/actor.ts';
-import { acquireBuildJob, completeBuildJob, failStaleBuildJobs } from './jobs.ts';
+import { acquireBuildJob, completeBuildJob, endStaleBuildJobs } from './jobs.ts';
 import { meteredPause, meteredResume } from './metered.ts';
 import { pushSnapshot } from './snapshots.ts';
 import { createTask, deleteTask, getTask } from './tasks.ts';
@@ -84,7 +84,7 @@ describe.each(testBackends())('audit log on %s', (backend) => {
       .set({ heartbeat_at: new Date(Date.now() - 3_600_000) })
       .where('id', '=', second.id)
       .execute();
-    await failStaleBuildJobs(h.app, 60_000);
+    await endStaleBuildJobs(h.app, 60_000, 1);
     expect(await recordsOf(second.id)).toMatchObject([{ action: 'build.failed', actorKind: 'system' }]);
   });
 

@@ -7,10 +7,10 @@ import { insertApiKey } from '../db/api-keys.ts';
 import { releaseAcquiredJob } from '../db/jobs.ts';
 import { waitForStatus } from '../inbox/send.ts';
 import { listTaskBuilds } from './builds.ts';
-import { acquireBuildJob, completeBuildJob, failStaleBuildJobs, heartbeatBuildJob } from './jobs.ts';
+import { acquireBuildJob, completeBuildJob, endStaleBuildJobs, heartbeatBuildJob } from './jobs.ts';
 import { purgeDeletedTasks } from './purge.ts';
 import { pushSnapshot } from './snapshots.ts';
-import { createTask, getTask } from './tasks.ts';
+import { createTask, deleteTask, getTask } from './tasks.ts';
 
 describe.each(testBackends())('build jobs on %s', (backend) => {
   const h = useHarness(backend, {}, { agent: 'shared' });
@@ -81,7 +81,46 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
     expect((await getTask(h.app, h.alice, task.id)).status).toBe('active');
   });
 
-  it('fails a job whose provisioner stopped sending heartbeats', async () => {
+  it('hands a job whose provisioner stopped sending heartbeats to the next, and fails it when its last holder went silent too', async () => {
+    const { task } = await newTask();
+    const silence = (buildId: string) =>
+      h.db
+        .updateTable('workspace_builds')
+        .set({ heartbeat_at: new Date(Date.now() - 120_000) })
+        .where('id', '=', buildId)
+        .execute();
+    const first = await acquireBuildJob(h.app, 'vanishing');
+    expect(first).toMatchObject({ taskId: task.id, attempt: 1 });
+    await silence(first!.build.id);
+    expect(await endStaleBuildJobs(h.app, 60_000, 2)).toEqual({
+      requeued: [expect.objectContaining({ id: first!.build.id, jobStatus: 'pending' })],
+      failed: [],
+    });
+    // The task waits for its start again, no error; the silent holder's claim is over.
+    expect((await getTask(h.app, h.alice, task.id)).status).toBe('pending');
+    await expect(heartbeatBuildJob(h.app, first!.build.id, 'vanishing')).rejects.toMatchObject({ code: 'conflict' });
+    await expect(completeBuildJob(h.app, first!.build.id, { holder: 'vanishing' })).rejects.toMatchObject({
+      code: 'conflict',
+    });
+
+    const second = await acquireBuildJob(h.app, 'vanishing-too');
+    expect(second).toMatchObject({ build: { id: first!.build.id }, attempt: 2 });
+    expect(await endStaleBuildJobs(h.app, 60_000, 2)).toEqual({ requeued: [], failed: [] }); // it beats in time
+    await silence(first!.build.id);
+    const ended = await endStaleBuildJobs(h.app, 60_000, 2);
+    expect(ended.requeued).toEqual([]);
+    expect(ended.failed.map((b) => b.id)).toEqual([first!.build.id]);
+    expect((await getTask(h.app, h.alice, task.id)).latestBuild).toMatchObject({
+      jobStatus: 'failed',
+      error:
+        'provisioner vanishing-too stopped sending heartbeats, and the job is not handed out again: 2 provisioners took it and each went silent',
+    });
+    expect((await getTask(h.app, h.alice, task.id)).status).toBe('error');
+    expect(await endStaleBuildJobs(h.app, 60_000, 2)).toEqual({ requeued: [], failed: [] });
+  });
+
+  it('ends each stale job once when several processes look at the same time', async () => {
+    await h.settle();
     const { task } = await newTask();
     const job = await acquireBuildJob(h.app, 'vanishing');
     await h.db
@@ -89,13 +128,41 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
       .set({ heartbeat_at: new Date(Date.now() - 120_000) })
       .where('id', '=', job!.build.id)
       .execute();
-    const failed = await failStaleBuildJobs(h.app, 60_000);
-    expect(failed.map((b) => b.id)).toEqual([job!.build.id]);
-    expect((await getTask(h.app, h.alice, task.id)).latestBuild).toMatchObject({
-      jobStatus: 'failed',
-      error: 'provisioner vanishing stopped sending heartbeats',
-    });
-    expect(await failStaleBuildJobs(h.app, 60_000)).toEqual([]);
+    const all = await Promise.all([1, 2, 3, 4].map(() => endStaleBuildJobs(h.app, 60_000)));
+    expect(all.flatMap((e) => e.requeued).map((b) => b.id)).toEqual([job!.build.id]);
+    expect(all.flatMap((e) => e.failed)).toEqual([]);
+    expect(await acquireBuildJob(h.app, 'next')).toMatchObject({ taskId: task.id, attempt: 2 });
+  });
+
+  it('does not hand out again a stale start that a later build replaced (a delete queued during it)', async () => {
+    await h.settle();
+    const { task } = await newTask();
+    const job = await acquireBuildJob(h.app, 'vanishing');
+    await deleteTask(h.app, h.alice, task.id);
+    await h.db
+      .updateTable('workspace_builds')
+      .set({ heartbeat_at: new Date(Date.now() - 120_000) })
+      .where('id', '=', job!.build.id)
+      .execute();
+    const ended = await endStaleBuildJobs(h.app, 60_000);
+    expect(ended.requeued).toEqual([]);
+    expect(ended.failed).toEqual([
+      expect.objectContaining({
+        id: job!.build.id,
+        error:
+          'provisioner vanishing stopped sending heartbeats, and the job is not handed out again: a later build of its workspace replaced it',
+      }),
+    ]);
+    // The delete is next: the start is not run again before it.
+    expect(await acquireBuildJob(h.app, 'next')).toMatchObject({ taskId: task.id, build: { transition: 'delete' } });
+  });
+
+  it('does not count a claim given back because its client left as an attempt', async () => {
+    await h.settle();
+    await newTask();
+    const job = await acquireBuildJob(h.app, 'left');
+    expect(await releaseAcquiredJob(h.db, job!.build.id, { keyId: null, name: 'left' })).toBeDefined();
+    expect(await acquireBuildJob(h.app, 'next')).toMatchObject({ build: { id: job!.build.id }, attempt: 1 });
   });
 
   it('gives a provisioner only the jobs of the drivers and templates it announces', async () => {

@@ -5,9 +5,10 @@ import type { Build } from '../db/builds.ts';
 import type { Db } from '../db/connection.ts';
 import { announceChange } from '../db/events.ts';
 import {
+  type AcquiredJob,
   acquireJob,
   completeJob,
-  failStaleJobs,
+  endStaleJobs,
   findJobContext,
   findRunningJob,
   heartbeatJob,
@@ -35,9 +36,11 @@ type RecordedEnd = BuildJob & { eventId?: string };
 /**
  * A job with everything a driver needs: the task, the template version, the last start's outputs,
  * and a start's kind: `first` (the task's creation) or `resume` (null for a stop or a delete). A
- * resume's previous conversation is not in it: see `jobPreviousConversation`.
+ * resume's previous conversation is not in it: see `jobPreviousConversation`. `attempt` counts
+ * its claims: above 1, a provisioner that held it went silent, maybe halfway through (a start's
+ * driver then first undoes whatever that one may have left).
  */
-export type ProvisionerJob = BuildJob & JobContext & { start: 'first' | 'resume' | null };
+export type ProvisionerJob = BuildJob & JobContext & { start: 'first' | 'resume' | null; attempt: number };
 
 /** A start build queued by a task's creation is its first; any other start resumes it. */
 function startKind(build: Build): 'first' | 'resume' | null {
@@ -87,15 +90,16 @@ export async function acquireBuildJob(
   const deadline = Date.now() + (options.waitMs ?? 0);
   for (;;) {
     if (signal?.aborted) return null;
-    const build = await claimJob(app.db, holderOf(holder), options);
-    if (build && signal?.aborted) {
-      await giveBack(app, build, holderOf(holder));
+    const claimed = await claimJob(app.db, holderOf(holder), options);
+    if (claimed && signal?.aborted) {
+      await giveBack(app, claimed.build, holderOf(holder));
       return null;
     }
-    if (build) {
+    if (claimed) {
+      const { build, attempt } = claimed;
       signal?.addEventListener('abort', () => void giveBack(app, build, holderOf(holder)), { once: true });
       const context = await findJobContext(app.db, build);
-      const job = { build, taskId: context.task?.id ?? null, ...context, start: startKind(build) };
+      const job = { build, taskId: context.task?.id ?? null, ...context, start: startKind(build), attempt };
       app.events.emit('build', { taskId: job.taskId, workspaceId: build.workspaceId, build });
       // The task is now initializing: watchers in other processes hear of it.
       await announceChange(app.db, { workspaceId: build.workspaceId, ...(job.taskId ? { taskId: job.taskId } : {}) });
@@ -113,7 +117,7 @@ export async function acquireBuildJob(
 }
 
 /** Claims a job in a transaction that commits only if the client is still there when it ends. */
-async function claimJob(db: Db, holder: JobHolder, options: AcquireOptions): Promise<Build | null> {
+async function claimJob(db: Db, holder: JobHolder, options: AcquireOptions): Promise<AcquiredJob | null> {
   try {
     return await db.transaction().execute(async (trx) => {
       const build = await acquireJob(trx, holder, options);
@@ -226,17 +230,38 @@ function announce(app: Pick<App, 'events'>, { build, taskId, eventId }: Recorded
   if (eventId) app.events.emit('change', { eventId, workspaceId: build.workspaceId, ...(taskId ? { taskId } : {}) });
 }
 
-/** Fails running jobs whose provisioner has been silent longer than `staleAfterMs`; returns them. */
-export async function failStaleBuildJobs(app: Pick<App, 'db' | 'events'>, staleAfterMs: number): Promise<Build[]> {
-  const failed = await app.db.transaction().execute(async (trx) => {
-    const jobs: RecordedEnd[] = [];
-    for (const job of await failStaleJobs(trx, staleAfterMs)) {
-      jobs.push(await recordCompletion(trx, systemActor, job, await taskIdOfWorkspace(trx, job.build.workspaceId)));
+/** A job whose provisioner went silent is handed out again until this many have taken it; then it fails. */
+const maxJobAttempts = 3;
+
+/**
+ * Ends the claims of running jobs whose provisioner has been silent longer than `staleAfterMs`: a
+ * job taken fewer than `maxAttempts` times is handed out again (the task stays pending or pausing,
+ * and waiting provisioners are woken), the others fail (audited, `build.failed`, the task in error).
+ * A provisioner killed mid-job thus costs its job a retry, not its task.
+ */
+export async function endStaleBuildJobs(
+  app: Pick<App, 'db' | 'events'>,
+  staleAfterMs: number,
+  maxAttempts: number = maxJobAttempts,
+): Promise<{ requeued: Build[]; failed: Build[] }> {
+  const ended = await app.db.transaction().execute(async (trx) => {
+    const { requeued, failed } = await endStaleJobs(trx, staleAfterMs, maxAttempts);
+    const again: BuildJob[] = [];
+    for (const { build } of requeued) {
+      const taskId = await taskIdOfWorkspace(trx, build.workspaceId);
+      await announceChange(trx, { workspaceId: build.workspaceId, ...(taskId ? { taskId } : {}) });
+      again.push({ build, taskId });
     }
-    return jobs;
+    const ends: RecordedEnd[] = [];
+    for (const job of failed) {
+      ends.push(await recordCompletion(trx, systemActor, job, await taskIdOfWorkspace(trx, job.build.workspaceId)));
+    }
+    return { again, ends };
   });
-  for (const { build, taskId, eventId } of failed) announce(app, { build, taskId, eventId });
-  return failed.map((f) => f.build);
+  for (const { build, taskId } of ended.again)
+    app.events.emit('build', { taskId, workspaceId: build.workspaceId, build });
+  for (const end of ended.ends) announce(app, end);
+  return { requeued: ended.again.map((j) => j.build), failed: ended.ends.map((e) => e.build) };
 }
 
 /** The audit record and events of a job's end, in its transaction; returns the job with its task. */
