@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { demoImage, dockerReachable, ensureDemoImage } from '@hiatus/provisioner';
 import type { App } from './app.ts';
 import { prepareAuditPartitions, removeOldAuditRecords } from './audit/audit.ts';
 import { adminKeyBox } from './auth/admin-key.ts';
@@ -90,6 +91,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   if (schemaCurrent && config.demoTemplate && (await ensureTemplate(app, 'demo', demoTemplate()))) {
     log.info('created the template "demo": a demo agent that needs nothing installed');
   }
+  if (schemaCurrent && config.demoTemplate) await ensureDockerDemo(app, log);
   // Listed (and so set up: verified keys wait for notifications) before any request can come in.
   const loops = backgroundLoops(app, config);
   const metrics = createMetrics(app);
@@ -135,6 +137,48 @@ function demoTemplate(): TemplateDefinition {
     driver: 'process',
     settings: { command: [process.execPath, path.join(repoRoot, 'packages/provisioner/demo-agent/agent.mjs')] },
     description: 'A demo agent speaking AgentAPI: it answers each message with a short reply. No model needed.',
+    prePauseNotice: { message: 'Save your work: this task will pause.', waitSeconds: 5 },
+  };
+}
+
+/**
+ * The demo agent in a container, when a Docker Engine answers here: its image is built from this
+ * machine's node binary first if missing (nothing is pulled). Without Docker, one log line.
+ */
+async function ensureDockerDemo(app: App, log: Logger): Promise<void> {
+  const engine = await dockerReachable(2_000);
+  if (!engine.reachable) {
+    log.info(`no template "demo-docker": ${engine.why}`);
+    return;
+  }
+  try {
+    const { image, built } = await ensureDemoImage(path.join(repoRoot, 'packages/provisioner/demo-agent/agent.mjs'));
+    if (built) log.info({ image }, `built the image ${image} for the template "demo-docker"`);
+    if (await ensureTemplate(app, 'demo-docker', dockerDemoTemplate())) {
+      log.info('created the template "demo-docker": the demo agent in a Docker container');
+    }
+  } catch (error) {
+    log.warn({ err: error }, `could not set up the template "demo-docker": ${(error as Error).message}`);
+  }
+}
+
+/** The demo agent in a container of its own: no network out, no neighbours, its workspace a volume. */
+function dockerDemoTemplate(): TemplateDefinition {
+  return {
+    driver: 'docker',
+    settings: {
+      image: `${demoImage.repository}:${demoImage.stableTag}`,
+      command: [demoImage.node, demoImage.agent],
+      env: { DEMO_HOST: '0.0.0.0' },
+      user: demoImage.user,
+      workspacePath: demoImage.workspace,
+      port: demoImage.port,
+      cpus: 1,
+      memoryMb: 256,
+      pids: 128,
+      readOnlyRoot: true,
+    },
+    description: 'The demo agent in a Docker container: no network out, no other agents in reach. No model needed.',
     prePauseNotice: { message: 'Save your work: this task will pause.', waitSeconds: 5 },
   };
 }
