@@ -1,7 +1,8 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { pidDir, pidFilePath } from './data-dir.ts';
-import { groupAlive, parseStat } from './process-group.ts';
+import { folder, pidDir, pidFilePath } from './data-dir.ts';
+import { parseStat } from './process-group.ts';
+import { cgroupPopulated, treeAlive } from './process-tree.ts';
 
 const pidFileSchema = z.object({
   pid: z.number().int().positive(),
@@ -11,6 +12,8 @@ const pidFileSchema = z.object({
   /** Linux: the boot and the leader's start time, so a pid reused after a reboot or a crash is not taken for ours. */
   bootId: z.string().optional(),
   startTime: z.string().optional(),
+  /** The agent's own cgroup, where one was made (see process-tree.ts). */
+  cgroup: z.string().optional(),
 });
 
 /** What the process driver remembers about an agent it started, in `pids/<taskId>.json`. */
@@ -30,11 +33,15 @@ export async function processIdentity(pid: number): Promise<{ bootId?: string; s
   return { bootId, startTime: stat ? parseStat(stat).startTime : undefined };
 }
 
-/** Written to a temporary name and renamed, so a crash never leaves half a pid file. */
+/**
+ * Written to a temporary name and renamed, so a crash never leaves half a pid file; mode 0600 in a
+ * 0700 folder, as it holds the agent's port.
+ */
 export async function writePidFile(dataDir: string, taskId: string, record: PidFile): Promise<void> {
   const path = pidFilePath(dataDir, taskId);
-  await mkdir(pidDir(dataDir), { recursive: true });
-  await writeFile(`${path}.tmp`, `${JSON.stringify(record)}\n`);
+  await folder(pidDir(dataDir), 0o700);
+  await rm(`${path}.tmp`, { force: true }); // a mode is only given to a file made anew
+  await writeFile(`${path}.tmp`, `${JSON.stringify(record)}\n`, { mode: 0o600 });
   await rename(`${path}.tmp`, path);
 }
 
@@ -60,13 +67,15 @@ export async function listPidFiles(dataDir: string): Promise<string[]> {
 }
 
 /**
- * Whether the group a pid file names still runs and is still the one we started: after a reboot
- * or a long absence its pgid may belong to a stranger, whom a stop must not kill.
+ * Whether what a pid file names still runs and is still what we started: after a reboot or a long
+ * absence its pgid may belong to a stranger, whom a stop must not kill. The task's cgroup is ours
+ * whatever runs in it (a reboot removes it).
  */
-export async function stillRunning(record: PidFile): Promise<boolean> {
+export async function stillRunning(record: PidFile, taskId: string): Promise<boolean> {
+  if (record.cgroup && (await cgroupPopulated(record.cgroup))) return true;
   const now = await processIdentity(record.pid);
   if (record.bootId && now.bootId && record.bootId !== now.bootId) return false;
   // The leader may have exited while the rest of its group runs on: then there is nothing to compare.
   if (record.startTime && now.startTime && record.startTime !== now.startTime) return false;
-  return groupAlive(record.pgid);
+  return treeAlive({ pgid: record.pgid, cgroup: record.cgroup, taskId });
 }

@@ -22,6 +22,7 @@ const demo = { command: [node, demoAgent], env: { DEMO_WORK_MS: '100' } };
 
 const pidFile = (taskId = h.taskId) => join(h.dataDir, 'pids', `${taskId}.json`);
 const workspace = (taskId = h.taskId) => join(h.dataDir, 'workspaces', taskId);
+const agentLog = (taskId = h.taskId) => join(h.dataDir, 'logs', `${taskId}.log`);
 
 async function start(settings: object, taskId = h.taskId): Promise<{ agentUrl: string; pid: number }> {
   const outputs = await processDriver.run(h.spec({ taskId, settings }), h.ctx);
@@ -80,7 +81,7 @@ describe('process driver', () => {
     });
     const { messages } = (await getJson(`${agentUrl}/messages`)) as { messages: unknown[] };
     expect(messages[0]).toMatchObject({ id: 0, role: 'user', content: 'write a haiku' });
-    const log = await readFile(join(workspace(), '.hiatus', 'agent.log'), 'utf8');
+    const log = await readFile(agentLog(), 'utf8');
     expect(log).toContain(`demo agent listening on ${agentUrl}`);
   });
 
@@ -230,24 +231,27 @@ describe('process driver', () => {
   });
 
   it('starts the agent again on another port when its port was taken before it could listen', async () => {
-    const marker = join(h.dataDir, 'thief');
+    const marker = join(workspace(), 'thief'); // where the agent (maybe another user) may write
     const settings = { command: [node, portThief], env: { THIEF_MARKER: marker, DEMO_AGENT: demoAgent } };
-    const { agentUrl } = await start(settings);
-    // The first start's port is the thief's now; the agent answers on another.
-    const thief = Number(await readFile(marker, 'utf8'));
-    const takenPort = (await environOf(thief)).PORT;
+    const { agentUrl, pid } = await start(settings);
+    // The first start's port was the thief's; the agent answers on another.
+    const log = await readFile(agentLog(), 'utf8');
+    const takenPort = /EADDRINUSE: address already in use 127\.0\.0\.1:(\d+)/.exec(log)?.[1];
+    expect(takenPort).toBeDefined();
     expect(new URL(agentUrl).port).not.toBe(takenPort);
     expect(await getJson(`${agentUrl}/status`)).toEqual({ status: 'stable', agent_type: 'demo' });
-    const log = await readFile(join(workspace(), '.hiatus', 'agent.log'), 'utf8');
-    expect(log).toContain(`EADDRINUSE: address already in use 127.0.0.1:${takenPort}`);
     expect(log).toContain(`demo agent listening on ${agentUrl}`);
+    // The thief, in a session of its own, was the failed start's: its stop ended it too.
+    const thief = Number(await readFile(marker, 'utf8'));
+    expect(await processesOfTask(h.taskId)).toEqual([pid]);
+    expect(existsSync(`/proc/${thief}/environ`) && (await groupMembers(thief)).length).toBeFalsy();
   });
 
   it('tries a start whose port is always taken three times, then fails with what the agent said', async () => {
     const command = 'echo "Error: listen EADDRINUSE: address already in use 127.0.0.1:$PORT" >&2; exit 1';
     const failure = start({ command });
     await expect(failure).rejects.toThrow(/exited with code 1 before answering: Error: listen EADDRINUSE/);
-    const log = await readFile(join(workspace(), '.hiatus', 'agent.log'), 'utf8');
+    const log = await readFile(agentLog(), 'utf8');
     expect(log.match(/EADDRINUSE/g)).toHaveLength(3);
     expect(await processesOfTask(h.taskId)).toEqual([]);
     expect(existsSync(pidFile())).toBe(false);

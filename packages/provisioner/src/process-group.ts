@@ -24,7 +24,7 @@ export type GroupLeader = { pid: number | undefined; exit: Promise<Exit>; unref:
  */
 export function spawnGroup(
   command: CommandLine,
-  options: { cwd: string; env: NodeJS.ProcessEnv; stdout: number; stderr: number },
+  options: { cwd: string; env: NodeJS.ProcessEnv; stdout: number; stderr: number; uid?: number; gid?: number },
 ): GroupLeader {
   const [file, ...args] = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
   let child: ChildProcess;
@@ -33,6 +33,9 @@ export function spawnGroup(
       cwd: options.cwd,
       env: options.env,
       detached: true,
+      // Node drops the supplementary groups with them (setgroups(0)): the child has the one gid.
+      uid: options.uid,
+      gid: options.gid,
       stdio: ['ignore', options.stdout, options.stderr],
     });
   } catch (error) {

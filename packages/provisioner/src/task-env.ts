@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { conversationDir, conversationFilePath } from './data-dir.ts';
+import { open, rename, rm } from 'node:fs/promises';
+import { conversationDir, conversationFilePath, folder, type Owner } from './data-dir.ts';
 import { type BuildSpec, startOf } from './driver.ts';
 
 /** `repo-url` → `HIATUS_PARAM_REPO_URL`: upper case, anything a shell variable cannot hold becomes `_`. */
@@ -57,21 +57,28 @@ export function taskEnv(
 /**
  * Hands a resume its previous conversation: writes it to the task's conversation file
  * (`conversations/<taskId>.json` under the data directory) as a JSON array of AgentAPI messages,
- * mode 0600, replacing the whole file at once (written beside it, then renamed), and answers the
- * path. A first start removes a file an earlier task of that id left and answers undefined;
- * so does a resume without a conversation (a provisioner that got none to hand).
+ * mode 0600, owned by `owner` (the agent user) when given, replacing the whole file at once
+ * (written beside it, then renamed), and answers the path. The folder is 0700, or 0711 for an
+ * agent user to reach its own file by name (and list none). A first start removes a file an
+ * earlier task of that id left and answers undefined; so does a resume without a conversation
+ * (a provisioner that got none to hand).
  */
-export async function writeConversationFile(spec: BuildSpec, dataDir: string): Promise<string | undefined> {
+export async function writeConversationFile(
+  spec: BuildSpec,
+  dataDir: string,
+  owner?: Owner,
+): Promise<string | undefined> {
   const file = conversationFilePath(dataDir, spec.taskId);
   if (startOf(spec) !== 'resume' || spec.previousConversation === undefined) {
     await removeConversationFile(dataDir, spec.taskId);
     return undefined;
   }
-  await mkdir(conversationDir(dataDir), { recursive: true, mode: 0o700 });
+  await folder(conversationDir(dataDir), owner ? 0o711 : 0o700);
   const partial = `${file}.${randomBytes(6).toString('hex')}.partial`;
   const handle = await open(partial, 'w', 0o600);
   try {
     await handle.chmod(0o600); // whatever the umask, or a file the name was taken by
+    if (owner) await handle.chown(owner.uid, owner.gid);
     await handle.writeFile(JSON.stringify(spec.previousConversation));
   } catch (error) {
     await handle.close();

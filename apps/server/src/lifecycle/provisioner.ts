@@ -1,4 +1,4 @@
-import { type Driver, drivers, performJob } from '@hiatus/provisioner';
+import { agentSeparationWarning, type Driver, drivers, performJob } from '@hiatus/provisioner';
 import type { App } from '../app.ts';
 import { HiatusError } from '../domain/errors.ts';
 import type { Logger } from '../logger.ts';
@@ -67,6 +67,14 @@ export function startBuiltinProvisioner(
     if (build.jobStatus === 'pending') wake();
   };
 
+  // This process holds the database URL and the admin key: an agent of its own user can read them.
+  void agentSeparationWarning(options.dataDir).then((why) => {
+    if (why) {
+      options.log.warn(
+        `built-in provisioner: ${why}. Run agents with hiatus-provisioner instead (HIATUS_BUILTIN_PROVISIONER=false here), which holds only its provisioner key, or run this server as root with HIATUS_AGENT_USER`,
+      );
+    }
+  });
   app.events.on('build', onBuild);
   const timer = setInterval(wake, options.pollIntervalMs);
   timer.unref();

@@ -1,0 +1,186 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { DriverError } from './driver.ts';
+import type { CommandLine } from './process-group.ts';
+
+/** The user the process driver runs agents as, when the provisioner runs as root. */
+export type AgentUser = { uid: number; gid: number; name: string };
+
+/** `nobody:nogroup`, wherever the name is missing. */
+const nobody = { uid: 65534, gid: 65534 };
+
+/**
+ * How the process driver runs agents, from `HIATUS_AGENT_USER` (a user name, or `uid[:gid]`):
+ * - as root: as that user, `nobody` when unset (`explicit` tells the two apart); `root` or `0`
+ *   keeps them root (no separation, which the built-in provisioner warns about);
+ * - as any other user: as that same user (it cannot switch); setting a user then is an error.
+ * Throws DriverError with the sentence to show for a user that does not exist.
+ */
+export function agentUser(env: NodeJS.ProcessEnv = process.env): { user: AgentUser | null; explicit: boolean } {
+  const setting = env.HIATUS_AGENT_USER?.trim() || undefined;
+  if (process.getuid?.() !== 0) {
+    if (setting !== undefined && !sameUser(setting)) {
+      throw new DriverError(
+        `HIATUS_AGENT_USER=${setting} needs the provisioner to run as root to switch users (it runs as uid ${process.getuid?.()}): unset it, or run the provisioner as root`,
+      );
+    }
+    return { user: null, explicit: setting !== undefined };
+  }
+  const user = lookUp(setting ?? 'nobody', setting === undefined);
+  return { user: user.uid === 0 ? null : user, explicit: setting !== undefined };
+}
+
+const lookups = new Map<string, AgentUser>();
+
+function lookUp(setting: string, isDefault: boolean): AgentUser {
+  const known = lookups.get(setting);
+  if (known) return known;
+  let user: AgentUser;
+  const numeric = /^(\d+)(?::(\d+))?$/.exec(setting);
+  if (numeric) {
+    const uid = Number(numeric[1]);
+    const name = idOf(['-un', String(uid)]) ?? String(uid);
+    const gid = numeric[2] !== undefined ? Number(numeric[2]) : Number(idOf(['-g', String(uid)]) ?? uid);
+    user = { uid, gid, name };
+  } else {
+    const uid = idOf(['-u', setting]);
+    if (uid === undefined) {
+      if (!isDefault) throw new DriverError(`HIATUS_AGENT_USER names no user of this machine: ${setting}`);
+      user = { ...nobody, name: 'nobody' };
+    } else {
+      user = { uid: Number(uid), gid: Number(idOf(['-g', setting]) ?? uid), name: setting };
+    }
+  }
+  lookups.set(setting, user);
+  return user;
+}
+
+/** `id`, which asks the system's user database (NSS: /etc/passwd, LDAP…); undefined for an unknown user. */
+function idOf(args: string[]): string | undefined {
+  try {
+    return execFileSync('id', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function sameUser(setting: string): boolean {
+  const uid = process.getuid?.();
+  const numeric = /^(\d+)(?::\d+)?$/.exec(setting);
+  return numeric ? Number(numeric[1]) === uid : idOf(['-u', setting]) === String(uid);
+}
+
+/** "nobody (uid 65534)". */
+function describeUser(user: AgentUser): string {
+  return user.name === String(user.uid) ? `uid ${user.uid}` : `${user.name} (uid ${user.uid})`;
+}
+
+/**
+ * Why the process driver would run agents beside this process's secrets (readable through
+ * /proc/<pid>/environ by an agent of the same user), or undefined when it keeps them apart: for
+ * the built-in provisioner's warning at start. The default agent user counts only if it can reach
+ * the data directory (the driver falls back to this process's user where it cannot).
+ */
+export async function agentSeparationWarning(
+  dataDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string | undefined> {
+  let chosen: { user: AgentUser | null; explicit: boolean };
+  try {
+    chosen = agentUser(env);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const { user, explicit } = chosen;
+  const uid = process.getuid?.();
+  if (!user) {
+    return uid === 0
+      ? "the process driver runs agents as root (HIATUS_AGENT_USER=root): an agent can read this process's environment through /proc"
+      : `the process driver runs agents as this process's own user (uid ${uid}): an agent can read this process's environment through /proc`;
+  }
+  if (explicit) return undefined; // a start it cannot run fails, with a sentence
+  let above = dirname(dataDir);
+  while (!existsSync(above) && above !== dirname(above)) above = dirname(above);
+  const entered = await new Promise<boolean>((resolve) =>
+    execFile('/bin/sh', ['-c', 'cd "$1"', 'sh', above], { uid: user.uid, gid: user.gid, cwd: '/' }, (error) =>
+      resolve(!error),
+    ),
+  );
+  if (entered) return undefined;
+  return `the agent user ${describeUser(user)} cannot reach the data directory ${dataDir} (${above} is not searchable by it), so the process driver runs agents as this process's own user, whose environment they can read through /proc`;
+}
+
+/**
+ * The files a command names that exist on this machine: its program (looked up on PATH), and every
+ * absolute path among its words (a string command's are split on blanks, quotes dropped: a
+ * best effort, for a clear error before the start rather than the agent's own).
+ */
+export function filesNamed(command: CommandLine, path: string | undefined): { program?: string; files: string[] } {
+  const words =
+    typeof command === 'string' ? command.split(/\s+/).map((word) => word.replace(/^['"]|['"]$/g, '')) : command;
+  const [first, ...rest] = words;
+  const program = typeof command === 'string' ? undefined : first && onPath(first, path);
+  const files = (typeof command === 'string' ? words : rest).filter((word) => isAbsolute(word) && existsSync(word));
+  return { program, files };
+}
+
+function onPath(file: string, path: string | undefined): string | undefined {
+  if (file.includes('/')) return existsSync(file) ? file : undefined;
+  return (path ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .map((dir) => join(dir, file))
+    .find((candidate) => existsSync(candidate));
+}
+
+/**
+ * Checks, as the agent user itself (the kernel decides), that it can enter and write its working
+ * directory, run the command's program and read the files the command names. Throws DriverError
+ * with a sentence naming what it cannot reach. Answers the `path` (a PATH) without the folders
+ * the user cannot search (root's own, often): a command looked up there would be "Permission
+ * denied" rather than not found.
+ */
+export async function checkAgentReach(
+  user: AgentUser,
+  cwd: string,
+  named: { program?: string; files: string[] },
+  path: string | undefined,
+): Promise<string | undefined> {
+  // Prints the first failing check as "<kind> <path>" and stops; else "path <folder>" for each searchable folder.
+  const script = `cd "$1" 2>/dev/null && test -w . || { echo "cwd $1"; exit; }
+if [ -n "$2" ] && ! test -x "$2"; then echo "program $2"; exit; fi
+files=$3; shift 3
+while [ "$files" -gt 0 ]; do test -r "$1" || { echo "file $1"; exit; }; shift; files=$((files - 1)); done
+for d; do test -x "$d" && echo "path $d"; done; exit 0`;
+  const folders = (path ?? '').split(delimiter).filter(Boolean);
+  const args = ['-c', script, 'sh', cwd, named.program ?? '', String(named.files.length), ...named.files, ...folders];
+  const output = await new Promise<string>((resolve, reject) =>
+    execFile('/bin/sh', args, { uid: user.uid, gid: user.gid, cwd: '/' }, (error, stdout) =>
+      error ? reject(error) : resolve(stdout),
+    ),
+  ).catch((error: Error) => {
+    throw new DriverError(`could not check what the agent user ${describeUser(user)} can reach: ${error.message}`);
+  });
+  const lines = output.split('\n').filter(Boolean);
+  const [kind, ...rest] = (lines[0] ?? '').split(' ');
+  const what = rest.join(' ');
+  const advice = 'or set HIATUS_AGENT_USER to a user that can';
+  if (kind === 'cwd') {
+    throw new DriverError(
+      `the agent user ${describeUser(user)} cannot enter its working directory ${what}: every directory above it must be searchable by that user (choose a data directory it can reach, ${advice})`,
+    );
+  }
+  if (kind === 'program') {
+    throw new DriverError(
+      `the agent user ${describeUser(user)} cannot run ${what}, the agent command's program: make it and every directory above it reachable by that user, ${advice}`,
+    );
+  }
+  if (kind === 'file') {
+    throw new DriverError(
+      `the agent user ${describeUser(user)} cannot read ${what}, which the agent command names: make it and every directory above it readable by that user, ${advice}`,
+    );
+  }
+  if (path === undefined) return undefined;
+  return lines.map((line) => line.slice('path '.length)).join(delimiter);
+}
