@@ -30,6 +30,8 @@ export type HttpDeps = {
   metrics: Registry;
   /** When set, /metrics answers only `Authorization: Bearer <metricsToken>` (HIATUS_METRICS_TOKEN). */
   metricsToken?: string;
+  /** Without a token, whether /metrics answers anyone: only when the server listens on loopback alone. */
+  metricsOpen: boolean;
   /** One key's share of the API in this process (HIATUS_RATE_LIMIT_*, HIATUS_MAX_BATCH_SIZE, ...). */
   limits: Config['limits'];
 };
@@ -99,9 +101,16 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     if (url.pathname === '/readyz')
       return void readiness(deps.db).then(({ status, body }) => sendJson(res, status, body));
     if (url.pathname === '/metrics') {
-      if (deps.metricsToken && !secretsMatch(bearerToken(req.headers.authorization) ?? '', deps.metricsToken)) {
+      const refused = deps.metricsToken
+        ? !secretsMatch(bearerToken(req.headers.authorization) ?? '', deps.metricsToken)
+        : !deps.metricsOpen;
+      if (refused) {
         res.setHeader('www-authenticate', 'Bearer');
-        return sendJson(res, 401, { error: 'metrics need "Authorization: Bearer <HIATUS_METRICS_TOKEN>"' });
+        return sendJson(res, 401, {
+          error: deps.metricsToken
+            ? 'metrics need "Authorization: Bearer <HIATUS_METRICS_TOKEN>"'
+            : 'metrics need a token when the server listens beyond loopback: set HIATUS_METRICS_TOKEN, then send "Authorization: Bearer <HIATUS_METRICS_TOKEN>"',
+        });
       }
       return void sendMetrics(deps.metrics, res);
     }

@@ -24,6 +24,7 @@ import { purgeDeletedTasks } from './lifecycle/purge.ts';
 import { retentionPass } from './lifecycle/retention.ts';
 import type { Logger } from './logger.ts';
 import { type Loop, periodic, startLoops, startPeriodic } from './loops.ts';
+import { isLoopbackOnly } from './net/url-policy.ts';
 import { schedulePass } from './schedules/schedules.ts';
 import { createMetrics } from './telemetry/metrics.ts';
 import { ensureTemplate, type TemplateDefinition } from './templates/templates.ts';
@@ -103,8 +104,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     maxBodyBytes: config.maxBodyBytes,
     metrics: metrics.registry,
     metricsToken: config.metricsToken,
+    metricsOpen: isLoopbackOnly(config.host),
     limits: config.limits,
   });
+  if (!config.metricsToken && !isLoopbackOnly(config.host)) {
+    log.warn(
+      { host: config.host },
+      'GET /metrics answers no one: the server listens beyond loopback; set HIATUS_METRICS_TOKEN',
+    );
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());

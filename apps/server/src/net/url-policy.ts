@@ -155,6 +155,12 @@ function bareHost(hostname: string): string {
   return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
 }
 
+/** Whether a server listening on `host` (its HOST setting) can be reached from this machine only. */
+export function isLoopbackOnly(host: string): boolean {
+  if (host === 'localhost') return true;
+  return ipaddr.isValid(host) && ipaddr.parse(host).range() === 'loopback';
+}
+
 /** Whether `host` is an IP address written as one (a URL parser has already made it canonical). */
 export function isIpLiteral(host: string): boolean {
   return ipaddr.isValid(bareHost(host));

@@ -321,3 +321,29 @@ describe.each(testBackends())('/metrics with HIATUS_METRICS_TOKEN on %s', (backe
     expect((await fetch(`${running.server.url}/healthz`)).status).toBe(200);
   });
 });
+
+describe.each(testBackends())('/metrics without HIATUS_METRICS_TOKEN on %s', (backend) => {
+  it('answers anyone on a loopback-only server, and no one on a server that listens beyond loopback', async () => {
+    const loopback = await startTestServer(backend, { HOST: '127.0.0.1' });
+    try {
+      const response = await fetch(`${loopback.server.url}/metrics`);
+      expect(response.status).toBe(200);
+      expect(await response.text()).toContain('hiatus_tasks');
+    } finally {
+      await loopback.close();
+    }
+    const everywhere = await startTestServer(backend, { HOST: '0.0.0.0' });
+    try {
+      // Asked over loopback all the same: what counts is where the server listens.
+      const response = await fetch(`http://127.0.0.1:${new URL(everywhere.server.url).port}/metrics`);
+      expect(response.status).toBe(401);
+      expect(response.headers.get('www-authenticate')).toBe('Bearer');
+      const body = await response.text();
+      expect(body).toContain('HIATUS_METRICS_TOKEN');
+      expect(body).not.toContain('hiatus_');
+      expect((await fetch(`http://127.0.0.1:${new URL(everywhere.server.url).port}/healthz`)).status).toBe(200);
+    } finally {
+      await everywhere.close();
+    }
+  });
+});
