@@ -112,17 +112,18 @@ export async function agentSeparationWarning(
 }
 
 /**
- * The files a command names that exist on this machine: its program (looked up on PATH), and every
- * absolute path among its words (a string command's are split on blanks, quotes dropped: a
- * best effort, for a clear error before the start rather than the agent's own).
+ * What an argv command names that exists on this machine: its program (looked up on PATH) and the
+ * absolute paths among its arguments, for a clear error before the start rather than the agent's
+ * own. A shell string is the shell's to read: only /bin/sh is checked for it (what it reads, or
+ * tries to, is its own affair).
  */
 export function filesNamed(command: CommandLine, path: string | undefined): { program?: string; files: string[] } {
-  const words =
-    typeof command === 'string' ? command.split(/\s+/).map((word) => word.replace(/^['"]|['"]$/g, '')) : command;
-  const [first, ...rest] = words;
-  const program = typeof command === 'string' ? undefined : first && onPath(first, path);
-  const files = (typeof command === 'string' ? words : rest).filter((word) => isAbsolute(word) && existsSync(word));
-  return { program, files };
+  if (typeof command === 'string') return { program: '/bin/sh', files: [] };
+  const [first, ...rest] = command;
+  return {
+    program: first === undefined ? undefined : onPath(first, path),
+    files: rest.filter((word) => isAbsolute(word) && existsSync(word)),
+  };
 }
 
 function onPath(file: string, path: string | undefined): string | undefined {
