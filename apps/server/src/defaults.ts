@@ -91,6 +91,12 @@ export const defaults = Object.freeze({
   builtinProvisioner: true,
   provisionerPollMs: 1_000,
   provisionerStaleMs: 60_000,
+  /**
+   * A provisioner that asked for jobs this recently is connected (a long poll asks at least every
+   * 30 s); a pending job of a tagged template none of them can take is logged, looked for this often.
+   */
+  provisionerSeenWithinMs: 60_000,
+  unservedJobsIntervalMs: 10_000,
   /** Soft-deleted tasks older than this are purged; 0 keeps them. */
   purgeDeletedAfterDays: 30,
   /** Audit records older than this are removed; 0 keeps them. */

@@ -20,6 +20,7 @@ import { autoPausePass } from './lifecycle/auto-pause.ts';
 import { removeOldEvents } from './lifecycle/events.ts';
 import { endStaleBuildJobs } from './lifecycle/jobs.ts';
 import { startBuiltinProvisioner } from './lifecycle/provisioner.ts';
+import { unservedJobs } from './lifecycle/provisioners.ts';
 import { purgeDeletedTasks } from './lifecycle/purge.ts';
 import { retentionPass } from './lifecycle/retention.ts';
 import type { Logger } from './logger.ts';
@@ -203,6 +204,15 @@ function backgroundLoops(app: App, config: Config): Loop[] {
         log.warn({ builds: failed.map((b) => b.id) }, 'failed build jobs whose provisioners all went silent');
     }),
   ];
+  // A job of a tagged template that no connected provisioner can take is said, once per process.
+  const reported = new Set<string>();
+  loops.push(
+    periodic('unserved build jobs', defaults.unservedJobsIntervalMs, async (log) => {
+      for (const job of await unservedJobs(app, reported)) {
+        log.warn({ buildId: job.buildId, taskId: job.taskId, template: job.template, tags: job.tags }, job.message);
+      }
+    }),
+  );
   // Every process delivers queued messages; the inbox lock and leases let one deliver each.
   loops.push({
     name: 'inbox delivery',

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unservedJobs } from '../../../apps/server/src/lifecycle/provisioners.ts';
 import { apiClient } from '../../../apps/server/test/api-client.ts';
 import { postgresServerUrl } from '../../../apps/server/test/databases.ts';
 import { startTestServer, type TestServer } from '../../../apps/server/test/test-server.ts';
@@ -147,6 +148,12 @@ describe.runIf(postgresServerUrl())('two daemons with different tags', () => {
     expect((await admin.tasks.get.query({ id: unserved })).latestBuild).toMatchObject({ jobStatus: 'pending' });
     expect([...jobsLogged(hostA), ...jobsLogged(hostB)]).not.toContain(unserved);
     expect([...hostA.lines, ...hostB.lines].some((l) => l.taskId === unserved)).toBe(false);
+    // The server says why it waits (its log line's text), naming the daemons connected and their tags.
+    const notices = await unservedJobs(running!.server.app, new Set());
+    expect(notices.map((n) => n.taskId)).toEqual([unserved]);
+    expect(notices[0]!.message).toMatch(
+      /^build \S+ of template on-b-gpu waits: no provisioner with tags gpu=true host=b is connected \(connected: host-a \(host=a\), host-b \(host=b zone=eu\)\); start one with --tag gpu=true --tag host=b$/,
+    );
   });
 
   it("sends a task's pause and resume to the host that holds its workspace", async () => {

@@ -83,6 +83,19 @@ export interface AuditLogs {
   user_agent: string | null;
 }
 
+export interface ProvisionerDaemons {
+  /**
+   * The key it asked with; null for the built-in provisioner
+   */
+  key_id: string | null;
+  /**
+   * Its last acquire, long poll or not
+   */
+  last_seen_at: Generated<Timestamp>;
+  name: string;
+  tags: Generated<Json>;
+}
+
 export interface TaskEvents {
   id: Generated<Int8>;
   occurred_at: Generated<Timestamp>;
@@ -445,6 +458,7 @@ export interface Workspaces {
 export interface DB {
   api_keys: ApiKeys;
   audit_logs: AuditLogs;
+  provisioner_daemons: ProvisionerDaemons;
   task_events: TaskEvents;
   task_history_pages: TaskHistoryPages;
   task_history_segments: TaskHistorySegments;

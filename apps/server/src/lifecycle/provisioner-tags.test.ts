@@ -5,6 +5,7 @@ import { useHarness } from '../../test/harness.ts';
 import { listAuditLogs } from '../db/audit.ts';
 import { createTemplate, getTemplate, updateTemplate } from '../templates/templates.ts';
 import { acquireBuildJob } from './jobs.ts';
+import { noteProvisioner, unservedJobs } from './provisioners.ts';
 import { createTask } from './tasks.ts';
 
 // Several hosts: a template's provisioner tags route its builds to the provisioners having them all.
@@ -50,6 +51,35 @@ describe.each(testBackends())('provisioner tags on %s', (backend) => {
       .execute();
     expect(pending).toEqual([{ job_status: 'pending', provisioner_id: null }]);
     expect(await acquireBuildJob(h.app, 'c', { tags: { host: 'c' } })).toMatchObject({ taskId: onC });
+  });
+
+  it('says, once, which pending jobs no provisioner seen lately can take, until one with their tags asks', async () => {
+    const host = `z-${randomUUID().slice(0, 8)}`;
+    const taskId = await taskOn({ host, gpu: 'true' });
+    await noteProvisioner(h.app, { keyId: null, name: `${host}-cpu` }, { host });
+    const reported = new Set<string>();
+    const [notice, ...others] = (await unservedJobs(h.app, reported, 60_000)).filter((n) => n.taskId === taskId);
+    expect(others).toEqual([]);
+    expect(notice).toMatchObject({ tags: { host, gpu: 'true' } });
+    expect(notice!.message).toMatch(
+      new RegExp(
+        `^build ${notice!.buildId} of template t-\\S+ waits: no provisioner with tags gpu=true host=${host} is connected \\(connected: .*${host}-cpu \\(host=${host}\\).*\\); start one with --tag gpu=true --tag host=${host}$`,
+      ),
+    );
+    // Said once; a provisioner seen longer ago than the window does not count.
+    expect((await unservedJobs(h.app, reported, 60_000)).map((n) => n.taskId)).not.toContain(taskId);
+    await noteProvisioner(h.app, { keyId: null, name: `${host}-gpu` }, { host, gpu: 'true', zone: 'x' });
+    await h.db
+      .updateTable('provisioner_daemons')
+      .set({ last_seen_at: new Date(Date.now() - 120_000) })
+      .where('name', '=', `${host}-gpu`)
+      .execute();
+    expect((await unservedJobs(h.app, new Set(), 60_000)).map((n) => n.taskId)).toContain(taskId);
+    // Once it asks again, the job is no longer said, and forgotten as reported.
+    await noteProvisioner(h.app, { keyId: null, name: `${host}-gpu` }, { host, gpu: 'true', zone: 'x' });
+    expect((await unservedJobs(h.app, reported, 60_000)).map((n) => n.taskId)).not.toContain(taskId);
+    expect(reported.has(notice!.buildId)).toBe(false);
+    expect(await acquireBuildJob(h.app, `${host}-gpu`, { tags: { host, gpu: 'true' } })).toMatchObject({ taskId });
   });
 
   it("keeps a template version's tags through updates that do not name them, replaces them whole when given, and audits them", async () => {

@@ -10,6 +10,7 @@ import {
   jobPreviousConversation,
   tasksThatShouldRun,
 } from '../../lifecycle/jobs.ts';
+import { noteProvisioner } from '../../lifecycle/provisioners.ts';
 import { id, pageLimit, positiveInteger, provisionerTags, text } from '../inputs.ts';
 import { buildPageOutput } from '../outputs.ts';
 import { laggingReadProcedure, provisionerProcedure, restRoute, router } from '../trpc.ts';
@@ -59,14 +60,13 @@ export const provisionerRouter = router({
         })
         .default({}),
     )
-    .mutation(({ ctx, input, signal }) =>
+    .mutation(async ({ ctx, input, signal }) => {
+      const holder = { keyId: ctx.principal.keyId, name: input.provisionerId ?? ctx.principal.keyId };
+      // Who is connected with which tags: a job none of them can take is said in the log.
+      await noteProvisioner(ctx.app, holder, input.tags ?? {});
       // The request's signal: a provisioner that disconnects stops waiting and is given no job.
-      acquireBuildJob(
-        ctx.app,
-        { keyId: ctx.principal.keyId, name: input.provisionerId ?? ctx.principal.keyId },
-        { ...input, signal },
-      ),
-    ),
+      return acquireBuildJob(ctx.app, holder, { ...input, signal });
+    }),
 
   /** Keeps a job this key acquired alive; CONFLICT when it is not running or not this key's. */
   heartbeat: provisionerProcedure.input(z.object({ buildId: id })).mutation(async ({ ctx, input }) => {
