@@ -29,7 +29,7 @@ describe('loadConfig', () => {
     expect(attempt).toThrow(/LOG_LEVEL/);
   });
 
-  it('refuses a short or monotonous admin or metrics token, naming the variable and not the value', () => {
+  it('refuses a short, monotonous or guessable admin or metrics token, naming the variable and not the value', () => {
     const strong = 'Zr8Qm2Kx7Vt4Lp9Wc3Nb6Hd1Fg5Js0Ay';
     expect(loadConfig({ HIATUS_ADMIN_TOKEN: strong, HIATUS_METRICS_TOKEN: `m-${strong}` })).toMatchObject({
       adminToken: strong,
@@ -42,6 +42,9 @@ describe('loadConfig', () => {
       ['abababababababababababababababababab12', /too little variety \(4 distinct/],
       ['Kq7Wz2Lm9X'.repeat(4), /one short string repeated/],
       [`${strong} ${strong}`, /white space/],
+      // Long and varied enough, and guessed all the same: a common password with digits, a keyboard walk.
+      ['Password123Password123Password12345', /guessable: .*about 10\^\d guesses/],
+      ['qwertyuiopasdfghjklzxcvbnm123456', /guessable: .*about 10\^1[0-5] guesses/],
     ] as const) {
       for (const variable of ['HIATUS_ADMIN_TOKEN', 'HIATUS_METRICS_TOKEN']) {
         const attempt = () => loadConfig({ [variable]: weak });

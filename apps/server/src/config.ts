@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { AppSettings } from './app.ts';
-import { weakSecretReason } from './auth/keys.ts';
+import { weakSecretReason } from './auth/secret-strength.ts';
 import type { DatabaseConfig } from './db/connection.ts';
 import { defaults } from './defaults.ts';
 import type { LogLevel } from './logger.ts';

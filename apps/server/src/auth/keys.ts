@@ -27,29 +27,6 @@ export function secretsMatch(presented: string, expected: string): boolean {
   return timingSafeEqual(digest(presented), digest(expected));
 }
 
-/** The least an operator-chosen secret (HIATUS_ADMIN_TOKEN, HIATUS_METRICS_TOKEN) must be. */
-const secretRules = Object.freeze({ minLength: 32, minDistinctCharacters: 10 });
-
-/**
- * Why an operator-chosen secret is too weak to guard the service, or null when it will do: shorter
- * than 32 characters, with fewer than 10 distinct characters, one short string repeated, or with
- * white space (which no Authorization header can carry). A random value passes:
- * `openssl rand -base64 32`.
- */
-export function weakSecretReason(secret: string): string | null {
-  const advice = 'use a random value, such as the output of `openssl rand -base64 32`';
-  if (/\s/.test(secret)) return `must not contain white space; ${advice}`;
-  if (secret.length < secretRules.minLength) {
-    return `must be at least ${secretRules.minLength} characters (it has ${secret.length}); ${advice}`;
-  }
-  const distinct = new Set(secret).size;
-  if (distinct < secretRules.minDistinctCharacters) {
-    return `has too little variety (${distinct} distinct characters, at least ${secretRules.minDistinctCharacters} needed); ${advice}`;
-  }
-  if (/^(.+)\1+$/s.test(secret)) return `is one short string repeated; ${advice}`;
-  return null;
-}
-
 /** The bearer token of an Authorization header, or null when there is none. */
 export function bearerToken(header: string | undefined): string | null {
   const match = /^Bearer\s+(\S{1,512})\s*$/i.exec(header ?? '');
