@@ -5,6 +5,7 @@ import { dockerOrSkip } from '../test/docker-setup.ts';
 import { eventually, getJson, useHarness } from '../test/harness.ts';
 import { dockerDriver, dockerLabels, isolatedNetwork } from './docker-driver.ts';
 import { dockerClient } from './docker-engine.ts';
+import { forgetCoolingTimers, readHotPause, writeHotPause } from './docker-hot-pause.ts';
 import { demoImage, ensureDemoImage } from './docker-image.ts';
 import type { BuildSpec } from './driver.ts';
 
@@ -162,6 +163,52 @@ describe.skipIf(!docker)('docker driver', () => {
     expect(stopped).toEqual([drop]);
     expect(await containersOf(drop)).toEqual([]);
     expect(await containersOf(keep)).toHaveLength(1);
+  });
+
+  it('a hot pause freezes the container, a resume thaws the same agent, and at hotPauseSeconds it stops for real', async () => {
+    const settings = demoSettings({ hotPauseSeconds: 600 });
+    const started = await dockerDriver.run(spec({ prompt: 'hello', settings }), h.ctx);
+    await eventually(async () =>
+      expect(await getJson(`${started.agentUrl}/messages`)).toMatchObject({
+        messages: [{ role: 'user' }, { role: 'agent', content: 'Done: "hello"' }],
+      }),
+    );
+    const paused = await dockerDriver.run(spec({ transition: 'stop', reason: 'task_manual_pause', settings }), h.ctx);
+    expect(paused).toEqual({ pauseStage: 'hot', coldAt: expect.any(String) });
+    expect(Date.parse(paused.coldAt as string)).toBeGreaterThan(Date.now());
+    const [frozen] = await containersOf(h.taskId);
+    expect(frozen).toMatchObject({ Id: started.containerId, State: 'paused' });
+
+    const resume = { reason: 'task_resume', start: 'resume' as const, previousConversation: [], settings };
+    const thawed = await dockerDriver.run(spec({ ...resume, previousOutputs: started }), h.ctx);
+    expect(thawed).toEqual({ agentUrl: started.agentUrl, containerId: started.containerId, resumedFrom: 'hot' });
+    // The same agent, its memory intact: not a new one told what came before.
+    expect(await getJson(`${thawed.agentUrl}/messages`)).toMatchObject({
+      messages: [{ role: 'user', content: 'hello' }, { role: 'agent' }],
+    });
+
+    // A short hot pause ends by itself: the container is stopped and removed at its deadline.
+    const brief = demoSettings({ hotPauseSeconds: 1 });
+    await dockerDriver.run(spec({ transition: 'stop', reason: 'task_manual_pause', settings: brief }), h.ctx);
+    await eventually(async () => expect(await containersOf(h.taskId)).toEqual([]));
+    expect(await readHotPause(h.dataDir, h.taskId)).toBeNull();
+    const again = await dockerDriver.run(spec({ ...resume, previousOutputs: thawed }), h.ctx);
+    expect(again.containerId).not.toBe(started.containerId);
+  });
+
+  it('reconcile lets a hot pause run its course, and stops a frozen container past its deadline', async () => {
+    const settings = demoSettings({ hotPauseSeconds: 600 });
+    const started = await dockerDriver.run(spec({ settings }), h.ctx);
+    await dockerDriver.run(spec({ transition: 'stop', reason: 'task_auto_pause', settings }), h.ctx);
+    forgetCoolingTimers(); // as if the provisioner that froze it had died
+    expect(await dockerDriver.reconcile(() => false, h.ctx)).toEqual([]);
+    expect(await containersOf(h.taskId)).toMatchObject([{ Id: started.containerId, State: 'paused' }]);
+
+    const record = await readHotPause(h.dataDir, h.taskId);
+    await writeHotPause(h.dataDir, h.taskId, { ...record!, coldAt: new Date(Date.now() - 1000).toISOString() });
+    forgetCoolingTimers();
+    expect(await dockerDriver.reconcile(() => false, h.ctx)).toEqual([h.taskId]);
+    expect(await containersOf(h.taskId)).toEqual([]);
   });
 
   it('a failed start says why and leaves no container behind', async () => {

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { waitForAgent } from './agent-status.ts';
 import { defaults } from './defaults.ts';
 import { dockerAddress, dockerClient, dockerStatus, engineMessage, engineUnreachable } from './docker-engine.ts';
+import { readHotPause, removeHotPause, scheduleCooling, serialized, writeHotPause } from './docker-hot-pause.ts';
 import { tarStream } from './docker-tar.ts';
 import {
   type BuildOutputs,
@@ -48,6 +49,16 @@ export const dockerSettingsSchema = z.strictObject({
   /** Mounts of memory-backed directories, path → options (`{"/tmp": "rw,size=64m"}`); a read-only root gets a `/tmp`. */
   tmpfs: z.record(absolutePath, z.string()).optional(),
   stopGraceSeconds: z.number().int().nonnegative().max(3600).default(5),
+  /**
+   * A pause first freezes the container (`docker pause`, its memory kept) for this long, and a resume
+   * meanwhile thaws it, the same agent at the same agentUrl; then it is stopped for real. 0: off.
+   */
+  hotPauseSeconds: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(7 * 86_400)
+    .default(0),
   startTimeoutMs: z.number().int().positive().default(defaults.startTimeoutMs),
 });
 export type DockerSettings = z.infer<typeof dockerSettingsSchema>;
@@ -81,12 +92,25 @@ export const dockerDriver = {
   async run(spec: BuildSpec, ctx: DriverContext): Promise<BuildOutputs> {
     const settings = parseSettings('docker', dockerSettingsSchema, spec.settings);
     const names = await namesOf(ctx.dataDir, spec.taskId);
-    return engineCall(async () => {
-      if (spec.transition === 'start') return startContainer(spec, settings, names, ctx);
-      await removeContainer(names.container, settings.stopGraceSeconds, ctx, spec.taskId);
-      if (spec.transition === 'delete') await removeVolume(names.volume);
-      return {};
-    });
+    // One task's builds and its hot pause's end, one at a time in this process.
+    return serialized(names.container, () =>
+      engineCall(async () => {
+        if (spec.transition === 'start') {
+          const thawed = startOf(spec) === 'resume' ? await thaw(spec, settings, names, ctx) : null;
+          if (thawed) return thawed;
+          await removeHotPause(ctx.dataDir, spec.taskId);
+          return startContainer(spec, settings, names, ctx);
+        }
+        if (spec.transition === 'stop' && settings.hotPauseSeconds > 0 && pauseReasons.has(spec.reason)) {
+          const frozen = await freeze(spec, settings, names, ctx);
+          if (frozen) return frozen;
+        }
+        await removeHotPause(ctx.dataDir, spec.taskId);
+        await removeContainer(names.container, settings.stopGraceSeconds, ctx, spec.taskId);
+        if (spec.transition === 'delete') await removeVolume(names.volume);
+        return {};
+      }),
+    );
   },
 
   async reconcile(shouldRun, ctx): Promise<string[]> {
@@ -107,6 +131,16 @@ export const dockerDriver = {
         const taskId = info.Labels[dockerLabels.task];
         if (!taskId) return null;
         const running = info.State === 'running' || info.State === 'paused';
+        if (info.State === 'paused') {
+          // A hot pause not yet over goes on: its end is this process's to run now.
+          const record = await readHotPause(ctx.dataDir, taskId);
+          if (record?.containerId === info.Id && Date.parse(record.coldAt) > Date.now()) {
+            const { container } = await namesOf(ctx.dataDir, taskId);
+            scheduleCooling(ctx.dataDir, taskId, record.coldAt, () => coolDown(container, taskId, ctx));
+            return null;
+          }
+          await removeHotPause(ctx.dataDir, taskId);
+        }
         if (running && (await shouldRun(taskId))) return null;
         await removeContainer(info.Id, defaults.stopGraceMs / 1000, ctx, taskId); // no template at hand
         return running ? taskId : null;
@@ -117,6 +151,79 @@ export const dockerDriver = {
 } satisfies Driver;
 
 type Names = { scope: string; container: string; volume: string };
+
+/** The reasons of a stop that pauses its task (a hot pause applies to these only). */
+const pauseReasons = new Set(['task_manual_pause', 'task_auto_pause']);
+
+/**
+ * A hot pause: freezes the task's running container and records when it must stop for real. Null
+ * when there is no running container to freeze (the stop then goes on as a cold one).
+ */
+async function freeze(
+  spec: BuildSpec,
+  settings: DockerSettings,
+  names: Names,
+  ctx: DriverContext,
+): Promise<BuildOutputs | null> {
+  const container = dockerClient().getContainer(names.container);
+  const info = await inspectOrNull(container);
+  if (!info?.State.Running) return null;
+  if (!info.State.Paused) await container.pause();
+  const coldAt = new Date(Date.now() + settings.hotPauseSeconds * 1000).toISOString();
+  await writeHotPause(ctx.dataDir, spec.taskId, {
+    containerId: info.Id,
+    coldAt,
+    stopGraceSeconds: settings.stopGraceSeconds,
+  });
+  scheduleCooling(ctx.dataDir, spec.taskId, coldAt, () => coolDown(names.container, spec.taskId, ctx));
+  ctx.log?.('agent container frozen (hot pause)', { taskId: spec.taskId, container: info.Id, coldAt });
+  return { pauseStage: 'hot', coldAt };
+}
+
+/**
+ * A resume of a hot-paused task: thaws its container, the same agent at the same agentUrl (the
+ * start that made it said where). Null when there is none, or it does not answer once thawed: the
+ * resume then makes a new container.
+ */
+async function thaw(
+  spec: BuildSpec,
+  settings: DockerSettings,
+  names: Names,
+  ctx: DriverContext,
+): Promise<BuildOutputs | null> {
+  const container = dockerClient().getContainer(names.container);
+  const info = await inspectOrNull(container);
+  const previous = spec.previousOutputs;
+  if (!info?.State.Paused || previous?.containerId !== info.Id || typeof previous.agentUrl !== 'string') return null;
+  await removeHotPause(ctx.dataDir, spec.taskId);
+  await container.unpause();
+  const wait = await waitForAgent(previous.agentUrl, settings.startTimeoutMs, ctx.signal);
+  if (!wait.ready) return null;
+  ctx.log?.('agent container thawed (hot resume)', { taskId: spec.taskId, container: info.Id });
+  return { agentUrl: previous.agentUrl, containerId: info.Id, resumedFrom: 'hot' };
+}
+
+/** The end of a hot pause, at its deadline: the frozen container is stopped for real, unless it was thawed meanwhile. */
+function coolDown(name: string, taskId: string, ctx: DriverContext): Promise<void> {
+  return serialized(name, async () => {
+    const record = await readHotPause(ctx.dataDir, taskId);
+    if (!record || Date.parse(record.coldAt) > Date.now()) return; // thawed, or paused again since
+    await removeHotPause(ctx.dataDir, taskId);
+    const info = await inspectOrNull(dockerClient().getContainer(name));
+    if (info?.Id !== record.containerId || !info.State.Paused) return;
+    await removeContainer(name, record.stopGraceSeconds, ctx, taskId);
+    ctx.log?.('hot pause over: agent container stopped', { taskId, container: info.Id });
+  }).catch((error: unknown) => ctx.log?.('could not end a hot pause', { taskId, error: engineMessage(error) }));
+}
+
+async function inspectOrNull(container: Docker.Container): Promise<Docker.ContainerInspectInfo | null> {
+  try {
+    return await container.inspect();
+  } catch (error) {
+    if (dockerStatus(error) === 404) return null;
+    throw error;
+  }
+}
 
 /**
  * This provisioner's identity on the Engine: a random id kept in its data directory, so daemons
