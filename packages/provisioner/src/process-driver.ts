@@ -185,18 +185,15 @@ async function startAgentOn(
     env.HOME = settings.env?.HOME ?? cwd;
     if (runAs.path !== undefined) env.PATH = runAs.path;
   }
-  const cgroup = await makeTaskCgroup(ctx.dataDir, spec.taskId);
-  if (cgroup.missing && !cgroupNoticeGiven) {
-    cgroupNoticeGiven = true;
-    ctx.log?.(`agents' processes are found by their HIATUS_TASK_ID at a stop, not by a cgroup: ${cgroup.missing}`);
-  }
+  const made = await makeTaskCgroup(ctx.dataDir, spec.taskId);
   const log = await open(logFile, 'a', 0o600);
   let from: number;
   let leader: GroupLeader;
+  let cgroup: { cgroup?: string; missing?: string };
   try {
     await log.chmod(0o600); // a log an older release left readable
     from = (await log.stat()).size; // this run's output starts here, for the error's tail
-    leader = spawnInCgroup(cgroup.path, () =>
+    ({ spawned: leader, ...cgroup } = spawnInCgroup(made.path, () =>
       spawnGroup(settings.command, {
         cwd,
         env,
@@ -205,15 +202,20 @@ async function startAgentOn(
         uid: runAs?.user.uid,
         gid: runAs?.user.gid,
       }),
-    );
+    ));
   } finally {
     await log.close(); // the child holds its own copy
   }
+  const missing = made.missing ?? cgroup.missing;
+  if (missing && !cgroupNoticeGiven) {
+    cgroupNoticeGiven = true;
+    ctx.log?.(`agents' processes are found by their HIATUS_TASK_ID at a stop, not by a cgroup: ${missing}`);
+  }
   const pgid = leader.pid;
-  const tree = { pgid: pgid ?? 0, cgroup: cgroup.path, taskId: spec.taskId };
+  const tree = { pgid: pgid ?? 0, cgroup: cgroup.cgroup, taskId: spec.taskId };
   if (pgid === undefined) {
     const why = `the agent command ${describeExit(await leader.exit, settings.command)}`;
-    if (cgroup.path) await stopTree(tree, 0);
+    if (made.path) await stopTree({ ...tree, cgroup: made.path }, 0);
     return { failure: new DriverError(why), portTaken: false };
   }
 
@@ -231,7 +233,7 @@ async function startAgentOn(
       port,
       startedAt: new Date().toISOString(),
       ...(await processIdentity(pgid)),
-      ...(cgroup.path ? { cgroup: cgroup.path } : {}),
+      ...(cgroup.cgroup ? { cgroup: cgroup.cgroup } : {}),
     });
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, exitSeen.signal]) : exitSeen.signal;
     const wait = await waitForAgent(agentUrl, settings.startTimeoutMs, signal);
@@ -261,7 +263,7 @@ async function startAgentOn(
  */
 async function stopAgent(ctx: DriverContext, taskId: string, graceMs: number): Promise<boolean> {
   const record = await readPidFile(ctx.dataDir, taskId);
-  const cgroup = record?.cgroup ?? cgroupFor(ctx.dataDir, taskId);
+  const cgroup = record ? record.cgroup : cgroupFor(ctx.dataDir, taskId);
   const running =
     record !== null ? await stillRunning(record, taskId) : cgroup !== undefined && (await cgroupPopulated(cgroup));
   if (running || cgroup) await stopTree({ pgid: record?.pgid ?? 0, cgroup, taskId }, graceMs);

@@ -98,15 +98,24 @@ export async function makeTaskCgroup(dataDir: string, taskId: string): Promise<{
 
 /**
  * Runs `spawn` (synchronous: nothing else of this process runs meanwhile) with this process in
- * `cgroup`, so the child is born in it, then moves back. Where the move back fails, this process
- * would die with the task at its stop: `stopTree` refuses to kill a cgroup holding it.
+ * `cgroup`, so the child is born in it, then moves back. Answers the cgroup the child is in, or
+ * undefined with the reason when this process could not enter it (the child was spawned anyway,
+ * and its stop falls back to the environment). Where the move back fails, this process would die
+ * with the task at its stop: `killTree` refuses to kill a cgroup holding it.
  */
-export function spawnInCgroup<T>(cgroup: string | undefined, spawn: () => T): T {
+export function spawnInCgroup<T>(
+  cgroup: string | undefined,
+  spawn: () => T,
+): { spawned: T; cgroup?: string; missing?: string } {
   const home = findCgroupHome();
-  if (!cgroup || !home) return spawn();
-  writeFileSync(join(cgroup, 'cgroup.procs'), String(process.pid));
+  if (!cgroup || !home) return { spawned: spawn() };
   try {
-    return spawn();
+    writeFileSync(join(cgroup, 'cgroup.procs'), String(process.pid));
+  } catch (error) {
+    return { spawned: spawn(), missing: `the provisioner cannot enter the task's cgroup: ${(error as Error).message}` };
+  }
+  try {
+    return { spawned: spawn(), cgroup };
   } finally {
     writeFileSync(join(home.mount, home.own, 'cgroup.procs'), String(process.pid));
   }

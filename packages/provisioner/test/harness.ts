@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, vi } from 'vitest';
+import { afterEach, beforeEach, expect, vi } from 'vitest';
 import type { BuildSpec, DriverContext } from '../src/index.ts';
 
 export const demoAgent = fileURLToPath(new URL('../demo-agent/agent.mjs', import.meta.url));
@@ -54,6 +55,27 @@ export async function killTaskProcesses(taskId: string): Promise<void> {
         // already gone, or not a group leader
       }
     }
+  }
+}
+
+/**
+ * Kills and removes the process driver's cgroups of a task (named `<taskId>.<hash>` under
+ * `hiatus-agents` in this process's cgroup v2), if any: what a failed test's agent left, daemons
+ * with a scrubbed environment included.
+ */
+async function removeTaskCgroups(taskId: string): Promise<void> {
+  const mount = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((dir) => existsSync(join(dir, 'cgroup.procs')));
+  const own = /^0::(.*)$/m.exec(await readFile('/proc/self/cgroup', 'utf8'))?.[1];
+  if (!mount || own === undefined) return;
+  const parent = join(mount, own, 'hiatus-agents');
+  for (const name of await readdir(parent).catch(() => [])) {
+    if (!name.startsWith(`${taskId}.`)) continue;
+    const cgroup = join(parent, name);
+    await writeFile(join(cgroup, 'cgroup.kill'), '1').catch(() => undefined);
+    await eventually(async () =>
+      expect(await readFile(join(cgroup, 'cgroup.events'), 'utf8')).toMatch(/^populated 0$/m),
+    );
+    await rmdir(cgroup);
   }
 }
 
@@ -141,7 +163,10 @@ export function useHarness() {
   });
 
   afterEach(async () => {
-    for (const taskId of tasks) await killTaskProcesses(taskId);
+    for (const taskId of tasks) {
+      await killTaskProcesses(taskId);
+      await removeTaskCgroups(taskId);
+    }
     await rm(dataDir, { recursive: true, force: true });
   });
 
