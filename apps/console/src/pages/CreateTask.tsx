@@ -4,6 +4,14 @@ import { useTRPC } from '../api.ts';
 import { refusalSentence } from '../refusals.ts';
 import { navigate } from '../route.ts';
 
+/** `, on host=a gpu=true`: the provisioner tags a template's builds need; nothing for none. */
+function tagList(tags: Record<string, string>): string {
+  const pairs = Object.keys(tags)
+    .sort()
+    .map((name) => `${name}=${tags[name]}`);
+  return pairs.length > 0 ? `, on ${pairs.join(' ')}` : '';
+}
+
 /** A new task, on an agent's URL or from a template (with its parameters). */
 export function CreateTask(): ReactElement {
   const trpc = useTRPC();
@@ -46,7 +54,7 @@ export function CreateTask(): ReactElement {
           <option value="">an agent at a URL</option>
           {templates.data?.map((t) => (
             <option key={t.id} value={t.name}>
-              template {t.name} (v{t.version})
+              template {t.name} (v{t.version}){tagList(t.provisionerTags)}
             </option>
           ))}
         </select>
