@@ -71,6 +71,14 @@ function sameUser(setting: string): boolean {
   return numeric ? Number(numeric[1]) === uid : idOf(['-u', setting]) === String(uid);
 }
 
+/**
+ * Options to run a check as the agent user: with an environment of its own, never this process's
+ * (which the agent user could read in /proc meanwhile: another agent is that user too).
+ */
+function asUser(user: AgentUser): { uid: number; gid: number; cwd: string; env: NodeJS.ProcessEnv } {
+  return { uid: user.uid, gid: user.gid, cwd: '/', env: { PATH: '/usr/bin:/bin' } };
+}
+
 /** "nobody (uid 65534)". */
 function describeUser(user: AgentUser): string {
   return user.name === String(user.uid) ? `uid ${user.uid}` : `${user.name} (uid ${user.uid})`;
@@ -103,9 +111,7 @@ export async function agentSeparationWarning(
   let above = dirname(dataDir);
   while (!existsSync(above) && above !== dirname(above)) above = dirname(above);
   const entered = await new Promise<boolean>((resolve) =>
-    execFile('/bin/sh', ['-c', 'cd "$1"', 'sh', above], { uid: user.uid, gid: user.gid, cwd: '/' }, (error) =>
-      resolve(!error),
-    ),
+    execFile('/bin/sh', ['-c', 'cd "$1"', 'sh', above], asUser(user), (error) => resolve(!error)),
   );
   if (entered) return undefined;
   return `the agent user ${describeUser(user)} cannot reach the data directory ${dataDir} (${above} is not searchable by it), so the process driver runs agents as this process's own user, whose environment they can read through /proc`;
@@ -157,9 +163,7 @@ for d; do test -x "$d" && echo "path $d"; done; exit 0`;
   const folders = (path ?? '').split(delimiter).filter(Boolean);
   const args = ['-c', script, 'sh', cwd, named.program ?? '', String(named.files.length), ...named.files, ...folders];
   const output = await new Promise<string>((resolve, reject) =>
-    execFile('/bin/sh', args, { uid: user.uid, gid: user.gid, cwd: '/' }, (error, stdout) =>
-      error ? reject(error) : resolve(stdout),
-    ),
+    execFile('/bin/sh', args, asUser(user), (error, stdout) => (error ? reject(error) : resolve(stdout))),
   ).catch((error: Error) => {
     throw new DriverError(`could not check what the agent user ${describeUser(user)} can reach: ${error.message}`);
   });
