@@ -19,6 +19,12 @@ export type BuildJobContext = {
   log: Logger;
   /** Aborts when the daemon stops waiting for the server to take a job's report. */
   abandon: AbortSignal;
+  /**
+   * The run of this daemon's previous job of the same task, waited for (heartbeating meanwhile)
+   * before the driver runs: a job the server took back from this daemon (it fell silent, then woke)
+   * and handed back to it as a retry must not start while the cancelled run still winds down.
+   */
+  after?: Promise<void>;
 };
 
 /**
@@ -38,6 +44,7 @@ export async function runBuildJob(job: BuildJob, ctx: BuildJobContext): Promise<
   const heartbeats = keepAlive(ctx.api, build.id, ctx.heartbeatMs, log, lost);
   try {
     log.info('job started', { reason: build.reason, template: job.template?.name ?? null, attempt: job.attempt });
+    await ctx.after;
     const outcome = await performJob(
       job,
       { dataDir: ctx.dataDir, signal: lost.signal, log: log.info },

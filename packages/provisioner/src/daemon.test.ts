@@ -250,6 +250,13 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     });
   }
 
+  /** Until the task's latest build is a job waiting to be taken (again), without an error. */
+  const whenJobPending = (taskId: string) =>
+    eventually(async () => {
+      const [build] = (await admin.builds.list.query({ taskId })).items;
+      expect(build).toMatchObject({ jobStatus: 'pending', error: null });
+    });
+
   /** The log line saying how `taskId`'s job ended, in whichever daemon ran it. */
   const jobEnd = (taskId: string) => (l: LogLine) =>
     l.taskId === taskId && (l.msg === 'job succeeded' || l.msg === 'job failed');
@@ -338,7 +345,7 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     expect(new Set(ran.map((l) => l.buildId)).size).toBe(3);
   });
 
-  it('survives a daemon killed in the middle of a start: the job fails, the other serves on, a restart reconciles', async () => {
+  it('survives a daemon killed in the middle of a start: the job is handed out again, the other serves on, a restart runs it', async () => {
     const doomed = daemon('doomed'); // takes any template
     const survivor = daemon('survivor', ['--templates', 'demo']); // never the gated one
     await Promise.all([doomed, survivor].map((d) => d.waitFor((l) => l.msg === 'reconciled')));
@@ -350,22 +357,33 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     doomed.signal('SIGKILL');
     expect(await within(60_000, 'the daemon to die', doomed.exited)).toBe('SIGKILL');
 
-    // No heartbeat for 2 s: the server fails the job; the agent it started runs on, orphaned.
-    await whenStatus(orphaned, 'error');
-    const [build] = (await admin.builds.list.query({ taskId: orphaned })).items;
-    expect(build).toMatchObject({ transition: 'start', jobStatus: 'failed' });
-    expect(build!.error).toContain('doomed stopped sending heartbeats');
-    expect((await processesOfTask(orphaned)).length).toBeGreaterThan(0);
+    // No heartbeat for 2 s: the server hands the job out again, and the task waits for it (no error).
+    // The agent the killed daemon started runs on until the retry; the survivor takes no gated job.
+    await whenJobPending(orphaned);
+    expect((await admin.tasks.get.query({ id: orphaned })).status).toBe('pending');
+    const half = await processesOfTask(orphaned);
+    expect(half).toHaveLength(1);
 
     const served = await createTask('served', 'demo');
     const active = await whenStatus(served, 'active');
     expect((await survivor.waitFor(jobEnd(served))).msg).toBe('job succeeded');
 
-    // Restarted on the same data directory, it stops the orphan and leaves the task that should run.
+    // Restarted on the same data directory: its reconcile keeps the agent of a task that should run,
+    // and the retry stops it before starting the task's agent again.
     const restarted = daemon('doomed');
-    const reconciled = await restarted.waitFor((l) => l.msg === 'reconciled');
-    expect(reconciled).toMatchObject({ driver: 'process', stopped: [orphaned] });
-    expect(await processesOfTask(orphaned)).toEqual([]);
+    const reconciled = await restarted.waitFor((l) => l.msg === 'reconciled' && l.driver === 'process');
+    expect(reconciled).toMatchObject({ stopped: [] });
+    const retry = await restarted.waitFor((l) => l.msg === 'job started' && l.taskId === orphaned);
+    expect(retry).toMatchObject({ attempt: 2 });
+    await openGate(orphaned);
+    const retried = await whenStatus(orphaned, 'active');
+    const agents = await processesOfTask(orphaned);
+    expect(agents).toHaveLength(1);
+    expect(agents).not.toContain(half[0]);
+    expect(await getJson(`${retried.agentUrl}/status`)).toMatchObject({ agent_type: 'gated' });
+    expect((await admin.builds.list.query({ taskId: orphaned })).items).toMatchObject([
+      { transition: 'start', jobStatus: 'succeeded', error: null },
+    ]);
     expect(await getJson(`${active.agentUrl}/status`)).toMatchObject({ agent_type: 'demo' });
 
     for (const d of [restarted, survivor]) d.signal('SIGTERM');
@@ -374,15 +392,16 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     ]);
   });
 
-  it('cancels a job the server took back: a heartbeat answered CONFLICT kills the start, and nothing is reported', async () => {
+  it('cancels a job the server took back: a heartbeat answered CONFLICT kills the start, nothing is reported, and the retry runs after it', async () => {
     const frozen = daemon('frozen');
     await frozen.waitFor((l) => l.msg === 'reconciled');
     const taskId = await createTask('taken-back', 'gated');
     await frozen.waitFor((l) => l.msg === 'job started' && l.taskId === taskId);
     await gatedAgentListening(taskId);
 
-    frozen.signal('SIGSTOP'); // alive, but silent: its job goes stale
-    await whenStatus(taskId, 'error');
+    const [first] = await processesOfTask(taskId);
+    frozen.signal('SIGSTOP'); // alive, but silent: its job goes stale, and is handed out again
+    await whenJobPending(taskId);
     frozen.signal('SIGCONT');
     await frozen.waitFor((l) => l.msg.startsWith('job dropped') && l.taskId === taskId);
     expect(frozen.lines.find((l) => l.msg.startsWith('heartbeat refused'))).toMatchObject({
@@ -390,8 +409,17 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
       taskId,
       error: expect.stringMatching(/^CONFLICT: /),
     });
-    await eventually(async () => expect(await processesOfTask(taskId)).toEqual([]));
-    expect(frozen.lines.some(jobEnd(taskId))).toBe(false);
+    // The job comes back to it as a retry, which runs once the cancelled start has wound down.
+    expect(
+      await frozen.waitFor((l) => l.msg === 'job started' && l.taskId === taskId && l.attempt === 2),
+    ).toBeDefined();
+    await openGate(taskId);
+    await whenStatus(taskId, 'active');
+    const agents = await processesOfTask(taskId);
+    expect(agents).toHaveLength(1);
+    expect(agents).not.toContain(first);
+    await frozen.waitFor(jobEnd(taskId));
+    expect(frozen.lines.filter(jobEnd(taskId))).toMatchObject([{ msg: 'job succeeded' }]);
 
     frozen.signal('SIGTERM');
     expect(await within(60_000, 'the daemon to drain', frozen.exited)).toBe(0);
@@ -451,6 +479,6 @@ describe.runIf(postgresServerUrl())('hiatus-provisioner against a real server', 
     impatient.signal('SIGTERM');
     expect(await within(60_000, 'the daemon to exit', impatient.exited)).toBe(143); // not 0: no drain
     expect(impatient.lines.some(jobEnd(cut))).toBe(false);
-    await whenStatus(cut, 'error'); // its job went stale
+    await whenJobPending(cut); // its job went stale: handed out again, for the next daemon
   });
 });

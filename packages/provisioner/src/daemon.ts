@@ -77,6 +77,8 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
   /** Aborted drainReportMs after stop(): reports the server has not taken by then are given up. */
   const abandon = new AbortController();
   const running = new Set<Promise<void>>();
+  /** The latest run of each task's jobs: a task's jobs run one after the other here. */
+  const latestOfTask = new Map<string, Promise<void>>();
   let acquiring = false;
 
   /** Stops what the drivers left running for tasks that should not run now; nothing when the server cannot say. */
@@ -132,9 +134,15 @@ export function startProvisionerDaemon(options: DaemonOptions): ProvisionerDaemo
         acquiring = false;
       }
       if (job) {
-        const run = runBuildJob(job, { api, dataDir, heartbeatMs, log, abandon: abandon.signal });
+        const task = job.taskId ?? job.build.workspaceId;
+        const after = latestOfTask.get(task);
+        const run = runBuildJob(job, { api, dataDir, heartbeatMs, log, abandon: abandon.signal, after });
+        latestOfTask.set(task, run);
         running.add(run);
-        void run.finally(() => running.delete(run));
+        void run.finally(() => {
+          running.delete(run);
+          if (latestOfTask.get(task) === run) latestOfTask.delete(task);
+        });
       } else {
         // A server that answers at once (no long poll) is not asked again at once.
         await pause(Math.max(0, defaults.emptyPollMs - (Date.now() - asked)), stopping.signal);
