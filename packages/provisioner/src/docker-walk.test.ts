@@ -93,4 +93,52 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
     daemon.signal('SIGTERM');
     expect(await within(60_000, 'the daemon to drain', daemon.exited)).toBe(0);
   });
+
+  it('a hot pause shows in tasks.get (the stop build says its stage), and a resume thaws the same agent', async () => {
+    const admin = apiClient(running!.server.url, running!.adminToken);
+    const demo = await admin.templates.get.query({ name: 'demo-docker' });
+    await admin.templates.create.mutate({
+      name: 'demo-docker-hot',
+      driver: 'docker',
+      // Reads leave env out (write-only): the demo agent's DEMO_HOST is given again.
+      settings: { ...demo.settings, env: { DEMO_HOST: '0.0.0.0' }, hotPauseSeconds: 600 },
+    });
+    const { key } = await admin.apiKeys.create.mutate({ scope: 'provisioner', name: 'docker-host-hot' });
+    const daemon = startDaemon(
+      ['--url', running!.server.url, '--data-dir', dataDir, '--drivers', 'docker', '--wait-ms', '1000'],
+      { HIATUS_TOKEN: key },
+    );
+    const { task } = await admin.tasks.create.mutate({ name: 'hot', prompt: 'Say hi', template: 'demo-docker-hot' });
+    taskIds.push(task.id);
+    const whenStatus = (status: string) =>
+      eventually(async () => {
+        const now = await admin.tasks.get.query({ id: task.id });
+        expect(now.status).toBe(status);
+        return now;
+      });
+    const active = await whenStatus('active');
+    await admin.tasks.pause.mutate({ id: task.id });
+    const paused = await whenStatus('paused');
+    expect(paused.latestBuild).toMatchObject({
+      transition: 'stop',
+      outputs: { pauseStage: 'hot', coldAt: expect.any(String) },
+    });
+    expect(await containersOf(task.id)).toMatchObject([{ State: 'paused' }]);
+
+    await admin.tasks.resume.mutate({ id: task.id });
+    const resumed = await whenStatus('active');
+    expect(resumed.agentUrl).toBe(active.agentUrl);
+    expect(resumed.latestBuild?.outputs).toMatchObject({ resumedFrom: 'hot' });
+    // The same agent: the conversation it had is still in its memory.
+    await eventually(async () =>
+      expect(await getJson(`${resumed.agentUrl}/messages`)).toMatchObject({
+        messages: [
+          { role: 'user', content: 'Say hi' },
+          { role: 'agent', content: 'Done: "Say hi"' },
+        ],
+      }),
+    );
+    daemon.signal('SIGTERM');
+    expect(await within(60_000, 'the daemon to drain', daemon.exited)).toBe(0);
+  });
 });
