@@ -193,6 +193,12 @@ export const defaults = Object.freeze({
   liveHistoryMaxBytes: 64 * 1024 * 1024,
   /** Log pages: the default and the largest size. */
   logPageSize: 100,
+  /**
+   * A log page's pending messages: the first this many of the inbox, each cut to this many characters
+   * (at most 4 bytes each): some 400 KB at most, however full the inbox (1,000 messages of 1 MB).
+   */
+  pendingShown: 100,
+  pendingPreviewChars: 1_000,
   maxLogPageSize: 1_000,
   /** Task and build lists: the default and the largest page size. */
   listPageSize: 50,

@@ -58,6 +58,64 @@ describe.each(testBackends())('send, cancelMessage and keepAlive over HTTP on %s
     expect(agent.received).toEqual(['keep', 'now']);
   });
 
+  it('shows pending messages by their start and their count, and each whole through tasks.message', async () => {
+    const id = await activeTask('full-inbox');
+    agent.status = 'running';
+    // A few more than a page shows, each far longer than its preview (é: two bytes in UTF-8).
+    const body = (n: number) => `${n}:${'é'.repeat(10_000)}`;
+    const sent: string[] = [];
+    for (let n = 0; n < 105; n++) {
+      const answer = await api.tasks.send.mutate({ id, input: body(n) });
+      if (!answer.queued) throw new Error('the busy agent should not take it');
+      sent.push(answer.messageId);
+    }
+    const page = await api.tasks.logs.query({ id, limit: 1 });
+    expect(page.pendingCount).toBe(105);
+    expect(page.pending.map((p) => p.messageId)).toEqual(sent.slice(0, 100));
+    for (const [n, p] of page.pending.entries()) {
+      expect(p).toMatchObject({ truncated: true, bytes: Buffer.byteLength(body(n)) });
+      expect(p.content).toBe(body(n).slice(0, 1_000));
+    }
+    // The whole page is a fraction of the inbox it describes (105 × 20 KB).
+    const raw = await fetch(
+      `${running.server.url}/trpc/tasks.logs?input=${encodeURIComponent(JSON.stringify({ json: { id, limit: 1 } }))}`,
+      { headers: { authorization: `Bearer ${testAdminToken}` } },
+    );
+    expect((await raw.arrayBuffer()).byteLength).toBeLessThan((105 * 20_000) / 4);
+
+    expect(await api.tasks.message.query({ id, messageId: sent[104]! })).toMatchObject({
+      messageId: sent[104],
+      status: 'queued',
+      content: body(104),
+    });
+    expect(await codeOf(api.tasks.message.query({ id, messageId: crypto.randomUUID() }))).toBe('NOT_FOUND');
+    const { key } = await api.apiKeys.create.mutate({
+      userId: (await api.users.create.mutate({ username: 'someone-else' })).id,
+    });
+    expect(await codeOf(apiClient(running.server.url, key).tasks.message.query({ id, messageId: sent[0]! }))).toBe(
+      'NOT_FOUND',
+    );
+
+    // The inbox's tail is never being delivered (the head is tried first): cancelled, it is still there.
+    await api.tasks.cancelMessage.mutate({ id, messageId: sent[104]! });
+    expect(await api.tasks.message.query({ id, messageId: sent[104]! })).toMatchObject({ status: 'cancelled' });
+    expect((await api.tasks.logs.query({ id, limit: 1 })).pendingCount).toBe(104);
+
+    // A short message is shown whole, and once delivered it is still there, delivered.
+    const other = await activeTask('short-inbox');
+    const short = await api.tasks.send.mutate({ id: other, input: 'short' });
+    if (!short.queued) throw new Error('the busy agent should not take it');
+    expect((await api.tasks.logs.query({ id: other })).pending).toEqual([
+      expect.objectContaining({ messageId: short.messageId, content: 'short', truncated: false, bytes: 5 }),
+    ]);
+    agent.status = 'stable';
+    await vi.waitFor(
+      async () =>
+        expect((await api.tasks.message.query({ id: other, messageId: short.messageId })).status).toBe('delivered'),
+      { timeout: 30_000, interval: 50 },
+    );
+  });
+
   it('keeps a task alive within bounds, and refuses a paused one', async () => {
     const id = await activeTask('kept-over-http');
     const before = Date.now();

@@ -75,11 +75,12 @@ async function* pagesAfter(
  * Prints a task's whole log (after position `cursor`): a marker line saying where it comes from,
  * the entries of every segment with a line at each boundary between two agents, then the messages
  * still waiting in the task's inbox; with `json`, one object
- * `{ source, snapshotAt, notice, entries, segments, pending }`.
+ * `{ source, snapshotAt, notice, entries, segments, pending, pendingCount }`.
  */
 export async function printLogs(client: HiatusClient, id: string, options: LogOptions): Promise<void> {
   let origin: Origin | undefined;
   let pending: PendingMessage[] = [];
+  let pendingCount = 0;
   const entries: LogEntry[] = [];
   const segments = new Segments();
   for await (const page of pagesAfter(client, id, options.cursor, options.pageSize)) {
@@ -88,6 +89,7 @@ export async function printLogs(client: HiatusClient, id: string, options: LogOp
       if (!options.json) say(originMarker(origin));
     }
     pending = page.pending;
+    pendingCount = page.pendingCount;
     segments.note(page);
     if (options.json) entries.push(...page.entries);
     else
@@ -97,10 +99,13 @@ export async function printLogs(client: HiatusClient, id: string, options: LogOp
         say(formatEntry(entry));
       }
   }
-  if (options.json) return sayJson({ ...origin, entries, segments: segments.list(), pending });
-  if (pending.length > 0) say(`-- waiting in the inbox, not yet seen by the agent: ${pending.length} --`);
-  for (const message of pending)
-    say(`[${formatTime(message.queuedAt)}] queued ${message.messageId}: ${message.content}`);
+  if (options.json) return sayJson({ ...origin, entries, segments: segments.list(), pending, pendingCount });
+  if (pendingCount > 0) say(`-- waiting in the inbox, not yet seen by the agent: ${pendingCount} --`);
+  for (const message of pending) {
+    const rest = message.truncated ? ` … (${message.bytes} bytes in all)` : '';
+    say(`[${formatTime(message.queuedAt)}] queued ${message.messageId}: ${message.content}${rest}`);
+  }
+  if (pendingCount > pending.length) say(`-- and ${pendingCount - pending.length} more --`);
 }
 
 /**

@@ -223,15 +223,17 @@ function Log({ task }: { task: Task }): ReactElement {
       {first?.notice && <p className="notice">{first.notice}</p>}
       {first && first.pending.length > 0 && (
         <section aria-labelledby="inbox-title" className="inbox">
-          <h3 id="inbox-title">Waiting in the inbox</h3>
+          <h3 id="inbox-title">Waiting in the inbox ({first.pendingCount})</h3>
           <ol>
             {first.pending.map((m) => (
               <li key={m.messageId}>
                 <time dateTime={m.queuedAt.toISOString()}>{formatTime(m.queuedAt)}</time> <q>{m.content}</q>
+                {m.truncated && <span className="notice"> … ({m.bytes} bytes in all)</span>}
                 {m.lastError && <span className="notice"> (last try: {m.lastError})</span>}
               </li>
             ))}
           </ol>
+          {first.pendingCount > first.pending.length && <p>and {first.pendingCount - first.pending.length} more</p>}
         </section>
       )}
       {logs.error && (

@@ -22,7 +22,7 @@ export type InboxMessage = {
   lastError: string | null;
 };
 
-function toMessage(row: Selectable<TaskMessages>): InboxMessage {
+function toMessage(row: Omit<Selectable<TaskMessages>, 'leased_until' | 'position'>): InboxMessage {
   return {
     id: row.id,
     taskId: row.task_id,
@@ -84,17 +84,59 @@ export async function countQueuedMessages(db: Db, taskId: string): Promise<numbe
   return Number(row.count);
 }
 
-/** The task's queued messages, oldest first, at most `limit`. */
-export async function listQueuedMessages(db: Db, taskId: string, limit: number): Promise<InboxMessage[]> {
+/** A queued message as a list shows it: the start of its content, and its whole size. */
+export type QueuedPreview = Omit<InboxMessage, 'content'> & { preview: string; bytes: number };
+
+/**
+ * The task's queued messages, oldest first, at most `limit`, each with only its first
+ * `previewChars` characters (cut in the database, so a full inbox of large messages is never
+ * read whole), and how many are queued in all.
+ */
+export async function listQueuedPreviews(
+  db: Db,
+  taskId: string,
+  options: { limit: number; previewChars: number },
+): Promise<{ items: QueuedPreview[]; total: number }> {
   const rows = await db
     .selectFrom('task_messages')
     .where('task_id', '=', taskId)
     .where('status', '=', 'queued')
     .orderBy('position')
-    .limit(limit)
-    .selectAll()
+    .limit(options.limit)
+    .select([
+      'id',
+      'task_id',
+      'status',
+      'sender_id',
+      'created_at',
+      'delivered_at',
+      'cancelled_at',
+      'attempts',
+      'last_error',
+    ])
+    // The content is read only as far as the preview goes.
+    .select([
+      sql<string>`left(content, ${options.previewChars})`.as('content'),
+      sql<number>`octet_length(content)`.as('bytes'),
+      sql<string>`count(*) OVER ()`.as('total'),
+    ])
     .execute();
-  return rows.map(toMessage);
+  const items = rows.map((row) => {
+    const { content, ...message } = toMessage(row);
+    return { ...message, preview: content, bytes: Number(row.bytes) };
+  });
+  return { items, total: Number(rows[0]?.total ?? 0) };
+}
+
+/** One message of the task, whatever its status, with its whole content; undefined when it has none such. */
+export async function findMessage(db: Db, taskId: string, messageId: string): Promise<InboxMessage | undefined> {
+  const row = await db
+    .selectFrom('task_messages')
+    .where('id', '=', messageId)
+    .where('task_id', '=', taskId)
+    .selectAll()
+    .executeTakeFirst();
+  return row && toMessage(row);
 }
 
 /**

@@ -85,11 +85,14 @@ describe.each(testBackends())('the inbox on %s', (backend) => {
       {
         messageId: sent.queued ? sent.messageId : 'none',
         content: 'waiting for you',
+        truncated: false,
+        bytes: 15,
         queuedAt: expect.any(Date),
         attempts: 0,
         lastError: null,
       },
     ]);
+    expect(page.pendingCount).toBe(1);
     h.agent.status = 'stable';
     await deliverInbox(h.app, task.id);
     const after = await readLogs(h.app, h.alice, task.id);

@@ -9,6 +9,7 @@ import {
   cancelQueuedMessage,
   claimNextMessage,
   countQueuedMessages,
+  findMessage,
   type InboxMessage,
   insertQueuedMessage,
   markMessageDelivered,
@@ -122,6 +123,15 @@ export async function cancelMessage(
   });
   app.events.emit('change', { eventId: cancelled.eventId, taskId: task.id, workspaceId: task.workspaceId });
   return { messageId: cancelled.id, status: 'cancelled', cancelledAt: cancelled.cancelledAt! };
+}
+
+/** One message sent to the task through Hiatus, whole, whatever became of it; `not_found` when it has none such. */
+export async function getMessage(app: Pick<App, 'db'>, actor: Actor, taskId: string, messageId: string) {
+  const task = await getTask(app, actor, taskId);
+  const message = await findMessage(app.db, task.id, messageId);
+  if (!message) throw new HiatusError('not_found', `task ${taskId} has no message ${messageId}`);
+  const { id, status, content, queuedAt, deliveredAt, cancelledAt, attempts, lastError } = message;
+  return { messageId: id, status, content, queuedAt, deliveredAt, cancelledAt, attempts, lastError };
 }
 
 /**

@@ -10,7 +10,7 @@ import {
   placeConversation,
   sameLifetime,
 } from '../db/history.ts';
-import { listQueuedMessages } from '../db/inbox.ts';
+import { listQueuedPreviews } from '../db/inbox.ts';
 import { findSnapshotMeta, type SnapshotMeta, snapshotMessageRange } from '../db/snapshots.ts';
 import type { Task } from '../db/tasks.ts';
 import { defaults } from '../defaults.ts';
@@ -71,9 +71,11 @@ export type LogPage = {
   /**
    * Messages sent through Hiatus and still waiting in the task's inbox, oldest first: not yet in
    * the agent's conversation (so never in `entries`), cancellable with `tasks.cancelMessage`.
-   * The same on every page.
+   * The same on every page: the first `defaults.pendingShown`, each cut to a preview.
    */
   pending: PendingMessage[];
+  /** How many messages wait in the inbox in all (`pending` shows the first of them). */
+  pendingCount: number;
 };
 
 type LogApp = Pick<App, 'agent' | 'db' | 'heavyReads' | 'liveHistories' | 'reads'>;
@@ -92,8 +94,8 @@ export async function readLogs(
   options: { cursor?: number; limit?: number } = {},
 ): Promise<LogPage> {
   const task = await getTask(app, actor, taskId);
-  const pending = task.status === 'deleted' ? [] : await pendingMessages(app, task.id);
-  return { ...(await logEntries(app, actor, task, options)), pending };
+  const queued = task.status === 'deleted' ? { pending: [], pendingCount: 0 } : await pendingMessages(app, task.id);
+  return { ...(await logEntries(app, actor, task, options)), ...queued };
 }
 
 /** A part of the history a page may read: a segment with its positions and a way to read them. */
@@ -108,7 +110,7 @@ async function logEntries(
   actor: Actor,
   task: Task,
   options: { cursor?: number; limit?: number },
-): Promise<Omit<LogPage, 'pending'>> {
+): Promise<Omit<LogPage, 'pending' | 'pendingCount'>> {
   const limit = Math.min(Math.max(options.limit ?? defaults.logPageSize, 1), defaults.maxLogPageSize);
   let notice: string | null = null;
   let live: AgentHistory | undefined;
@@ -338,24 +340,42 @@ function toLogEntry(message: AgentMessage, position: number, segment: number): L
   };
 }
 
-/** A queued message as `tasks.logs` shows it: pending, not yet in the agent's conversation. */
+/**
+ * A queued message as `tasks.logs` shows it: pending, not yet in the agent's conversation. Only its
+ * start: a page of a full inbox of large messages would otherwise be as large as the inbox (1,000 ×
+ * 1 MB); `tasks.message` answers one whole.
+ */
 export type PendingMessage = {
   messageId: string;
+  /** The first `defaults.pendingPreviewChars` characters of the message. */
   content: string;
+  /** Whether `content` is only the start of the message. */
+  truncated: boolean;
+  /** The whole message's size, UTF-8. */
+  bytes: number;
   queuedAt: Date;
   /** Times the agent was asked to take it, and why the last try failed. */
   attempts: number;
   lastError: string | null;
 };
 
-/** The task's queued messages, oldest first, for its log. */
-async function pendingMessages(app: Pick<App, 'db'>, taskId: string): Promise<PendingMessage[]> {
-  const queued = await listQueuedMessages(app.db, taskId, defaults.maxLogPageSize);
-  return queued.map((m) => ({
+/** The task's first queued messages, oldest first, as previews, and how many are queued in all. */
+async function pendingMessages(
+  app: Pick<App, 'db'>,
+  taskId: string,
+): Promise<{ pending: PendingMessage[]; pendingCount: number }> {
+  const { items, total } = await listQueuedPreviews(app.db, taskId, {
+    limit: defaults.pendingShown,
+    previewChars: defaults.pendingPreviewChars,
+  });
+  const pending = items.map((m) => ({
     messageId: m.id,
-    content: m.content,
+    content: m.preview,
+    truncated: Buffer.byteLength(m.preview) < m.bytes,
+    bytes: m.bytes,
     queuedAt: m.queuedAt,
     attempts: m.attempts,
     lastError: m.lastError,
   }));
+  return { pending, pendingCount: total };
 }

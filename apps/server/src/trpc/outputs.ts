@@ -4,7 +4,7 @@ import { apiKeyScopes, userRoles } from '../domain/actor.ts';
 import { eventTypes } from '../domain/events.ts';
 import { buildReasons, jobStatuses, taskStatuses, workspaceTransitions } from '../domain/lifecycle.ts';
 import { weekdays } from '../domain/schedules.ts';
-import type { cancelMessage } from '../inbox/inbox.ts';
+import type { cancelMessage, getMessage } from '../inbox/inbox.ts';
 import type { sendToTask } from '../inbox/send.ts';
 import type { listTaskBuilds } from '../lifecycle/builds.ts';
 import type { listEventsFor } from '../lifecycle/events.ts';
@@ -181,12 +181,31 @@ export const logPageOutput = exactly<Result<typeof readLogs>>()(
     pending: z.array(
       z.object({
         messageId: z.string(),
-        content: z.string(),
+        content: z.string().meta({ description: "the message's first 1,000 characters: `tasks.message` has it whole" }),
+        truncated: z.boolean().meta({ description: '`content` is only the start of the message' }),
+        bytes: z.number().int().meta({ description: "the whole message's size in bytes (UTF-8)" }),
         queuedAt: instant,
         attempts: z.number().int(),
         lastError: z.string().nullable(),
       }),
     ),
+    pendingCount: z
+      .number()
+      .int()
+      .meta({ description: 'messages waiting in the inbox in all; `pending` lists the first 100' }),
+  }),
+);
+
+export const messageOutput = exactly<Result<typeof getMessage>>()(
+  z.object({
+    messageId: z.string(),
+    status: z.enum(['queued', 'delivered', 'cancelled']),
+    content: z.string(),
+    queuedAt: instant,
+    deliveredAt: instant.nullable(),
+    cancelledAt: instant.nullable(),
+    attempts: z.number().int(),
+    lastError: z.string().nullable(),
   }),
 );
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defaults } from '../../defaults.ts';
 import { taskStatuses } from '../../domain/lifecycle.ts';
 import { scheduleSchema } from '../../domain/schedules.ts';
-import { cancelMessage } from '../../inbox/inbox.ts';
+import { cancelMessage, getMessage } from '../../inbox/inbox.ts';
 import { sendToTask } from '../../inbox/send.ts';
 import { keepTaskAlive } from '../../lifecycle/keep-alive.ts';
 import { readLogs } from '../../lifecycle/logs.ts';
@@ -17,6 +17,7 @@ import {
   cancelMessageOutput,
   keepAliveOutput,
   logPageOutput,
+  messageOutput,
   pauseOutput,
   resumeOutput,
   sendOutput,
@@ -221,6 +222,19 @@ export const tasksRouter = router({
     ),
 
   /** Cancels a queued message: it never goes. A delivered or cancelled one answers CONFLICT. */
+  /** One message sent through Hiatus, whole (a log page's `pending` shows only each one's start), with its status. */
+  message: readProcedure
+    .meta(
+      restRoute('GET', '/tasks/{id}/messages/{messageId}', {
+        summary: 'Get a message sent to a task',
+        description:
+          "Its whole content and status (queued, delivered or cancelled): a log page's `pending` holds only each message's first 1,000 characters.",
+      }),
+    )
+    .input(z.object({ id, messageId: id }))
+    .output(messageOutput)
+    .query(({ ctx, input }) => getMessage(ctx.app, ctx.actor, input.id, input.messageId)),
+
   cancelMessage: writeProcedure
     .meta(
       restRoute('POST', '/tasks/{id}/messages/{messageId}/cancel', {
