@@ -17,7 +17,7 @@ import {
   parseSettings,
   startOf,
 } from './driver.ts';
-import { taskEnv } from './task-env.ts';
+import { parameterVariable, taskEnv } from './task-env.ts';
 
 /** Run with `/bin/sh -c` when a string (the image needs a shell), as the container's command when an argv. */
 const dockerCommandSchema = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
@@ -269,12 +269,34 @@ async function engineCall<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The agent's environment: the template's env and Hiatus's task variables, nothing of this process's. */
+/** The variables Hiatus sets for a build (besides one per parameter), as taskEnv names them. */
+const taskVariables = [
+  'HIATUS_TASK_ID',
+  'HIATUS_WORKSPACE_ID',
+  'HIATUS_BUILD_ID',
+  'HIATUS_TRANSITION',
+  'HIATUS_REASON',
+  'HIATUS_PROMPT',
+  'HIATUS_PARAMETERS',
+  'HIATUS_PREVIOUS_AGENT_URL',
+  'HIATUS_START',
+  'HIATUS_PREVIOUS_CONVERSATION',
+];
+
+/**
+ * The agent's environment: the template's env and Hiatus's task variables, named one by one, so
+ * nothing of this process's environment can reach the container whatever taskEnv inherits.
+ */
 function containerEnv(spec: BuildSpec, settings: DockerSettings, conversation: string | undefined): string[] {
   const templateEnv = settings.env ?? {};
   const env = taskEnv(spec, templateEnv, conversation);
+  const given = new Set([
+    ...Object.keys(templateEnv),
+    ...taskVariables,
+    ...Object.keys(spec.parameters).map(parameterVariable),
+  ]);
   return Object.entries(env)
-    .filter(([name]) => name.startsWith('HIATUS_') || Object.hasOwn(templateEnv, name))
+    .filter(([name, value]) => given.has(name) && value !== undefined)
     .map(([name, value]) => `${name}=${value}`)
     .concat(`PORT=${settings.port}`);
 }

@@ -101,7 +101,7 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
       name: 'demo-docker-hot',
       driver: 'docker',
       // Reads leave env out (write-only): the demo agent's DEMO_HOST is given again.
-      settings: { ...demo.settings, env: { DEMO_HOST: '0.0.0.0' }, hotPauseSeconds: 600 },
+      settings: { ...(demo.settings as Record<string, unknown>), env: { DEMO_HOST: '0.0.0.0' }, hotPauseSeconds: 600 },
     });
     const { key } = await admin.apiKeys.create.mutate({ scope: 'provisioner', name: 'docker-host-hot' });
     const daemon = startDaemon(
