@@ -193,6 +193,8 @@ export const defaults = Object.freeze({
   liveHistoryMaxBytes: 64 * 1024 * 1024,
   /** Log pages: the default and the largest size. */
   logPageSize: 100,
+  /** A log page ends before the entry that would take its contents past this many bytes (it holds one at least). */
+  maxLogPageBytes: 4 * 1024 * 1024,
   /**
    * A log page's pending messages: the first this many of the inbox, each cut to this many characters
    * (at most 4 bytes each): some 400 KB at most, however full the inbox (1,000 messages of 1 MB).

@@ -40,6 +40,19 @@ describe.each(testBackends())('logs and snapshots on %s', (backend) => {
     expect(pages.flatMap((p) => p.entries)).toEqual(expectedEntries());
   });
 
+  it('ends a page of large entries at its byte bound, and goes on from there', async () => {
+    h.agent.say(7, 1_000_000);
+    const task = await h.task();
+    const pages = await readAll(task.id, 100);
+    // 4 MiB holds four entries of 1 MB; a page never holds less than one.
+    expect(pages.map((p) => p.entries.length)).toEqual([4, 3]);
+    expect(pages.flatMap((p) => p.entries)).toEqual(expectedEntries());
+    h.agent.messages = [];
+    h.agent.say(1, 5_000_000);
+    const huge = await h.task();
+    expect((await readAll(huge.id, 100)).map((p) => p.entries.length)).toEqual([1]);
+  });
+
   it('serves the pages of a live log from one fetch of the agent, shared by readers at once', async () => {
     h.agent.say(25);
     const task = await h.task();

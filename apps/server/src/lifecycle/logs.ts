@@ -189,7 +189,7 @@ async function logEntries(
   if (kept.last && from < keptEnd) await take(await keptParts(db, task.id, from, keptEnd, wanted));
   await take(tail);
 
-  const page = entries.slice(0, limit);
+  const page = withinBytes(entries.slice(0, limit), defaults.maxLogPageBytes);
   // An empty segment found only past the page's end belongs to the next page.
   const last = page.at(-1);
   const shown = segments.filter(
@@ -201,9 +201,22 @@ async function logEntries(
     snapshotAt: live ? null : (meta?.createdAt ?? null),
     entries: page,
     segments: shown,
-    nextCursor: entries.length > limit ? (last?.position ?? null) : null,
+    nextCursor: entries.length > page.length ? (last?.position ?? null) : null,
     notice,
   };
+}
+
+/**
+ * The first entries whose contents come to at most `maxBytes` (UTF-8), and always the first one: a
+ * page of many large messages ends early, and the next page goes on from there.
+ */
+function withinBytes(entries: LogEntry[], maxBytes: number): LogEntry[] {
+  let bytes = 0;
+  for (const [i, entry] of entries.entries()) {
+    bytes += Buffer.byteLength(entry.content);
+    if (bytes > maxBytes && i > 0) return entries.slice(0, i);
+  }
+  return entries;
 }
 
 /** The agent's whole history, fetched at most once every few seconds for all readers of its pages. */

@@ -271,7 +271,7 @@ export const tasksRouter = router({
       restRoute('GET', '/tasks/{id}/logs', {
         summary: "A page of a task's log",
         description:
-          "The task's whole history, oldest first, across agent lifetimes (segments): the kept earlier ones, the latest snapshot, then the live agent while the task is active. `cursor` is a position in that history (an entry's `position`); pass `nextCursor` back as `cursor` for the next page.",
+          "The task's whole history, oldest first, across agent lifetimes (segments): the kept earlier ones, the latest snapshot, then the live agent while the task is active. `cursor` is a position in that history (an entry's `position`); pass `nextCursor` back as `cursor` for the next page. A page ends early rather than pass 4 MiB of contents (it holds one entry at least).",
       }),
     )
     .input(
