@@ -211,6 +211,60 @@ describe.skipIf(!docker)('docker driver', () => {
     expect(await containersOf(h.taskId)).toEqual([]);
   });
 
+  it('whatever a provisioner killed between two steps leaves, the next build or a reconcile undoes', async () => {
+    const settings = demoSettings();
+    const engine = dockerClient();
+    const only = async () => {
+      const all = await containersOf(h.taskId);
+      expect(all.length).toBeLessThanOrEqual(1);
+      return all[0];
+    };
+    // Killed after starting the container, before its job was reported: the task should not run (its
+    // start failed as stale), so a reconcile removes it; the volume is the task's until its delete.
+    await dockerDriver.run(spec({ settings }), h.ctx);
+    expect(await dockerDriver.reconcile(() => false, h.ctx)).toEqual([h.taskId]);
+    expect(await containersOf(h.taskId)).toEqual([]);
+    expect(await volumesOf(h.taskId)).toHaveLength(1);
+
+    // Killed after creating the container, before starting it: the next start replaces it; a
+    // reconcile removes one even when its task should run (it is not running).
+    const started = await dockerDriver.run(spec({ settings }), h.ctx);
+    const made = await engine.getContainer(started.containerId as string).inspect();
+    await engine.getContainer(made.Id).remove({ force: true });
+    const created = await engine.createContainer({
+      name: made.Name.slice(1),
+      Image: made.Config.Image,
+      Cmd: made.Config.Cmd,
+      Labels: made.Config.Labels,
+      HostConfig: { Mounts: [{ Type: 'volume', Source: made.Mounts[0]!.Name!, Target: demoImage.workspace }] },
+    });
+    expect(await only()).toMatchObject({ Id: created.id, State: 'created' });
+    const again = await dockerDriver.run(spec({ settings }), h.ctx);
+    expect(await only()).toMatchObject({ Id: again.containerId, State: 'running' });
+    await engine.getContainer(again.containerId as string).stop({ t: 0 });
+    expect(await dockerDriver.reconcile(() => true, h.ctx)).toEqual([]);
+    expect(await containersOf(h.taskId)).toEqual([]);
+
+    // Killed between a stop's two calls (stopped, not removed): the stop run again removes it.
+    const third = await dockerDriver.run(spec({ settings }), h.ctx);
+    await engine.getContainer(third.containerId as string).stop({ t: 0 });
+    expect(await only()).toMatchObject({ State: 'exited' });
+    await dockerDriver.run(spec({ transition: 'stop', reason: 'task_manual_pause', settings }), h.ctx);
+    expect(await containersOf(h.taskId)).toEqual([]);
+
+    // Killed between a hot pause's freeze and its record: a frozen container without a deadline is
+    // past it, and a reconcile stops it.
+    const fourth = await dockerDriver.run(spec({ settings: { ...settings, hotPauseSeconds: 600 } }), h.ctx);
+    await engine.getContainer(fourth.containerId as string).pause();
+    expect(await dockerDriver.reconcile(() => false, h.ctx)).toEqual([h.taskId]);
+    expect(await containersOf(h.taskId)).toEqual([]);
+
+    // Killed between a delete's two steps (container gone, volume left): the delete run again removes it.
+    await dockerDriver.run(spec({ transition: 'delete', reason: 'task_delete', settings }), h.ctx);
+    expect(await volumesOf(h.taskId)).toEqual([]);
+    await dockerDriver.run(spec({ transition: 'delete', reason: 'task_delete', settings }), h.ctx);
+  });
+
   it('a failed start says why and leaves no container behind', async () => {
     const missing = `hiatus-no-such-image:${randomUUID()}`;
     await expect(dockerDriver.run(spec({ settings: demoSettings({ image: missing }) }), h.ctx)).rejects.toThrow(
