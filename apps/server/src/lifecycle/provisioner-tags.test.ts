@@ -101,7 +101,18 @@ describe.each(testBackends())('provisioner tags on %s', (backend) => {
     expect((await updateTemplate(h.app, admin, name, { provisionerTags: {} })).provisionerTags).toEqual({});
     // Each version keeps its own: a task of version 1 is still built on host a.
     expect((await getTemplate(h.app, name, 1)).provisionerTags).toEqual({ host: 'a', gpu: 'true' });
-    const { items } = await listAuditLogs(h.db, { resourceId: created.id, limit: 10 });
-    expect(items[0]?.diff).toMatchObject({ provisionerTags: { host: 'a', gpu: 'true' } });
+    // Each version's audit record says how its tags changed, nothing for the version that kept them.
+    const changes = [];
+    for (const version of [1, 2, 3, 4]) {
+      const { id } = await getTemplate(h.app, name, version);
+      const { items } = await listAuditLogs(h.db, { resourceId: id, limit: 10 });
+      changes.push(items.map((record) => (record.diff as { provisionerTags?: unknown }).provisionerTags));
+    }
+    expect(changes).toEqual([
+      [{ from: {}, to: { host: 'a', gpu: 'true' } }],
+      [undefined],
+      [{ from: { host: 'a', gpu: 'true' }, to: { host: 'b' } }],
+      [{ from: { host: 'b' }, to: {} }],
+    ]);
   });
 });

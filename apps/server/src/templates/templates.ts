@@ -155,7 +155,7 @@ export async function updateTemplate(
       description: changes.description ?? latest.description,
     };
     checkDefinition(definition);
-    return toView(await saveVersion(trx, actor, name, definition, 'template.update', latest.settings));
+    return toView(await saveVersion(trx, actor, name, definition, 'template.update', latest));
   });
 }
 
@@ -166,7 +166,7 @@ async function saveVersion(
   name: string,
   definition: TemplateDefinition,
   action: 'template.create' | 'template.update',
-  previousSettings: unknown = {},
+  previous: Pick<Template, 'settings' | 'provisionerTags'> = { settings: {}, provisionerTags: {} },
 ): Promise<Template> {
   const template = await insertTemplateVersion(trx, {
     name,
@@ -190,11 +190,22 @@ async function saveVersion(
       name,
       version: template.version,
       driver: template.driver,
-      provisionerTags: template.provisionerTags,
-      ...envDiff(previousSettings, template.settings),
+      ...tagsDiff(previous.provisionerTags, template.provisionerTags),
+      ...envDiff(previous.settings, template.settings),
     },
   });
   return template;
+}
+
+/** `{ provisionerTags: { from, to } }` when the version's tags differ from the previous one's, else nothing. */
+function tagsDiff(
+  before: ProvisionerTags,
+  after: ProvisionerTags,
+): { provisionerTags?: { from: ProvisionerTags; to: ProvisionerTags } } {
+  const same =
+    Object.keys(before).length === Object.keys(after).length &&
+    Object.entries(after).every(([name, value]) => before[name] === value);
+  return same ? {} : { provisionerTags: { from: before, to: after } };
 }
 
 /** `{ env: { added, changed, removed } }` with the names of each, or nothing when the env is the same. */
