@@ -10,6 +10,7 @@ import { dockerOrSkip } from '../test/docker-setup.ts';
 import { eventually, getJson } from '../test/harness.ts';
 import { dockerLabels } from './docker-driver.ts';
 import { dockerClient } from './docker-engine.ts';
+import { demoImage } from './docker-image.ts';
 
 const docker = await dockerOrSkip();
 
@@ -24,7 +25,11 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
 
   beforeAll(async () => {
     // The server makes demo-docker itself, Docker being reachable; a daemon of its own runs the jobs.
-    running = await startTestServer('postgres', { HIATUS_BUILTIN_PROVISIONER: 'false' });
+    running = await startTestServer('postgres', {
+      HIATUS_BUILTIN_PROVISIONER: 'false',
+      HIATUS_PROVISIONER_STALE_MS: '3000',
+      HIATUS_PROVISIONER_POLL_MS: '200',
+    });
     dataDir = await mkdtemp(join(tmpdir(), 'hiatus-docker-walk-'));
   }, 180_000);
 
@@ -38,17 +43,32 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   }, 60_000);
 
+  /** A daemon of this server serving docker jobs only, quick to poll and to beat. */
+  const daemon = (key: string) =>
+    startDaemon(
+      [
+        '--url',
+        running!.server.url,
+        '--data-dir',
+        dataDir,
+        '--drivers',
+        'docker',
+        '--wait-ms',
+        '1000',
+        '--heartbeat-ms',
+        '300',
+      ],
+      { HIATUS_TOKEN: key },
+    );
+
   it('creates a task in a container, pauses it (container gone, volume kept), resumes it, deletes it', async () => {
     const admin = apiClient(running!.server.url, running!.adminToken);
     const template = await admin.templates.get.query({ name: 'demo-docker' });
     expect(template).toMatchObject({ driver: 'docker', settings: { image: 'hiatus-demo-agent:demo' } });
 
     const { key } = await admin.apiKeys.create.mutate({ scope: 'provisioner', name: 'docker-host' });
-    const daemon = startDaemon(
-      ['--url', running!.server.url, '--data-dir', dataDir, '--drivers', 'docker', '--wait-ms', '1000'],
-      { HIATUS_TOKEN: key },
-    );
-    await daemon.waitFor((l) => l.msg === 'reconciled');
+    const one = daemon(key);
+    await one.waitFor((l) => l.msg === 'reconciled');
 
     const { task } = await admin.tasks.create.mutate({ name: 'boxed', prompt: 'Say hello', template: 'demo-docker' });
     taskIds.push(task.id);
@@ -90,8 +110,8 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
       expect(await containersOf(task.id)).toEqual([]);
       expect(await volumesOf(task.id)).toEqual([]);
     });
-    daemon.signal('SIGTERM');
-    expect(await within(60_000, 'the daemon to drain', daemon.exited)).toBe(0);
+    one.signal('SIGTERM');
+    expect(await within(60_000, 'the daemon to drain', one.exited)).toBe(0);
   });
 
   it('a hot pause shows in tasks.get (the stop build says its stage), and a resume thaws the same agent', async () => {
@@ -104,10 +124,7 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
       settings: { ...(demo.settings as Record<string, unknown>), env: { DEMO_HOST: '0.0.0.0' }, hotPauseSeconds: 600 },
     });
     const { key } = await admin.apiKeys.create.mutate({ scope: 'provisioner', name: 'docker-host-hot' });
-    const daemon = startDaemon(
-      ['--url', running!.server.url, '--data-dir', dataDir, '--drivers', 'docker', '--wait-ms', '1000'],
-      { HIATUS_TOKEN: key },
-    );
+    const one = daemon(key);
     const { task } = await admin.tasks.create.mutate({ name: 'hot', prompt: 'Say hi', template: 'demo-docker-hot' });
     taskIds.push(task.id);
     const whenStatus = (status: string) =>
@@ -138,7 +155,58 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
         ],
       }),
     );
-    daemon.signal('SIGTERM');
-    expect(await within(60_000, 'the daemon to drain', daemon.exited)).toBe(0);
+    one.signal('SIGTERM');
+    expect(await within(60_000, 'the daemon to drain', one.exited)).toBe(0);
+  });
+
+  it('a daemon killed in the middle of a start: the next one undoes its container and starts the task, one container in the end', async () => {
+    const admin = apiClient(running!.server.url, running!.adminToken);
+    // The demo agent, once a file named "go" is in its workspace: a start still waiting when its daemon is killed.
+    const gated = `const fs = require('fs'); const t = setInterval(() => { if (fs.existsSync('go')) { clearInterval(t); import('${demoImage.agent}'); } }, 50);`;
+    await admin.templates.create.mutate({
+      name: 'docker-gated',
+      driver: 'docker',
+      settings: {
+        image: 'hiatus-demo-agent:demo',
+        command: [demoImage.node, '-e', gated],
+        env: { DEMO_HOST: '0.0.0.0' },
+        user: demoImage.user,
+        startTimeoutMs: 600_000,
+      },
+    });
+    const { key } = await admin.apiKeys.create.mutate({ scope: 'provisioner', name: 'docker-doomed' });
+    const doomed = daemon(key);
+    const { task } = await admin.tasks.create.mutate({ name: 'gated', prompt: 'p', template: 'docker-gated' });
+    taskIds.push(task.id);
+    const [first] = await eventually(async () => {
+      const all = await containersOf(task.id);
+      expect(all).toMatchObject([{ State: 'running' }]);
+      return all;
+    });
+    doomed.signal('SIGKILL');
+    expect(await within(60_000, 'the daemon to die', doomed.exited)).toBe('SIGKILL');
+
+    const next = daemon(key);
+    // Its job goes stale and back to the queue; the next daemon removes what the first left and starts anew.
+    const second = await eventually(async () => {
+      const all = await containersOf(task.id);
+      expect(all).toMatchObject([{ State: 'running' }]);
+      expect(all[0]!.Id).not.toBe(first!.Id);
+      return all[0]!;
+    });
+    await dockerClient()
+      .getContainer(second.Id)
+      .exec({ Cmd: [demoImage.node, '-e', "require('fs').writeFileSync('go', '')"] })
+      .then((exec) => exec.start({}))
+      .then((stream) => new Promise((resolve) => stream.on('end', resolve).resume()));
+    const active = await eventually(async () => {
+      const now = await admin.tasks.get.query({ id: task.id });
+      expect(now.status).toBe('active');
+      return now;
+    });
+    expect(await getJson(`${active.agentUrl}/status`)).toMatchObject({ agent_type: 'demo' });
+    expect(await containersOf(task.id)).toMatchObject([{ Id: second.Id }]);
+    next.signal('SIGTERM');
+    expect(await within(60_000, 'the daemon to drain', next.exited)).toBe(0);
   });
 });
