@@ -155,6 +155,9 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
         ],
       }),
     );
+    // The thawed agent says its whole conversation again: the task's log shows each message once.
+    const { entries } = await admin.tasks.logs.query({ id: task.id, limit: 100 });
+    expect(entries.map((e) => e.content)).toEqual(['Say hi', 'Done: "Say hi"']);
     one.signal('SIGTERM');
     expect(await within(60_000, 'the daemon to drain', one.exited)).toBe(0);
   });
