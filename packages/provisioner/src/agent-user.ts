@@ -1,6 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { taskUid, type UidRange } from './agent-uids.ts';
 import { DriverError } from './driver.ts';
 import type { CommandLine } from './process-group.ts';
 
@@ -10,15 +11,30 @@ export type AgentUser = { uid: number; gid: number; name: string };
 /** `nobody:nogroup`, wherever the name is missing. */
 const nobody = { uid: 65534, gid: 65534 };
 
+/** How agents run, as `agentUser` reads it; `range` when each task has a uid of its own. */
+type AgentUserSetting = { user: AgentUser | null; explicit: boolean; range?: UidRange };
+
 /**
- * How the process driver runs agents, from `HIATUS_AGENT_USER` (a user name, or `uid[:gid]`):
+ * How the process driver runs agents, from `HIATUS_AGENT_USER` (a user name, `uid[:gid]`, or a
+ * range `from-to` of uids no account uses):
  * - as root: as that user, `nobody` when unset (`explicit` tells the two apart); `root` or `0`
- *   keeps them root (no separation, which the built-in provisioner warns about);
+ *   keeps them root (no separation, which the built-in provisioner warns about); a range gives
+ *   each task a uid (and gid) of its own from it (`user` is then the range's first, for checks);
  * - as any other user: as that same user (it cannot switch); setting a user then is an error.
  * Throws DriverError with the sentence to show for a user that does not exist.
  */
-export function agentUser(env: NodeJS.ProcessEnv = process.env): { user: AgentUser | null; explicit: boolean } {
+function agentUser(env: NodeJS.ProcessEnv = process.env): AgentUserSetting {
   const setting = env.HIATUS_AGENT_USER?.trim() || undefined;
+  const range = setting === undefined ? null : /^(\d+)-(\d+)$/.exec(setting);
+  if (range && process.getuid?.() === 0) {
+    const [from, to] = [Number(range[1]), Number(range[2])];
+    if (from < 1 || to < from || to > 0xfffffffe) {
+      throw new DriverError(
+        `HIATUS_AGENT_USER=${setting} is no range of uids (from 1 up, the first not above the last)`,
+      );
+    }
+    return { user: { uid: from, gid: from, name: String(from) }, explicit: true, range: { from, to } };
+  }
   if (process.getuid?.() !== 0) {
     if (setting !== undefined && !sameUser(setting)) {
       throw new DriverError(
@@ -29,6 +45,14 @@ export function agentUser(env: NodeJS.ProcessEnv = process.env): { user: AgentUs
   }
   const user = lookUp(setting ?? 'nobody', setting === undefined);
   return { user: user.uid === 0 ? null : user, explicit: setting !== undefined };
+}
+
+/** The user the task's agent runs as: the setting's, or the task's own uid from its range. */
+export async function agentUserOf(dataDir: string, taskId: string): Promise<AgentUserSetting> {
+  const setting = agentUser();
+  if (!setting.range) return setting;
+  const uid = await taskUid(dataDir, taskId, setting.range);
+  return { ...setting, user: { uid, gid: uid, name: String(uid) } };
 }
 
 const lookups = new Map<string, AgentUser>();

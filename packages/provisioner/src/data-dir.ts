@@ -9,6 +9,7 @@ import { DriverError } from './driver.ts';
  *   pids/<taskId>.json                 the processes the process driver started for a task (0600)
  *   builds/                            a command driver's output while its command runs
  *   conversations/<taskId>.json        a resume's previous conversation (0600, the agent user's)
+ *   uids/                              which task holds which uid, when each agent has its own (0700)
  * The agent user may search the data directory, workspaces/ and conversations/ (mode 0711: reach
  * a name it knows, list nothing); the rest is the provisioner's alone.
  */
@@ -36,6 +37,21 @@ export function pidDir(dataDir: string): string {
 
 export function pidFilePath(dataDir: string, taskId: string): string {
   return join(pidDir(dataDir), `${fileName(taskId)}.json`);
+}
+
+/** The process driver's per-task uids, when HIATUS_AGENT_USER is a range (see agent-uids.ts). */
+export function uidDir(dataDir: string): string {
+  return join(dataDir, 'uids');
+}
+
+/** `uids/by-task/<taskId>`: the uid the task holds. */
+export function taskUidPath(dataDir: string, taskId: string): string {
+  return join(uidDir(dataDir), 'by-task', fileName(taskId));
+}
+
+/** `uids/by-uid/<uid>`: the task holding the uid. */
+export function uidClaimPath(dataDir: string, uid: number): string {
+  return join(uidDir(dataDir), 'by-uid', String(uid));
 }
 
 export function buildOutputDir(dataDir: string): string {

@@ -3,7 +3,8 @@ import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { waitForAgent } from './agent-status.ts';
-import { type AgentUser, agentUser, checkAgentReach, filesNamed } from './agent-user.ts';
+import { releaseTaskUid } from './agent-uids.ts';
+import { type AgentUser, agentUserOf, checkAgentReach, filesNamed } from './agent-user.ts';
 import { agentLogPath, folder, makeWorkspace, workspaceDir } from './data-dir.ts';
 import { defaults } from './defaults.ts';
 import {
@@ -59,6 +60,7 @@ export const processDriver = {
       await rm(workspaceDir(ctx.dataDir, spec.taskId), { recursive: true, force: true });
       await rm(agentLogPath(ctx.dataDir, spec.taskId), { force: true });
       await removeConversationFile(ctx.dataDir, spec.taskId);
+      await releaseTaskUid(ctx.dataDir, spec.taskId);
     }
     return {};
   },
@@ -113,7 +115,7 @@ async function startAgent(spec: BuildSpec, settings: ProcessSettings, ctx: Drive
   await stopAgent(ctx, spec.taskId, settings.stopGraceMs); // never two copies of one task
   // A resume runs the template's resume command when it has one.
   const command = (startOf(spec) === 'resume' && spec.resume?.command) || settings.command;
-  const { user, explicit } = agentUser();
+  const { user, explicit } = await agentUserOf(ctx.dataDir, spec.taskId);
   const cwd = await makeWorkspace(ctx.dataDir, spec.taskId, user ?? undefined);
   const runAs = user ? await reachable(user, explicit, cwd, command, settings, spec, ctx) : undefined;
   const conversationFile = await writeConversationFile(spec, ctx.dataDir, runAs?.user);

@@ -141,6 +141,51 @@ describe.runIf(root)('the process driver, run by root', () => {
     });
   });
 
+  describe('with HIATUS_AGENT_USER=200000-200002 (a uid of its own per task)', () => {
+    withAgentUser('200000-200002');
+    it("keeps agents apart: one can neither read the other's workspace or environment nor signal it; a delete gives the uid back", async () => {
+      const first = await start({ command: [node, demoAgent] });
+      const firstWorkspace = join(h.dataDir, 'workspaces', h.taskId);
+      const can = (what: string, test: string) =>
+        `if ${test} >/dev/null 2>&1; then echo "${what}: yes"; else echo "${what}: no"; fi`;
+      const probe = [
+        can("list the other's workspace", 'ls "$OTHER_WORKSPACE"'),
+        can("read the other's environment", 'cat /proc/$OTHER_PID/environ'),
+        can('signal the other', 'kill -0 $OTHER_PID'),
+        can('signal itself', 'kill -0 $$'),
+      ].join('; ');
+      const second = h.newTaskId();
+      const settings = {
+        command: `{ ${probe}; } > probe.txt; exec ${sh(node)} ${sh(demoAgent)}`,
+        env: { OTHER_WORKSPACE: firstWorkspace, OTHER_PID: String(first.pid) },
+      };
+      const other = (await processDriver.run(h.spec({ taskId: second, settings }), h.ctx)) as { pid: number };
+      const [a, b] = [await idsOf(first.pid), await idsOf(other.pid)];
+      expect(a.uid).not.toBe(b.uid);
+      for (const ids of [a, b]) {
+        expect(ids.uid).toBeGreaterThanOrEqual(200000);
+        expect(ids.uid).toBeLessThanOrEqual(200002);
+        expect(ids.gid).toBe(ids.uid);
+      }
+      const seen = await readFile(join(h.dataDir, 'workspaces', second, 'probe.txt'), 'utf8');
+      expect(seen.trim().split('\n')).toEqual([
+        "list the other's workspace: no",
+        "read the other's environment: no",
+        'signal the other: no',
+        'signal itself: yes',
+      ]);
+      expect(await mode(firstWorkspace)).toEqual({ mode: 0o700, uid: a.uid });
+
+      // A task keeps its uid from start to start (its files are that uid's); a delete frees it.
+      const again = await start({ command: [node, demoAgent] });
+      expect((await idsOf(again.pid)).uid).toBe(a.uid);
+      await processDriver.run(h.spec({ transition: 'delete', settings: { command: [node, demoAgent] } }), h.ctx);
+      expect(existsSync(join(h.dataDir, 'uids', 'by-uid', String(a.uid)))).toBe(false);
+      expect(existsSync(join(h.dataDir, 'uids', 'by-task', h.taskId))).toBe(false);
+      expect(existsSync(join(h.dataDir, 'uids', 'by-uid', String(b.uid)))).toBe(true);
+    });
+  });
+
   describe('with HIATUS_AGENT_USER=root', () => {
     withAgentUser('root');
     it('runs the agent as root, as before (the built-in provisioner warns)', async () => {
