@@ -1,6 +1,6 @@
 /**
  * Every timing and size the drivers and the daemon use, in one place; templates override the first
- * four, the daemon's flags the ones they name.
+ * four and the docker ones, the daemon's flags the ones they name.
  */
 export const defaults = Object.freeze({
   /** process: how long an agent has to answer `GET /status` after its start. */
@@ -19,6 +19,13 @@ export const defaults = Object.freeze({
   outputTailBytes: 2048,
   /** How much of a start command's stdout is read for its last line. */
   startOutputBytes: 64 * 1024,
+
+  /** docker: the agent's port in its container, its processes at most, and a stop's grace (Docker counts seconds). */
+  dockerPort: 3284,
+  dockerPids: 512,
+  dockerStopGraceSeconds: 5,
+  /** docker: how many of a failed container's last log lines its error carries (cut to outputTailBytes). */
+  dockerLogLines: 50,
 
   /** daemon: where the drivers keep their state, relative to the working directory (`--data-dir`). */
   dataDir: '.hiatus/provisioner',

@@ -32,10 +32,10 @@ export const dockerSettingsSchema = z.strictObject({
   /** Where the task's volume is mounted, and the agent's working directory. */
   workspacePath: absolutePath.default('/workspace'),
   /** The port the agent listens on inside the container (given to it as PORT), on all its addresses. */
-  port: z.number().int().min(1).max(65_535).default(3284),
+  port: z.number().int().min(1).max(65_535).default(defaults.dockerPort),
   cpus: z.number().positive().max(1024).optional(),
   memoryMb: z.number().int().min(6).optional(),
-  pids: z.number().int().positive().default(512),
+  pids: z.number().int().positive().default(defaults.dockerPids),
   /**
    * `none`: the container is on `hiatus-isolated`, a bridge the driver makes where containers cannot
    * reach one another nor, without NAT, anything beyond this host. Otherwise an existing network's name.
@@ -48,7 +48,7 @@ export const dockerSettingsSchema = z.strictObject({
   readOnlyRoot: z.boolean().default(false),
   /** Mounts of memory-backed directories, path → options (`{"/tmp": "rw,size=64m"}`); a read-only root gets a `/tmp`. */
   tmpfs: z.record(absolutePath, z.string()).optional(),
-  stopGraceSeconds: z.number().int().nonnegative().max(3600).default(5),
+  stopGraceSeconds: z.number().int().nonnegative().max(3600).default(defaults.dockerStopGraceSeconds),
   /**
    * A pause first freezes the container (`docker pause`, its memory kept) for this long, and a resume
    * meanwhile thaws it, the same agent at the same agentUrl; then it is stopped for real. 0: off.
@@ -142,7 +142,7 @@ export const dockerDriver = {
           await removeHotPause(ctx.dataDir, taskId);
         }
         if (running && (await shouldRun(taskId))) return null;
-        await removeContainer(info.Id, defaults.stopGraceMs / 1000, ctx, taskId); // no template at hand
+        await removeContainer(info.Id, defaults.dockerStopGraceSeconds, ctx, taskId); // no template at hand
         return running ? taskId : null;
       }),
     );
@@ -473,7 +473,12 @@ async function writeConversation(container: Docker.Container, spec: BuildSpec, s
 /** The end of what the container printed, for a failed start's message. */
 async function logTail(container: Docker.Container): Promise<string> {
   try {
-    const logs = (await container.logs({ stdout: true, stderr: true, follow: false, tail: 50 })) as Buffer;
+    const logs = (await container.logs({
+      stdout: true,
+      stderr: true,
+      follow: false,
+      tail: defaults.dockerLogLines,
+    })) as Buffer;
     const text = demultiplex(logs);
     return text.length > defaults.outputTailBytes ? text.slice(-defaults.outputTailBytes) : text;
   } catch {
