@@ -12,6 +12,8 @@ import {
   type TestDatabase,
 } from '../../../apps/server/test/databases.ts';
 import { type ServerProcess, startServerProcess } from '../../../apps/server/test/server-process.ts';
+import { startTestServer, type TestServer } from '../../../apps/server/test/test-server.ts';
+import { killEveryDaemon, startDaemon } from '../test/daemon-process.ts';
 import { demoAgent, environOf, eventually, getJson, processesOfTask, sh, useHarness } from '../test/harness.ts';
 import { agentSeparationWarning, type ConversationMessage, processDriver } from './index.ts';
 
@@ -246,6 +248,47 @@ describe.runIf(root)('the process driver, run by root', () => {
   });
 });
 
+/** A shell command that prints its parent's pid and every environment it can read (`read: <file>` after each), then runs the demo agent. */
+function procProbe(alsoTry: number[]): string {
+  return [
+    'echo "parent: $PPID"',
+    `for f in /proc/$PPID/environ /proc/1/environ ${alsoTry.map((pid) => `/proc/${pid}/environ`).join(' ')} /proc/[0-9]*/environ; do`,
+    '  if tr "\\0" "\\n" < "$f" 2>/dev/null; then echo "read: $f"; fi',
+    'done',
+    `exec ${sh(node)} ${sh(demoAgent)}`,
+  ].join('\n');
+}
+
+/** Runs a task of a `procProbe` template through `admin` until active; answers what the probe printed and the agent's pid. */
+async function runProbe(
+  admin: ReturnType<typeof apiClient>,
+  probe: string,
+  dataDir: string,
+): Promise<{ seen: string; agent: number; taskId: string }> {
+  await admin.templates.create.mutate({ name: 'proc-probe', driver: 'process', settings: { command: probe } });
+  const { task } = await admin.tasks.create.mutate({ name: 'probe', prompt: 'look around', template: 'proc-probe' });
+  const active = await eventually(async () => {
+    const got = await admin.tasks.get.query({ id: task.id });
+    expect(got.status).toBe('active');
+    return got;
+  });
+  expect(await getJson(`${active.agentUrl}/status`)).toMatchObject({ agent_type: 'demo' });
+  const [agent] = await processesOfTask(task.id);
+  expect(await idsOf(agent!)).toMatchObject({ uid: nobody });
+  const seen = await readFile(join(dataDir, 'logs', `${task.id}.log`), 'utf8');
+  return { seen, agent: agent!, taskId: task.id };
+}
+
+/** The probe's parent was `parent`; it read its own environment, not the parent's nor init's, and no secret shows. */
+function expectNothingOf(seen: string, parent: number, agent: number, secrets: string[]): void {
+  expect(seen).toContain(`parent: ${parent}`);
+  const read = seen.split('\n').filter((line) => line.startsWith('read: '));
+  expect(read).not.toContain(`read: /proc/${parent}/environ`);
+  expect(read).not.toContain('read: /proc/1/environ');
+  expect(read).toContain(`read: /proc/${agent}/environ`); // its own, to show the probe reads what it may
+  for (const secret of secrets) expect(seen).not.toContain(secret);
+}
+
 // The issue's finding, end to end: a template whose command reads /proc/$PPID/environ printed the
 // server's DATABASE_URL and HIATUS_ADMIN_TOKEN. Here the server runs as root with its built-in
 // provisioner, and the agent, run as nobody, tries its parent's, init's and every process's environment.
@@ -280,35 +323,50 @@ describe.runIf(root && postgresServerUrl())('an agent of a server run by root', 
     const serverEnv = await environOf(server.pid);
     expect(serverEnv).toMatchObject({ HIATUS_ADMIN_TOKEN: adminToken, DATABASE_URL: secrets[1] });
 
-    const probe = [
-      'echo "parent: $PPID"',
-      `for f in /proc/$PPID/environ /proc/1/environ /proc/${server.pid}/environ /proc/[0-9]*/environ; do`,
-      '  if tr "\\0" "\\n" < "$f" 2>/dev/null; then echo "read: $f"; fi',
-      'done',
-      `exec ${sh(node)} ${sh(demoAgent)}`,
-    ].join('\n');
     const admin = apiClient(server.url, adminToken);
-    await admin.templates.create.mutate({ name: 'proc-probe', driver: 'process', settings: { command: probe } });
-    const { task } = await admin.tasks.create.mutate({ name: 'probe', prompt: 'look around', template: 'proc-probe' });
-    const active = await eventually(async () => {
-      const got = await admin.tasks.get.query({ id: task.id });
-      expect(got.status).toBe('active');
-      return got;
-    });
-    expect(await getJson(`${active.agentUrl}/status`)).toMatchObject({ agent_type: 'demo' });
-    const [agent] = await processesOfTask(task.id);
-    expect(await idsOf(agent!)).toMatchObject({ uid: nobody });
-
-    const seen = await readFile(join(dir, 'provisioner', 'logs', `${task.id}.log`), 'utf8');
-    expect(seen).toContain(`parent: ${server.pid}`); // the server itself was its parent
-    const read = seen.split('\n').filter((line) => line.startsWith('read: '));
-    expect(read).not.toContain(`read: /proc/${server.pid}/environ`);
-    expect(read).not.toContain('read: /proc/1/environ');
-    expect(read).toContain(`read: /proc/${agent}/environ`); // its own, to show the probe reads what it may
-    for (const secret of secrets) expect(seen).not.toContain(secret);
+    const { seen, agent, taskId } = await runProbe(admin, procProbe([server.pid]), join(dir, 'provisioner'));
+    expectNothingOf(seen, server.pid, agent, secrets); // the server itself was its parent
     // Nothing warned at start: the agents are kept apart from this server's secrets.
     expect(server.lines.filter((line) => String(line.msg).startsWith('built-in provisioner:'))).toEqual([]);
-    await admin.tasks.pause.mutate({ id: task.id });
-    await eventually(async () => expect(await processesOfTask(task.id)).toEqual([]));
+    await admin.tasks.pause.mutate({ id: taskId });
+    await eventually(async () => expect(await processesOfTask(taskId)).toEqual([]));
+  }, 120_000);
+});
+
+describe.runIf(root && postgresServerUrl())('an agent of hiatus-provisioner run by root', () => {
+  let running: TestServer;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hiatus-isolation-daemon-'));
+    await chmod(dir, 0o711); // the agent user must reach the data directory inside
+    running = await startTestServer('postgres', { HIATUS_BUILTIN_PROVISIONER: 'false' });
+  }, 120_000);
+
+  afterAll(async () => {
+    await killEveryDaemon();
+    await running?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("reads neither the daemon's key nor anything else of its environment through /proc", async () => {
+    const admin = apiClient(running.server.url, running.adminToken);
+    const { key } = await admin.apiKeys.create.mutate({ scope: 'provisioner', name: 'isolated' });
+    const password = `daemon-secret-${randomBytes(16).toString('hex')}`;
+    const dataDir = join(dir, 'provisioner');
+    const daemon = startDaemon(['--url', running.server.url, '--data-dir', dataDir, '--wait-ms', '1000'], {
+      HIATUS_TOKEN: key,
+      PGPASSWORD: password,
+    });
+    await daemon.waitFor((line) => line.msg === 'reconciled');
+    // The secrets are there to be found: root (this test) reads them in the daemon's environment.
+    expect(await environOf(daemon.pid)).toMatchObject({ HIATUS_TOKEN: key, PGPASSWORD: password });
+
+    const { seen, agent, taskId } = await runProbe(admin, procProbe([daemon.pid]), dataDir);
+    expectNothingOf(seen, daemon.pid, agent, [key, password]); // the daemon itself was its parent
+    await admin.tasks.pause.mutate({ id: taskId });
+    await eventually(async () => expect(await processesOfTask(taskId)).toEqual([]));
+    daemon.signal('SIGTERM');
+    expect(await daemon.exited).toBe(0);
   }, 120_000);
 });
