@@ -10,8 +10,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
+import { dockerDriver } from '../packages/provisioner/src/docker-driver.ts';
 import { dockerClient } from '../packages/provisioner/src/docker-engine.ts';
 import { demoImage, ensureDemoImage } from '../packages/provisioner/src/docker-image.ts';
+import type { BuildOutputs, BuildSpec } from '../packages/provisioner/src/driver.ts';
 import { benchServerEnv, quantile, table, waitFor, withDatabase } from './support.ts';
 
 const rounds = Number(process.env.BENCH_DOCKER_ROUNDS ?? 20);
@@ -106,6 +108,48 @@ async function resumeTogether(client: HiatusClient, kind: Kind, count: number): 
   return { ms: performance.now() - started, ids };
 }
 
+/**
+ * The driver alone, in this process (no server, no job round trip): a cold resume (a new container)
+ * and a hot one (a thaw), each from its `run` call until the agent answered, as the driver waits for it.
+ */
+async function driverOnly(dataDir: string): Promise<Array<Record<string, unknown>>> {
+  const ctx = { dataDir };
+  const results: Record<'cold' | 'hot', number[]> = { cold: [], hot: [] };
+  for (const kind of ['cold', 'hot'] as const) {
+    const taskId = `bench-driver-${kind}-${randomBytes(4).toString('hex')}`;
+    const settings = dockerSettings(kind === 'hot' ? 3600 : 0);
+    const spec = (
+      transition: 'start' | 'stop' | 'delete',
+      reason: string,
+      previousOutputs: BuildOutputs | null = null,
+    ): BuildSpec => ({
+      buildId: randomBytes(8).toString('hex'),
+      taskId,
+      workspaceId: taskId,
+      transition,
+      reason,
+      prompt: '',
+      parameters: {},
+      settings,
+      previousOutputs,
+      ...(transition === 'start' ? { start: 'resume' as const, previousConversation: [] } : {}),
+    });
+    let outputs = await dockerDriver.run(spec('start', 'initiator'), ctx);
+    for (let i = 0; i <= rounds; i++) {
+      await dockerDriver.run(spec('stop', 'task_manual_pause'), ctx);
+      const started = performance.now();
+      outputs = await dockerDriver.run(spec('start', 'task_resume', outputs), ctx);
+      if (i > 0) results[kind].push(performance.now() - started); // the first is a warm-up
+    }
+    await dockerDriver.run(spec('delete', 'task_delete'), ctx);
+  }
+  return (['cold', 'hot'] as const).map((kind) => ({
+    kind: `docker ${kind}, the driver alone`,
+    'resume p50 ms': round1(quantile(sorted(results[kind]), 0.5)),
+    'p99 ms': round1(quantile(sorted(results[kind]), 0.99)),
+  }));
+}
+
 const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
 const round1 = (n: number) => Math.round(n * 10) / 10;
 
@@ -169,9 +213,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
         const result = await dockerCosts(createHiatusClient({ url: server.url, token }));
         table(`pause and resume, ${result.rounds} rounds of each kind, interleaved`, result.rows);
         table(`${result.together} paused tasks resumed at once`, result.atOnce);
+        const alone = await driverOnly(dataDir);
+        table(`the docker driver alone, ${rounds} resumes of each`, alone);
         const out = path.join(import.meta.dirname, 'results', 'docker.json');
         await mkdir(path.dirname(out), { recursive: true });
-        await writeFile(out, `${JSON.stringify({ node: process.version, image, ...result }, null, 2)}\n`);
+        await writeFile(out, `${JSON.stringify({ node: process.version, image, ...result, alone }, null, 2)}\n`);
       } finally {
         await server.stop();
       }
