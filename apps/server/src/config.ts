@@ -5,6 +5,8 @@ import type { AppSettings } from './app.ts';
 import { weakSecretReason } from './auth/secret-strength.ts';
 import type { DatabaseConfig } from './db/connection.ts';
 import { defaults } from './defaults.ts';
+import { HiatusError } from './domain/errors.ts';
+import { type ProvisionerTags, parseTagList } from './domain/templates.ts';
 import type { LogLevel } from './logger.ts';
 import { AllowanceError, parseAllowance, splitAllowList } from './net/url-policy.ts';
 import type { DeliveryOptions } from './webhooks/delivery.ts';
@@ -38,6 +40,17 @@ const allowList = z.string().transform((text, ctx) => {
     return z.NEVER;
   }
   return entries;
+});
+
+/** `host=a,gpu=true`: provisioner tags (see domain/templates.ts). */
+const tagList = z.string().transform((text, ctx) => {
+  try {
+    return parseTagList(text);
+  } catch (error) {
+    if (!(error instanceof HiatusError)) throw error;
+    ctx.addIssue({ code: 'custom', message: error.message });
+    return z.NEVER;
+  }
 });
 
 const envSchema = z.object({
@@ -88,6 +101,7 @@ const envSchema = z.object({
   HIATUS_AUTO_PAUSE_INTERVAL_MS: nonNegativeInt.default(defaults.autoPauseIntervalMs),
   HIATUS_DEFAULT_IDLE_TIMEOUT_SECONDS: positiveInt.default(defaults.defaultIdleTimeoutSeconds),
   HIATUS_BUILTIN_PROVISIONER: flag.default(defaults.builtinProvisioner),
+  HIATUS_BUILTIN_PROVISIONER_TAGS: tagList.optional(),
   HIATUS_PROVISIONER_POLL_MS: positiveInt.default(defaults.provisionerPollMs),
   HIATUS_PROVISIONER_STALE_MS: positiveInt.default(defaults.provisionerStaleMs),
   HIATUS_PROVISIONER_DIR: z
@@ -138,7 +152,14 @@ export type Config = {
   settings: AppSettings;
   /** 0 turns the auto-pause loop off. */
   autoPauseIntervalMs: number;
-  provisioner: { builtin: boolean; pollIntervalMs: number; staleAfterMs: number; dataDir: string };
+  provisioner: {
+    builtin: boolean;
+    /** The built-in provisioner's tags: it takes the jobs of templates whose tags are all among them; none by default. */
+    tags: ProvisionerTags;
+    pollIntervalMs: number;
+    staleAfterMs: number;
+    dataDir: string;
+  };
   /** Audit records older than this are removed; 0 keeps them forever. */
   auditRetentionDays: number;
   /** Events older than this are removed (unless a delivery still waits); 0 keeps them forever. */
@@ -222,6 +243,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     autoPauseIntervalMs: e.HIATUS_AUTO_PAUSE_INTERVAL_MS,
     provisioner: {
       builtin: e.HIATUS_BUILTIN_PROVISIONER,
+      tags: e.HIATUS_BUILTIN_PROVISIONER_TAGS ?? {},
       pollIntervalMs: e.HIATUS_PROVISIONER_POLL_MS,
       staleAfterMs: e.HIATUS_PROVISIONER_STALE_MS,
       dataDir: path.resolve(e.HIATUS_PROVISIONER_DIR),

@@ -17,6 +17,40 @@ export type TemplateParameter = {
  */
 export type ProvisionerTags = Record<string, string>;
 
+/**
+ * What a provisioner tag may be: a name of letters, digits, ".", "_", "/" and "-" (up to 64,
+ * starting with a letter or digit), a value of 1 to 128 characters without spaces, "," or "=" (so
+ * `--tag host=a` and `host=a,gpu=true` can say any of them); at most 20 tags.
+ */
+export const provisionerTagRules = Object.freeze({
+  name: /^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$/,
+  value: /^[^\s,=]{1,128}$/,
+  max: 20,
+});
+
+/**
+ * `host=a,gpu=true` → `{ host: 'a', gpu: 'true' }`, as `HIATUS_PROVISIONER_TAGS` and
+ * `HIATUS_BUILTIN_PROVISIONER_TAGS` say them; an empty text is no tags. Throws `bad_input` naming
+ * the item that is no tag, a name given twice, or too many.
+ */
+export function parseTagList(text: string): ProvisionerTags {
+  const tags: ProvisionerTags = {};
+  if (text.trim() === '') return tags;
+  for (const item of text.split(',').map((part) => part.trim())) {
+    const at = item.indexOf('=');
+    const [name, value] = at < 0 ? [item, ''] : [item.slice(0, at), item.slice(at + 1)];
+    if (!provisionerTagRules.name.test(name) || !provisionerTagRules.value.test(value)) {
+      throw new HiatusError('bad_input', `${JSON.stringify(item)} is not a tag (name=value, such as host=a)`);
+    }
+    if (Object.hasOwn(tags, name)) throw new HiatusError('bad_input', `the tag ${name} is given twice`);
+    tags[name] = value;
+  }
+  if (Object.keys(tags).length > provisionerTagRules.max) {
+    throw new HiatusError('bad_input', `at most ${provisionerTagRules.max} tags`);
+  }
+  return tags;
+}
+
 /** Sent to the agent before a pause takes its snapshot, so its last answer is in it. */
 export type PrePauseNotice = { message: string; waitSeconds: number };
 

@@ -1,12 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
+import { testProvisionerDir } from '../../test/paths.ts';
+import { ConfigError, loadConfig } from '../config.ts';
 import { listAuditLogs } from '../db/audit.ts';
+import { createLogger } from '../logger.ts';
 import { createTemplate, getTemplate, updateTemplate } from '../templates/templates.ts';
 import { acquireBuildJob } from './jobs.ts';
+import { startBuiltinProvisioner } from './provisioner.ts';
 import { noteProvisioner, unservedJobs } from './provisioners.ts';
-import { createTask } from './tasks.ts';
+import { createTask, getTask } from './tasks.ts';
 
 // Several hosts: a template's provisioner tags route its builds to the provisioners having them all.
 describe.each(testBackends())('provisioner tags on %s', (backend) => {
@@ -51,6 +55,52 @@ describe.each(testBackends())('provisioner tags on %s', (backend) => {
       .execute();
     expect(pending).toEqual([{ job_status: 'pending', provisioner_id: null }]);
     expect(await acquireBuildJob(h.app, 'c', { tags: { host: 'c' } })).toMatchObject({ taskId: onC });
+  });
+
+  it('runs, built in and tagged by HIATUS_BUILTIN_PROVISIONER_TAGS, the jobs of templates with its tags and untagged ones, no others', async () => {
+    await h.settle();
+    const host = `y-${randomUUID().slice(0, 8)}`;
+    const admin = await h.member('admin');
+    // A start that prints a loopback agentUrl: no agent need answer for the job to succeed.
+    const echo = { driver: 'command', settings: { start: `echo '{"agentUrl": "http://127.0.0.1:9"}'`, stop: 'true' } };
+    const made: Record<string, string> = {};
+    for (const [label, tags] of [
+      ['mine', { host }],
+      ['other', { host: `${host}-elsewhere` }],
+      ['untagged', {}],
+    ] as const) {
+      const template = `t-${randomUUID().slice(0, 8)}`;
+      await createTemplate(h.app, admin, template, { ...echo, provisionerTags: tags });
+      made[label] = (await createTask(h.app, h.alice, { name: `t-${randomUUID()}`, prompt: 'p', template })).task.id;
+    }
+    const { tags } = loadConfig({ HIATUS_BUILTIN_PROVISIONER_TAGS: `host=${host},zone=x` }).provisioner;
+    const stop = startBuiltinProvisioner(h.app, {
+      dataDir: testProvisionerDir,
+      pollIntervalMs: 100,
+      staleAfterMs: 60_000,
+      tags,
+      log: createLogger('silent'),
+    });
+    try {
+      await vi.waitFor(
+        async () => {
+          expect((await getTask(h.app, h.alice, made.mine!)).status).toBe('active');
+          expect((await getTask(h.app, h.alice, made.untagged!)).status).toBe('active');
+        },
+        { timeout: 60_000, interval: 50 },
+      );
+    } finally {
+      await stop();
+    }
+    expect((await getTask(h.app, h.alice, made.other!)).latestBuild).toMatchObject({ jobStatus: 'pending' });
+    // It counts as connected with its tags: its templates' jobs are not said to wait for nobody.
+    const seen = await h.db
+      .selectFrom('provisioner_daemons')
+      .where('name', '=', `builtin-${process.pid}`)
+      .select('tags')
+      .execute();
+    expect(seen).toEqual([{ tags: { host, zone: 'x' } }]);
+    await acquireBuildJob(h.app, 'cleanup', { tags: { host: `${host}-elsewhere` } });
   });
 
   it('says, once, which pending jobs no provisioner seen lately can take, until one with their tags asks', async () => {
@@ -114,5 +164,26 @@ describe.each(testBackends())('provisioner tags on %s', (backend) => {
       [{ from: { host: 'a', gpu: 'true' }, to: { host: 'b' } }],
       [{ from: { host: 'b' }, to: {} }],
     ]);
+  });
+});
+
+describe('HIATUS_BUILTIN_PROVISIONER_TAGS', () => {
+  it('gives the built-in provisioner no tags by default, and those it names', () => {
+    expect(loadConfig({}).provisioner.tags).toEqual({});
+    expect(loadConfig({ HIATUS_BUILTIN_PROVISIONER_TAGS: 'host=a, gpu=true' }).provisioner.tags).toEqual({
+      host: 'a',
+      gpu: 'true',
+    });
+  });
+
+  it.each([
+    ['host', '"host" is not a tag (name=value, such as host=a)'],
+    ['host=a,,gpu=true', '"" is not a tag'],
+    ['host=a b', '"host=a b" is not a tag'],
+    ['host=a,host=b', 'the tag host is given twice'],
+  ])('refuses %j, naming the variable', (value, message) => {
+    const attempt = () => loadConfig({ HIATUS_BUILTIN_PROVISIONER_TAGS: value });
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow(`HIATUS_BUILTIN_PROVISIONER_TAGS: ${message}`);
   });
 });

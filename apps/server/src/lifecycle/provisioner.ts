@@ -1,6 +1,7 @@
 import { agentSeparationWarning, type Driver, drivers, performJob } from '@hiatus/provisioner';
 import type { App } from '../app.ts';
 import { HiatusError } from '../domain/errors.ts';
+import { defaults } from '../defaults.ts';
 import type { Logger } from '../logger.ts';
 import {
   acquireBuildJob,
@@ -10,6 +11,7 @@ import {
   type ProvisionerJob,
   tasksThatShouldRun,
 } from './jobs.ts';
+import { noteProvisioner } from './provisioners.ts';
 
 export type BuiltinProvisionerOptions = {
   /** How often to look for jobs besides being woken by this process's own builds. */
@@ -18,6 +20,8 @@ export type BuiltinProvisionerOptions = {
   staleAfterMs: number;
   /** Where the drivers keep their state: pid files, the tasks' working directories. */
   dataDir: string;
+  /** Its tags (HIATUS_BUILTIN_PROVISIONER_TAGS): it takes untagged templates' jobs, and those whose tags are all among these. */
+  tags?: Readonly<Record<string, string>>;
   log: Logger;
 };
 
@@ -37,8 +41,16 @@ export function startBuiltinProvisioner(
   let running: Promise<void> | undefined;
   let again = false;
 
+  const tags = { ...options.tags };
+  let notedAt = 0;
+  const take = () => acquireBuildJob(app, id, { tags });
   const drain = async () => {
-    for (let job = await acquireBuildJob(app, id); job && !stopped; job = await acquireBuildJob(app, id)) {
+    // Tagged, it counts as connected for its tags (see unservedJobs); noted well within that window.
+    if (Object.keys(tags).length > 0 && Date.now() - notedAt > defaults.provisionerSeenWithinMs / 4) {
+      notedAt = Date.now();
+      await noteProvisioner(app, { keyId: null, name: id }, tags);
+    }
+    for (let job = await take(); job && !stopped; job = await take()) {
       if (!job.template) {
         await completeBuildJob(app, job.build.id, { holder: id });
         continue;

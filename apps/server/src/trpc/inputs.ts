@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { storableText } from '../agentapi/schema.ts';
+import { provisionerTagRules } from '../domain/templates.ts';
 
 /** Free text from a caller: what PostgreSQL can store. */
 export const text = storableText;
@@ -38,19 +39,13 @@ export const templateName = z
 export const parameterName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'letters, digits and "_", up to 64');
 export const parameterValues = z.record(parameterName, text.max(4096));
 
-/**
- * Provisioner tags, `{ host: 'a' }`: up to 20, names of letters, digits, ".", "_", "/" and "-" (up to
- * 64, starting with a letter or digit), values of up to 128 characters without spaces, "," or "="
- * (so `--tag host=a` and `HIATUS_PROVISIONER_TAGS=host=a,gpu=true` can say any of them).
- */
+/** Provisioner tags, `{ host: 'a' }`: see `provisionerTagRules`. */
 export const provisionerTags = z
   .record(
-    z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$/, 'a tag name: letters, digits, ".", "_", "/" and "-", up to 64'),
-    z.string().regex(/^[^\s,=]{1,128}$/, 'a tag value: 1 to 128 characters without spaces, "," or "="'),
+    z.string().regex(provisionerTagRules.name, 'a tag name: letters, digits, ".", "_", "/" and "-", up to 64'),
+    z.string().regex(provisionerTagRules.value, 'a tag value: 1 to 128 characters without spaces, "," or "="'),
   )
-  .refine((tags) => Object.keys(tags).length <= 20, 'at most 20 tags');
+  .refine((tags) => Object.keys(tags).length <= provisionerTagRules.max, `at most ${provisionerTagRules.max} tags`);
 
 /** An idle timeout, in seconds: up to 30 days. */
 export const idleTimeoutSeconds = z
