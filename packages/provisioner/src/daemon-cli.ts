@@ -15,10 +15,9 @@ Flags override the environment.
   --id <name>           this provisioner's name               default <hostname>-<pid>
   --drivers <a,b>       drivers to serve: ${daemonDrivers.join(', ')} (default all)
   --templates <a,b>     only jobs of these templates          default any
-  --tag <name=value>    a tag of this provisioner (repeat for more): it takes the jobs of templates
-                        whose provisionerTags are all among its tags, and of untagged templates
-                                                              env HIATUS_PROVISIONER_TAGS=host=a,gpu=true
-                        Without tags, only untagged templates' jobs.
+  --tag <name=value>    a tag of this provisioner, repeated   env HIATUS_PROVISIONER_TAGS=host=a,gpu=true
+                        for more: it takes untagged templates' jobs and those whose tags are all
+                        among its own; without tags, untagged templates' jobs only
   --data-dir <path>     where the drivers keep their state    env HIATUS_PROVISIONER_DIR, default ${defaults.dataDir}
   --concurrency <n>     jobs at once                          default ${defaults.concurrency}
   --heartbeat-ms <ms>   heartbeat interval of a running job   default ${defaults.heartbeatMs}
