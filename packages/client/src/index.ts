@@ -21,6 +21,7 @@ import {
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import { EventSource } from 'eventsource';
 import superjson from 'superjson';
+import { retries } from './retries.ts';
 
 export {
   type EventPayloads,
@@ -73,6 +74,14 @@ export type HiatusClientOptions = {
    * short calls, each bounded by its own signal.
    */
   batch?: boolean;
+  /**
+   * How many more times a call is tried when that is safe (default 2; 0: never): a query refused
+   * with 429 or 503 or lost to the network, a mutation refused with 429 or whose connection was
+   * refused. A mutation the server may have received (a 503, a connection broken after sending) is
+   * never sent twice. The wait is the answer's `Retry-After` (one past 30 s is not waited for: the
+   * error is thrown), else a backoff from 250 ms.
+   */
+  maxRetries?: number;
 };
 
 /** A typed client: `client.tasks.pause.mutate({ id })`, `client.tasks.watch.subscribe({ id }, { onData })`. */
@@ -96,6 +105,7 @@ export function hiatusLinks(options: HiatusClientOptions): TRPCLink<AppRouter>[]
   const { fetch } = options;
   const single = httpLink({ url, transformer: superjson, fetch, headers: { authorization } });
   return [
+    retries({ maxRetries: options.maxRetries ?? 2 }),
     splitLink({
       condition: (op) => op.type === 'subscription',
       true: httpSubscriptionLink({
