@@ -331,6 +331,28 @@ describe.runIf(root && postgresServerUrl())('an agent of a server run by root', 
     await admin.tasks.pause.mutate({ id: taskId });
     await eventually(async () => expect(await processesOfTask(taskId)).toEqual([]));
   }, 120_000);
+
+  it('warns at start, in a server whose agents would run beside its secrets', async () => {
+    const exposed = await startServerProcess({
+      ...databaseEnv(database),
+      HIATUS_ADMIN_TOKEN: adminToken,
+      HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
+      HIATUS_PROVISIONER_DIR: join(dir, 'exposed'),
+      HIATUS_AGENT_USER: 'root',
+    });
+    try {
+      await eventually(async () =>
+        expect(exposed.lines).toContainEqual(
+          expect.objectContaining({
+            level: 40,
+            msg: "built-in provisioner: the process driver runs agents as root (HIATUS_AGENT_USER=root): an agent can read this process's environment through /proc. Run agents with hiatus-provisioner instead (HIATUS_BUILTIN_PROVISIONER=false here), which holds only its provisioner key, or run this server as root with HIATUS_AGENT_USER",
+          }),
+        ),
+      );
+    } finally {
+      await exposed.stop();
+    }
+  }, 120_000);
 });
 
 describe.runIf(root && postgresServerUrl())('an agent of hiatus-provisioner run by root', () => {
