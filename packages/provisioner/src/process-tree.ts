@@ -25,7 +25,7 @@ import { groupAlive, parseStat } from './process-group.ts';
 export type TaskTree = { pgid: number; cgroup?: string; taskId: string };
 
 /** Whether the group is alive; never signal group 0, which kill() takes for the caller's own. */
-async function groupOf(tree: TaskTree): Promise<boolean> {
+async function groupRuns(tree: TaskTree): Promise<boolean> {
   return tree.pgid > 0 && groupAlive(tree.pgid);
 }
 
@@ -97,11 +97,12 @@ export async function makeTaskCgroup(dataDir: string, taskId: string): Promise<{
 }
 
 /**
- * Runs `spawn` (synchronous: nothing else of this process runs meanwhile) with this process in
- * `cgroup`, so the child is born in it, then moves back. Answers the cgroup the child is in, or
- * undefined with the reason when this process could not enter it (the child was spawned anyway,
- * and its stop falls back to the environment). Where the move back fails, this process would die
- * with the task at its stop: `killTree` refuses to kill a cgroup holding it.
+ * Runs `spawn` with this process in `cgroup`, so the child is born in it, then moves back. The
+ * call is synchronous: no other JavaScript runs meanwhile, and Hiatus spawns from its main thread
+ * only, so no other child is born there. Answers the cgroup the child is in, or undefined with the
+ * reason when this process could not enter it (the child was spawned anyway, and its stop falls
+ * back to the environment). Where the move back fails, this process would die with the task at
+ * its stop: `killTree` refuses to kill a cgroup holding it.
  */
 export function spawnInCgroup<T>(
   cgroup: string | undefined,
@@ -153,8 +154,8 @@ async function markedPids(taskId: string): Promise<number[]> {
 
 /** Whether anything of the tree still runs. */
 export async function treeAlive(tree: TaskTree): Promise<boolean> {
-  if (tree.cgroup) return (await cgroupPopulated(tree.cgroup)) || groupOf(tree);
-  return (await groupOf(tree)) || (await markedPids(tree.taskId)).length > 0;
+  if (tree.cgroup) return (await cgroupPopulated(tree.cgroup)) || groupRuns(tree);
+  return (await groupRuns(tree)) || (await markedPids(tree.taskId)).length > 0;
 }
 
 function signal(target: number, name: NodeJS.Signals): void {
