@@ -41,7 +41,8 @@ export async function runBuildJob(job: BuildJob, ctx: BuildJobContext): Promise<
     driver: job.template?.driver ?? externalDriver,
   });
   const lost = new AbortController();
-  const heartbeats = keepAlive(ctx.api, build.id, ctx.heartbeatMs, log, lost);
+  const claim: Claim = { buildId: build.id, attempt: job.attempt };
+  const heartbeats = keepAlive(ctx.api, claim, ctx.heartbeatMs, log, lost);
   try {
     log.info('job started', { reason: build.reason, template: job.template?.name ?? null, attempt: job.attempt });
     await ctx.after;
@@ -54,13 +55,16 @@ export async function runBuildJob(job: BuildJob, ctx: BuildJobContext): Promise<
       log.warn('job dropped: the server no longer holds it for this provisioner');
       return;
     }
-    await report(ctx, build.id, outcome, log);
+    await report(ctx, claim, outcome, log);
   } catch (error) {
     log.error('job crashed', { error: (error as Error).stack ?? String(error) });
   } finally {
     heartbeats.stop();
   }
 }
+
+/** The job as this daemon holds it: which claim of it (a job handed out again is a new claim). */
+type Claim = { buildId: string; attempt: number };
 
 /** A resume's previous conversation, retried while the server cannot be reached (until the job is lost). */
 function fetchConversation(ctx: BuildJobContext, buildId: string, lost: AbortSignal, log: Logger) {
@@ -81,7 +85,7 @@ function fetchConversation(ctx: BuildJobContext, buildId: string, lost: AbortSig
  */
 function keepAlive(
   api: ProvisionerApi,
-  buildId: string,
+  { buildId, attempt }: Claim,
   everyMs: number,
   log: Logger,
   lost: AbortController,
@@ -91,7 +95,7 @@ function keepAlive(
     if (beating) return;
     beating = true;
     try {
-      await api.heartbeat(buildId);
+      await api.heartbeat(buildId, attempt);
     } catch (error) {
       if (callFailure(error) === 'lost') {
         clearInterval(timer);
@@ -111,9 +115,9 @@ function keepAlive(
  * Completes the job on the server, retrying while it cannot be reached (until the daemon gives
  * up). Outputs the server refuses are reported as the job's failure instead.
  */
-async function report(ctx: BuildJobContext, buildId: string, outcome: JobOutcome, log: Logger): Promise<void> {
+async function report(ctx: BuildJobContext, claim: Claim, outcome: JobOutcome, log: Logger): Promise<void> {
   try {
-    await retrying(() => ctx.api.complete(buildId, outcome), {
+    await retrying(() => ctx.api.complete(claim.buildId, outcome, claim.attempt), {
       retryable: (error) => callFailure(error) === 'unavailable',
       onRetry: (error, waitMs) =>
         log.warn('cannot report the job, retrying', { error: describeFailure(error), retryInMs: waitMs }),
@@ -130,7 +134,7 @@ async function report(ctx: BuildJobContext, buildId: string, outcome: JobOutcome
       });
     } else if ('outputs' in outcome && outcome.outputs) {
       log.warn('the server refused the outputs; reporting a failure', { error: describeFailure(error) });
-      await report(ctx, buildId, { error: `the server refused the outputs: ${describeFailure(error)}` }, log);
+      await report(ctx, claim, { error: `the server refused the outputs: ${describeFailure(error)}` }, log);
     } else {
       log.error('job not reported: the server refused the report', { error: describeFailure(error) });
     }

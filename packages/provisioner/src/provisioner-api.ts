@@ -21,9 +21,12 @@ export type { JobOutcome } from './perform.ts';
 export type ProvisionerApi = {
   /** The next pending job this provisioner may take, waiting up to `waitMs` for one; null if none came. */
   acquire(filter: JobFilter & { waitMs: number }): Promise<BuildJob | null>;
-  /** Keeps a running job alive; a `lost` failure means it is no longer this provisioner's. */
-  heartbeat(buildId: string): Promise<void>;
-  complete(buildId: string, outcome: JobOutcome): Promise<void>;
+  /**
+   * Keeps a running job alive; a `lost` failure means it is no longer this provisioner's. `attempt`
+   * (the job's, as acquired) names the claim: one handed out again since is lost, even to this key.
+   */
+  heartbeat(buildId: string, attempt?: number): Promise<void>;
+  complete(buildId: string, outcome: JobOutcome, attempt?: number): Promise<void>;
   /** A resume job's previous conversation, oldest first; fetched only for a resume (it can be many megabytes). */
   previousConversation(buildId: string): Promise<ConversationMessage[]>;
   /** Which of these tasks should have a running workspace now. */
@@ -50,11 +53,11 @@ export function createProvisionerApi(options: ProvisionerApiOptions): Provisione
   return {
     acquire: ({ waitMs, ...filter }) =>
       provisioner.acquire.mutate({ provisionerId, waitMs, ...filter }, within(waitMs + defaults.requestTimeoutMs)),
-    heartbeat: async (buildId) => {
-      await provisioner.heartbeat.mutate({ buildId }, within(defaults.requestTimeoutMs));
+    heartbeat: async (buildId, attempt) => {
+      await provisioner.heartbeat.mutate({ buildId, attempt }, within(defaults.requestTimeoutMs));
     },
-    complete: async (buildId, outcome) => {
-      await provisioner.complete.mutate({ buildId, ...outcome }, within(defaults.requestTimeoutMs));
+    complete: async (buildId, outcome, attempt) => {
+      await provisioner.complete.mutate({ buildId, attempt, ...outcome }, within(defaults.requestTimeoutMs));
     },
     previousConversation: async (buildId) =>
       (await provisioner.previousConversation.query({ buildId }, within(defaults.conversationTimeoutMs))).messages,

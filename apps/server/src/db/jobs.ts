@@ -109,10 +109,17 @@ export async function findJobContext(db: Db, build: Build): Promise<JobContext> 
   };
 }
 
-/** The running job `buildId`, held by `holder` when one is given (by its key, or a keyless holder by name). */
-function heldBy(holder: JobHolder | undefined) {
+/**
+ * The running job `buildId`, held by `holder` when one is given (by its key, or a keyless holder by
+ * name), and in its claim `attempt` when one is given: a holder that fell silent, whose job was
+ * handed out again (maybe to the same key), cannot act on the new claim.
+ */
+function heldBy(holder: JobHolder | undefined, attempt?: number) {
   return (eb: ExpressionBuilder<Database, 'workspace_builds'>) => {
-    const running = eb('job_status', '=', 'running');
+    const running =
+      attempt === undefined
+        ? eb('job_status', '=', 'running')
+        : eb.and([eb('job_status', '=', 'running'), eb('job_attempts', '=', attempt)]);
     if (!holder) return running;
     if (holder.keyId !== null) return eb.and([running, eb('provisioner_key_id', '=', holder.keyId)]);
     return eb.and([running, eb('provisioner_key_id', 'is', null), eb('provisioner_id', '=', holder.name)]);
@@ -156,13 +163,13 @@ export async function releaseAcquiredJob(db: Db, buildId: string, holder: JobHol
   return row && toBuild(row);
 }
 
-/** Records a sign of life on a running job; false when the job is not running (or not `holder`'s). */
-export async function heartbeatJob(db: Db, buildId: string, holder?: JobHolder): Promise<boolean> {
+/** Records a sign of life on a running job; false when the job is not running (or not `holder`'s, in claim `attempt`). */
+export async function heartbeatJob(db: Db, buildId: string, holder?: JobHolder, attempt?: number): Promise<boolean> {
   const result = await db
     .updateTable('workspace_builds')
     .set({ heartbeat_at: sql`NOW()` })
     .where('id', '=', buildId)
-    .where(heldBy(holder))
+    .where(heldBy(holder, attempt))
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
@@ -171,7 +178,7 @@ export async function heartbeatJob(db: Db, buildId: string, holder?: JobHolder):
 export async function completeJob(
   trx: Db,
   buildId: string,
-  outcome: { error?: string; holder?: JobHolder; outputs?: Record<string, unknown> },
+  outcome: { error?: string; holder?: JobHolder; attempt?: number; outputs?: Record<string, unknown> },
 ): Promise<JobRow | undefined> {
   const failed = outcome.error !== undefined;
   const outputs = !failed && outcome.outputs ? JSON.stringify(outcome.outputs) : null;
@@ -184,7 +191,7 @@ export async function completeJob(
       completed_at: sql`NOW()`,
     })
     .where('id', '=', buildId)
-    .where(heldBy(outcome.holder))
+    .where(heldBy(outcome.holder, outcome.attempt))
     .returningAll()
     .executeTakeFirst();
   return row && toJobRow(row);

@@ -157,6 +157,29 @@ describe.each(testBackends())('build jobs on %s', (backend) => {
     expect(await acquireBuildJob(h.app, 'next')).toMatchObject({ taskId: task.id, build: { transition: 'delete' } });
   });
 
+  it('fences a claim handed out again: the silent holder, even the same one, cannot act in its old attempt', async () => {
+    await h.settle();
+    const { task } = await newTask();
+    const first = await acquireBuildJob(h.app, 'sleepy');
+    await h.db
+      .updateTable('workspace_builds')
+      .set({ heartbeat_at: new Date(Date.now() - 120_000) })
+      .where('id', '=', first!.build.id)
+      .execute();
+    await endStaleBuildJobs(h.app, 60_000);
+    // The same holder takes it again (a daemon that woke up): a new claim, attempt 2.
+    const again = await acquireBuildJob(h.app, 'sleepy');
+    expect(again).toMatchObject({ build: { id: first!.build.id }, attempt: 2 });
+    const id = first!.build.id;
+    await expect(heartbeatBuildJob(h.app, id, 'sleepy', 1)).rejects.toMatchObject({ code: 'conflict' });
+    await expect(completeBuildJob(h.app, id, { holder: 'sleepy', attempt: 1 })).rejects.toMatchObject({
+      code: 'conflict',
+    });
+    await heartbeatBuildJob(h.app, id, 'sleepy', 2);
+    await completeBuildJob(h.app, id, { holder: 'sleepy', attempt: 2 });
+    expect((await getTask(h.app, h.alice, task.id)).status).toBe('active');
+  });
+
   it('does not count a claim given back because its client left as an attempt', async () => {
     await h.settle();
     await newTask();

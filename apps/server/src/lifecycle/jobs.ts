@@ -183,10 +183,16 @@ export async function jobPreviousConversation(
 /**
  * Records a provisioner's sign of life on a job it holds. Without `holder` (the system's own
  * calls), any running job; with one, only a job that holder acquired: a provisioner cannot keep
- * another's job alive.
+ * another's job alive. With `attempt` (the job's, as acquired), only that claim of it: a holder
+ * whose job was handed out again while it was silent is told it lost it, even if the same key took it.
  */
-export async function heartbeatBuildJob(app: Pick<App, 'db'>, buildId: string, holder?: Holder): Promise<void> {
-  if (!(await heartbeatJob(app.db, buildId, holder === undefined ? undefined : holderOf(holder)))) {
+export async function heartbeatBuildJob(
+  app: Pick<App, 'db'>,
+  buildId: string,
+  holder?: Holder,
+  attempt?: number,
+): Promise<void> {
+  if (!(await heartbeatJob(app.db, buildId, holder === undefined ? undefined : holderOf(holder), attempt))) {
     throw notRunning(buildId);
   }
 }
@@ -200,7 +206,7 @@ export async function heartbeatBuildJob(app: Pick<App, 'db'>, buildId: string, h
 export async function completeBuildJob(
   app: Pick<App, 'db' | 'events' | 'driverAgentUrlRefusal'>,
   buildId: string,
-  outcome: { error?: string; holder?: Holder; actor?: Actor; outputs?: Record<string, unknown> } = {},
+  outcome: { error?: string; holder?: Holder; attempt?: number; actor?: Actor; outputs?: Record<string, unknown> } = {},
 ): Promise<Build> {
   const agentUrl = outcome.outputs?.agentUrl;
   if (agentUrl !== undefined && (typeof agentUrl !== 'string' || !/^https?:\/\/[^\s]+$/.test(agentUrl))) {

@@ -1,7 +1,7 @@
 import { agentSeparationWarning, type Driver, drivers, performJob } from '@hiatus/provisioner';
 import type { App } from '../app.ts';
-import { HiatusError } from '../domain/errors.ts';
 import { defaults } from '../defaults.ts';
+import { HiatusError } from '../domain/errors.ts';
 import type { Logger } from '../logger.ts';
 import {
   acquireBuildJob,
@@ -109,7 +109,7 @@ async function runDriverJob(
 ): Promise<void> {
   const lost = new AbortController();
   const beat = setInterval(
-    () => void heartbeatBuildJob(app, job.build.id, provisionerId).catch(() => lost.abort()), // no longer ours
+    () => void heartbeatBuildJob(app, job.build.id, provisionerId, job.attempt).catch(() => lost.abort()), // no longer ours
     Math.max(Math.floor(options.staleAfterMs / 3), 50),
   );
   try {
@@ -124,11 +124,12 @@ async function runDriverJob(
       { previousConversation: () => jobPreviousConversation(app, job.build.id, provisionerId) },
     );
     if ('error' in outcome) options.log.warn({ buildId: job.build.id, error: outcome.error }, 'build failed');
-    await completeBuildJob(app, job.build.id, { holder: provisionerId, ...outcome }).catch(async (error: unknown) => {
+    const claim = { holder: provisionerId, attempt: job.attempt };
+    await completeBuildJob(app, job.build.id, { ...claim, ...outcome }).catch(async (error: unknown) => {
       // Outputs the server refuses (an agentUrl that is no URL, or outside HIATUS_DRIVER_AGENT_NETWORKS) fail the build instead, as the daemon does.
       if (!(error instanceof HiatusError && error.code === 'bad_input')) throw error;
       await completeBuildJob(app, job.build.id, {
-        holder: provisionerId,
+        ...claim,
         error: `the outputs were refused: ${error.message}`,
       });
     });

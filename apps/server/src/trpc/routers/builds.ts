@@ -15,6 +15,9 @@ import { id, pageLimit, positiveInteger, provisionerTags, text } from '../inputs
 import { buildPageOutput } from '../outputs.ts';
 import { laggingReadProcedure, provisionerProcedure, restRoute, router } from '../trpc.ts';
 
+/** Which claim of a job a provisioner acts in (`attempt` of its acquired job); absent: any claim its key holds. */
+const jobAttempt = z.number().int().positive().max(1_000).optional();
+
 export const buildsRouter = router({
   /** A task's lifecycle history, newest first; `cursor` is the last build number seen. */
   list: laggingReadProcedure
@@ -68,16 +71,23 @@ export const provisionerRouter = router({
       return acquireBuildJob(ctx.app, holder, { ...input, signal });
     }),
 
-  /** Keeps a job this key acquired alive; CONFLICT when it is not running or not this key's. */
-  heartbeat: provisionerProcedure.input(z.object({ buildId: id })).mutation(async ({ ctx, input }) => {
-    await heartbeatBuildJob(ctx.app, input.buildId, keyHolder(ctx.principal.keyId));
-    return { ok: true as const };
-  }),
+  /**
+   * Keeps a job this key acquired alive; CONFLICT when it is not running or not this key's, or (with
+   * `attempt`, the job's as acquired) when it was handed out again since: that claim is over.
+   */
+  heartbeat: provisionerProcedure
+    .input(z.object({ buildId: id, attempt: jobAttempt }))
+    .mutation(async ({ ctx, input }) => {
+      await heartbeatBuildJob(ctx.app, input.buildId, keyHolder(ctx.principal.keyId), input.attempt);
+      return { ok: true as const };
+    }),
 
   complete: provisionerProcedure
     .input(
       z.object({
         buildId: id,
+        /** The job's `attempt` as acquired: a claim that was handed out again since cannot report. */
+        attempt: jobAttempt,
         error: text.min(1).max(10_000).optional(),
         /** What the job produced; a start reports `agentUrl`, which becomes the task's. */
         outputs: z.record(z.string().max(128), z.unknown()).optional(),
@@ -87,6 +97,7 @@ export const provisionerRouter = router({
       completeBuildJob(ctx.app, input.buildId, {
         error: input.error,
         holder: keyHolder(ctx.principal.keyId),
+        attempt: input.attempt,
         actor: ctx.actor,
         outputs: input.outputs,
       }),
