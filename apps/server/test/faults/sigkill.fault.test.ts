@@ -24,7 +24,7 @@ describe.runIf(postgresServerUrl())('a server killed with SIGKILL mid-storm', ()
       HIATUS_ADMIN_TOKEN: adminToken,
       HIATUS_AUTO_PAUSE_INTERVAL_MS: '0',
       HIATUS_PROVISIONER_POLL_MS: '100',
-      // A job held by the killed process is failed soon, not left running.
+      // A job held by the killed process is handed out again soon, not left running.
       HIATUS_PROVISIONER_STALE_MS: '1500',
     };
     processes.push(...(await Promise.all([1, 2, 3].map(() => startServerProcess(env)))));
@@ -78,7 +78,7 @@ describe.runIf(postgresServerUrl())('a server killed with SIGKILL mid-storm', ()
     expect([...duels.refusals.keys()]).toEqual(['CONFLICT']);
 
     try {
-      // Running jobs of the dead process fail once stale; everything else completes.
+      // Running jobs of the dead process are handed out again once stale (to a survivor); everything completes.
       await waitForJobsToSettle(db);
       const builds = await db.selectFrom('workspace_builds').select(['id', 'job_status', 'error']).execute();
       expect(builds.filter((b) => b.job_status === 'pending' || b.job_status === 'running')).toEqual([]);
