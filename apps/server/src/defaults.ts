@@ -97,6 +97,8 @@ export const defaults = Object.freeze({
    */
   provisionerSeenWithinMs: 60_000,
   unservedJobsIntervalMs: 10_000,
+  /** A provisioner not seen for this long is forgotten (its row in provisioner_daemons). */
+  provisionerForgetAfterMs: 86_400_000,
   /** Soft-deleted tasks older than this are purged; 0 keeps them. */
   purgeDeletedAfterDays: 30,
   /** Audit records older than this are removed; 0 keeps them. */

@@ -33,14 +33,14 @@ export type UnservedJobNotice = UnservedJob & { message: string };
  * The pending jobs of tagged templates that no provisioner seen asking within `seenWithinMs` has
  * every tag for, each once: those in `reported` are left out, and `reported` is kept to the jobs
  * still waiting (a job taken since, or waiting again later, is said again). Provisioners unseen for
- * a day are forgotten on the way.
+ * `provisionerForgetAfterMs` (a day) are forgotten on the way.
  */
 export async function unservedJobs(
   app: Pick<App, 'db'>,
   reported: Set<string>,
   seenWithinMs: number = defaults.provisionerSeenWithinMs,
 ): Promise<UnservedJobNotice[]> {
-  await forgetUnseenProvisioners(app.db, 86_400_000);
+  await forgetUnseenProvisioners(app.db, defaults.provisionerForgetAfterMs);
   const [jobs, seen] = await Promise.all([
     findUnservedJobs(app.db, seenWithinMs),
     listSeenProvisioners(app.db, seenWithinMs),
