@@ -136,6 +136,7 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
     const active = await whenStatus('active');
     await admin.tasks.pause.mutate({ id: task.id });
     const paused = await whenStatus('paused');
+    expect(paused.pauseStage).toBe('hot');
     expect(paused.latestBuild).toMatchObject({
       transition: 'stop',
       outputs: { pauseStage: 'hot', coldAt: expect.any(String) },
@@ -144,6 +145,7 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
 
     await admin.tasks.resume.mutate({ id: task.id });
     const resumed = await whenStatus('active');
+    expect(resumed.pauseStage).toBeNull();
     expect(resumed.agentUrl).toBe(active.agentUrl);
     expect(resumed.latestBuild?.outputs).toMatchObject({ resumedFrom: 'hot' });
     // The same agent: the conversation it had is still in its memory.

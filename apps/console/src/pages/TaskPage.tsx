@@ -51,11 +51,21 @@ export function TaskPage({ me, id }: { me: Me; id: string }): ReactElement {
       </p>
       <div className="title-row">
         <h1 id="task-title">{t.name}</h1>
-        <StatusBadge status={t.status} />
+        <StatusBadge status={t.status} pauseStage={t.pauseStage} />
       </div>
       <dl className="facts">
         <dt>Status</dt>
         <dd data-testid="task-status">{t.status}</dd>
+        {t.pauseStage && (
+          <>
+            <dt>Pause stage</dt>
+            <dd data-testid="pause-stage">
+              {t.pauseStage === 'hot'
+                ? 'hot: its agent is frozen, and a resume thaws it at once'
+                : 'cold: its agent is stopped'}
+            </dd>
+          </>
+        )}
         <dt>Last build</dt>
         <dd>
           {t.latestBuild

@@ -120,7 +120,7 @@ export function TasksPage({ me, status }: { me: Me; status: string | null }): Re
                     <Link href={`/tasks/${task.id}`}>{task.name}</Link>
                   </th>
                   <td data-label="Status">
-                    <StatusBadge status={task.status} />
+                    <StatusBadge status={task.status} pauseStage={task.pauseStage} />
                   </td>
                   <td data-label="Last pause">{pauseReason(task)}</td>
                   <td data-label="Paused since">

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { deriveStatus, type TaskStatus } from '../domain/lifecycle.ts';
+import { deriveStatus, type PauseStage, pauseStageOf, type TaskStatus } from '../domain/lifecycle.ts';
 import type { Schedule } from '../domain/schedules.ts';
 import { type Build, toBuild } from './builds.ts';
 import type { Db } from './connection.ts';
@@ -25,6 +25,8 @@ export type Task = {
   createdAt: Date;
   deletedAt: Date | null;
   status: TaskStatus;
+  /** A paused task's stage (`hot`: frozen, thawed at once by a resume; `cold`: stopped); null unless paused. */
+  pauseStage: PauseStage | null;
   latestBuild: Build | null;
 };
 
@@ -89,6 +91,7 @@ function toTask(row: TaskJoinRow): Task {
           template_id: row.b_template_id,
           outputs: row.b_outputs,
         });
+  const status = deriveStatus(row.deleted_at, latestBuild);
   return {
     id: row.id,
     ownerId: row.owner_id,
@@ -103,7 +106,8 @@ function toTask(row: TaskJoinRow): Task {
     schedule: row.schedule as Schedule | null,
     createdAt: row.created_at,
     deletedAt: row.deleted_at,
-    status: deriveStatus(row.deleted_at, latestBuild),
+    status,
+    pauseStage: pauseStageOf(status, latestBuild?.outputs, new Date()),
     latestBuild,
   };
 }
@@ -403,17 +407,26 @@ export async function purgeDeletedTasks(db: Db, olderThanMs: number): Promise<st
   });
 }
 
-/** Live tasks counted by derived status. */
-export async function countTasksByStatus(db: Db): Promise<Array<{ status: TaskStatus; count: number }>> {
+/**
+ * Live tasks counted by derived status, and the outputs of the paused ones whose latest build says
+ * a driver holds them hot (few: the stage itself is `pauseStageOf`'s to say).
+ */
+export async function countTasksByStatus(
+  db: Db,
+): Promise<{ counts: Array<{ status: TaskStatus; count: number }>; hotOutputs: Array<Record<string, unknown>> }> {
   const status = taskStatusSql(sql.ref('t.deleted_at'), sql.ref('b.transition'), sql.ref('b.job_status'));
-  const { rows } = await sql<{ status: TaskStatus; count: string }>`
-    SELECT ${status} AS status, count(*) AS count
+  const { rows } = await sql<{ status: TaskStatus; count: string; hot: Array<Record<string, unknown>> | null }>`
+    SELECT ${status} AS status, count(*) AS count,
+      jsonb_agg(b.outputs) FILTER (WHERE b.outputs->>'pauseStage' = 'hot') AS hot
     FROM tasks t
     LEFT JOIN LATERAL (
-      SELECT transition, job_status FROM workspace_builds
+      SELECT transition, job_status, outputs FROM workspace_builds
       WHERE workspace_id = t.workspace_id ORDER BY build_number DESC LIMIT 1
     ) b ON true
     WHERE t.deleted_at IS NULL
     GROUP BY 1`.execute(db);
-  return rows.map((r) => ({ status: r.status, count: Number(r.count) }));
+  return {
+    counts: rows.map((r) => ({ status: r.status, count: Number(r.count) })),
+    hotOutputs: rows.find((r) => r.status === 'paused')?.hot ?? [],
+  };
 }

@@ -4,6 +4,7 @@ import {
   deriveState,
   deriveStatus,
   type JobStatus,
+  pauseStageOf,
   stateByBuild,
   statusAfter,
   type WorkspaceTransition,
@@ -87,5 +88,20 @@ describe('transitions', () => {
     for (const operation of ['pause', 'resume', 'delete'] as const) {
       expect(() => assertAllowed(operation, subject('stop', 'succeeded', new Date()))).toThrow(/it is deleted/);
     }
+  });
+});
+
+describe('pause stage', () => {
+  const now = new Date('2026-12-08T12:00:00Z');
+  it('is hot while a driver holds the agent frozen, cold otherwise, and none unless paused', () => {
+    const hot = { pauseStage: 'hot', coldAt: '2026-12-08T12:10:00Z' };
+    expect(pauseStageOf('paused', hot, now)).toBe('hot');
+    expect(pauseStageOf('paused', { ...hot, coldAt: '2026-12-08T11:59:59Z' }, now)).toBe('cold');
+    expect(pauseStageOf('paused', { pauseStage: 'hot' }, now)).toBe('cold');
+    expect(pauseStageOf('paused', { pauseStage: 'hot', coldAt: 'soon' }, now)).toBe('cold');
+    expect(pauseStageOf('paused', {}, now)).toBe('cold');
+    expect(pauseStageOf('paused', null, now)).toBe('cold');
+    expect(pauseStageOf('active', hot, now)).toBeNull();
+    expect(pauseStageOf('pausing', hot, now)).toBeNull();
   });
 });

@@ -109,6 +109,22 @@ export function deriveStatus(deletedAt: Date | null, latest: LatestBuildFacts): 
   return deriveState(deletedAt, latest).status;
 }
 
+/**
+ * Where a paused task is: `hot` while a driver holds its agent frozen (a docker template's
+ * `hotPauseSeconds`: the stop build's outputs say `pauseStage: 'hot'` until `coldAt`), so a resume
+ * thaws it at once; `cold` once it is stopped for real (every other pause); null unless paused.
+ */
+export type PauseStage = 'hot' | 'cold';
+export function pauseStageOf(
+  status: TaskStatus,
+  latestOutputs: Record<string, unknown> | null | undefined,
+  now: Date,
+): PauseStage | null {
+  if (status !== 'paused') return null;
+  const coldAt = typeof latestOutputs?.coldAt === 'string' ? Date.parse(latestOutputs.coldAt) : Number.NaN;
+  return latestOutputs?.pauseStage === 'hot' && coldAt > now.getTime() ? 'hot' : 'cold';
+}
+
 /** The status a task has right after `operation` queued its build. */
 export function statusAfter(operation: Operation): TaskStatus {
   return stateByBuild[operationTransition[operation]].pending.status;

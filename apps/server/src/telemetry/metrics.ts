@@ -2,7 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { App } from '../app.ts';
 import { countTasksByStatus } from '../db/tasks.ts';
 import { deliveryBacklog } from '../db/webhooks.ts';
-import { taskStatuses } from '../domain/lifecycle.ts';
+import { pauseStageOf, taskStatuses } from '../domain/lifecycle.ts';
 
 /**
  * The Prometheus metrics of one server process: lifecycle counters and histograms fed by the
@@ -63,10 +63,25 @@ export function createMetrics(app: Pick<App, 'db' | 'events'>): { registry: Regi
     labelNames: ['status'] as const,
     registers: [registry],
     async collect() {
-      const counts = await countTasksByStatus(app.db);
+      const { counts } = await countTasksByStatus(app.db);
       this.reset();
       for (const s of taskStatuses) if (s !== 'deleted') this.set({ status: s }, 0);
       for (const row of counts) this.set({ status: row.status }, row.count);
+    },
+  });
+  new Gauge({
+    name: 'hiatus_paused_tasks',
+    help: 'Paused tasks by stage: hot (the agent frozen, resumed at once) or cold (stopped)',
+    labelNames: ['stage'] as const,
+    registers: [registry],
+    // Its own query: prom-client collects the gauges of a scrape at once, not one after another.
+    async collect() {
+      const { counts, hotOutputs } = await countTasksByStatus(app.db);
+      const paused = counts.find((row) => row.status === 'paused')?.count ?? 0;
+      const now = new Date();
+      const hot = hotOutputs.filter((outputs) => pauseStageOf('paused', outputs, now) === 'hot').length;
+      this.set({ stage: 'hot' }, hot);
+      this.set({ stage: 'cold' }, paused - hot);
     },
   });
 

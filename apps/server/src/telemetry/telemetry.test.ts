@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testBackends } from '../../test/databases.ts';
 import { useHarness } from '../../test/harness.ts';
+import { getTask } from '../lifecycle/access.ts';
 import { meteredPause, meteredResume } from '../lifecycle/metered.ts';
 import { lifecycleTelemetry } from './lifecycle.ts';
 import { createMetrics } from './metrics.ts';
@@ -82,6 +83,43 @@ describe.each(testBackends())('telemetry on %s', (backend) => {
       expect(text).toMatch(/hiatus_snapshot_bytes_count 1/);
       expect(text).toMatch(/hiatus_tasks\{status="pending"\} 1/);
       expect(text).toMatch(/hiatus_process_cpu_seconds_total/);
+    } finally {
+      metrics.stop();
+    }
+  });
+
+  it('counts paused tasks by stage, as tasks.get says it: hot while the stop build holds the agent frozen', async () => {
+    const metrics = createMetrics(h.app);
+    try {
+      const task = await h.task();
+      await meteredPause(h.app, h.alice, task.id, { reason: 'task_manual_pause' });
+      await h.settle();
+      const stageOf = async () => (await getTask(h.app, h.alice, task.id)).pauseStage;
+      const scrape = async () => {
+        const text = await metrics.registry.metrics();
+        return [/hiatus_paused_tasks\{stage="hot"\} (\d+)/, /hiatus_paused_tasks\{stage="cold"\} (\d+)/].map((r) =>
+          Number(r.exec(text)?.[1]),
+        );
+      };
+      // Earlier tests of this file left tasks paused: counts are taken against theirs.
+      const [hot, cold] = await scrape();
+      expect(await stageOf()).toBe('cold');
+      // What a driver that froze the agent reports as the stop build's outputs (the docker driver's hot pause).
+      const setOutputs = (outputs: object) =>
+        h.db
+          .updateTable('workspace_builds')
+          .set({ outputs: JSON.stringify(outputs) })
+          .where('workspace_id', '=', task.workspaceId)
+          .where('transition', '=', 'stop')
+          .execute();
+      await setOutputs({ pauseStage: 'hot', coldAt: new Date(Date.now() + 3_600_000).toISOString() });
+      expect(await stageOf()).toBe('hot');
+      expect(await scrape()).toEqual([hot! + 1, cold! - 1]);
+      await setOutputs({ pauseStage: 'hot', coldAt: new Date(Date.now() - 1_000).toISOString() });
+      expect(await stageOf()).toBe('cold');
+      expect(await scrape()).toEqual([hot, cold]);
+      await meteredResume(h.app, h.alice, task.id);
+      expect(await stageOf()).toBeNull();
     } finally {
       metrics.stop();
     }
