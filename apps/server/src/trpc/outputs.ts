@@ -82,13 +82,10 @@ const taskShape = z
     createdAt: instant,
     deletedAt: instant.nullable(),
     status: z.enum(taskStatuses),
-    pauseStage: z
-      .enum(['hot', 'cold'])
-      .nullable()
-      .meta({
-        description:
-          "a paused task's stage: `hot` while its agent is frozen (a docker template's `hotPauseSeconds`), resumed at once; `cold` once stopped; null unless paused",
-      }),
+    pauseStage: z.enum(['hot', 'cold']).nullable().meta({
+      description:
+        "a paused task's stage: `hot` while its agent is frozen (a docker template's `hotPauseSeconds`), resumed at once; `cold` once stopped; null unless paused",
+    }),
     latestBuild: build.nullable(),
   })
   .meta({ id: 'Task', description: "A task, its status derived from its workspace's latest build." });
