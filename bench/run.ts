@@ -1,7 +1,8 @@
 // pnpm bench: the service against the raw-SQL baseline (through the SDK, and as plain HTTP with the
 // server's CPU per call), pause/resume round trips, resume-to-active with the process driver against a
 // bare process start, paged logs from a large snapshot, the embedded default, a CPU profile of
-// tasks.get, start-up and idle memory, and the SDK's build; then each performance goal against its
+// tasks.get, start-up and idle memory, the SDK's build, and (with a Docker Engine) the docker driver's
+// cold and hot pauses beside the process driver's; then each performance goal against its
 // figure from this run. Prints tables; writes results/latest.json.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -16,6 +17,8 @@ import { findTaskQuery } from '../apps/server/src/db/tasks.ts';
 import { FakeAgent } from '../apps/server/test/fake-agent.ts';
 import { type ServerProcess, startServerProcess } from '../apps/server/test/server-process.ts';
 import { createHiatusClient, type HiatusClient } from '../packages/client/src/index.ts';
+import { dockerReachable, ensureDemoImage } from '../packages/provisioner/src/index.ts';
+import { dockerCosts } from './docker.ts';
 import { logPages } from './log-pages.ts';
 import { measureRequestPath, printProfile, profileTasksGet } from './request-path.ts';
 import { sdkBuild } from './sdk-build.ts';
@@ -333,6 +336,16 @@ async function main() {
         logs.rows,
       );
       console.log(`pages/s at ${logs.rows[1]!.snapshot} ÷ pages/s at 1 MiB: ${logs.ratio}`);
+
+      // Docker, where an Engine answers: the docker driver's cold and hot pauses beside the process driver's.
+      const engine = await dockerReachable();
+      if (engine.reachable) {
+        await ensureDemoImage();
+        const docker = await dockerCosts(client);
+        results.docker = docker;
+        table(`pause and resume by driver, ${docker.rounds} rounds of each kind, interleaved`, docker.rows);
+        table(`${docker.together} paused tasks resumed at once`, docker.atOnce);
+      } else console.log(`the docker driver is not measured: ${engine.why}`);
     } finally {
       await Promise.all([agent, ...agents].map((a) => a.stop()));
       await server.stop();
