@@ -137,6 +137,15 @@ export async function findRunningJob(db: Db, buildId: string, holder?: JobHolder
   return row && toBuild(row);
 }
 
+/** A job back in the queue: pending, held by no one. */
+const unheld = {
+  job_status: 'pending',
+  started_at: null,
+  heartbeat_at: null,
+  provisioner_id: null,
+  provisioner_key_id: null,
+} as const;
+
 /**
  * Gives a job `holder` has just acquired back to the queue (pending, held by no one), unless its
  * holder has sent a heartbeat since (`heartbeat_at` is still the acquisition's `started_at`): a
@@ -146,14 +155,7 @@ export async function findRunningJob(db: Db, buildId: string, holder?: JobHolder
 export async function releaseAcquiredJob(db: Db, buildId: string, holder: JobHolder): Promise<Build | undefined> {
   const row = await db
     .updateTable('workspace_builds')
-    .set({
-      job_status: 'pending',
-      started_at: null,
-      heartbeat_at: null,
-      provisioner_id: null,
-      provisioner_key_id: null,
-      job_attempts: sql`GREATEST(job_attempts - 1, 0)`,
-    })
+    .set({ ...unheld, job_attempts: sql`GREATEST(job_attempts - 1, 0)` })
     .where('id', '=', buildId)
     .where(heldBy(holder))
     .where('provisioner_id', '=', holder.name)
@@ -242,13 +244,7 @@ export async function endStaleJobs(trx: Db, staleAfterMs: number, maxAttempts: n
   const requeued = retry.length
     ? await trx
         .updateTable('workspace_builds')
-        .set({
-          job_status: 'pending',
-          started_at: null,
-          heartbeat_at: null,
-          provisioner_id: null,
-          provisioner_key_id: null,
-        })
+        .set(unheld)
         .where(
           'id',
           'in',
