@@ -7,7 +7,7 @@
  * const task = await hiatus.tasks.create.mutate({ name: 'fix-ci', prompt: 'make CI green', agentUrl: 'http://127.0.0.1:3284' });
  * ```
  */
-import type { AppRouter } from '@hiatus/server/router';
+import type { ApiErrorCode, AppRouter } from '@hiatus/server/router';
 import {
   createTRPCClient,
   httpBatchLink,
@@ -132,20 +132,8 @@ export function hiatusLinks(options: HiatusClientOptions): TRPCLink<AppRouter>[]
   ];
 }
 
-/** The codes a Hiatus call can fail with. */
-export type HiatusErrorCode =
-  | 'BAD_REQUEST'
-  | 'UNAUTHORIZED'
-  | 'FORBIDDEN'
-  | 'NOT_FOUND'
-  | 'CONFLICT'
-  | 'PRECONDITION_FAILED'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'UNPROCESSABLE_CONTENT'
-  | 'TIMEOUT'
-  | 'TOO_MANY_REQUESTS'
-  | 'SERVICE_UNAVAILABLE'
-  | 'INTERNAL_SERVER_ERROR';
+/** The codes a Hiatus call can fail with: the server's own list (`ApiErrorCode`), not a copy of it. */
+export type HiatusErrorCode = ApiErrorCode;
 
 export type HiatusError = TRPCClientError<AppRouter>;
 

@@ -3,7 +3,7 @@ import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
 import { HiatusError, type HiatusErrorCode } from '../domain/errors.ts';
 
 /** The one mapping from the domain's error codes to the API's. */
-const codeFor: Record<HiatusErrorCode, TRPC_ERROR_CODE_KEY> = {
+const codeFor = {
   not_found: 'NOT_FOUND',
   conflict: 'CONFLICT',
   // The agent is a precondition of the operation: it must be up and speak AgentAPI.
@@ -18,7 +18,13 @@ const codeFor: Record<HiatusErrorCode, TRPC_ERROR_CODE_KEY> = {
   unauthorized: 'UNAUTHORIZED',
   rate_limited: 'TOO_MANY_REQUESTS',
   busy: 'SERVICE_UNAVAILABLE',
-};
+} as const satisfies Record<HiatusErrorCode, TRPC_ERROR_CODE_KEY>;
+
+/**
+ * Every code an API error carries: the domain's, through `codeFor`, and the service's own (the
+ * database away, anything unexpected). The SDK's `HiatusErrorCode` is this type, not a copy.
+ */
+export type ApiErrorCode = (typeof codeFor)[HiatusErrorCode] | 'SERVICE_UNAVAILABLE' | 'INTERNAL_SERVER_ERROR';
 
 /** Turns what the domain or the database threw into an API error; anything unknown stays a 500. */
 export function toTRPCError(error: unknown): TRPCError {

@@ -38,3 +38,5 @@ export const appRouter = router({
 });
 
 export type AppRouter = typeof appRouter;
+/** The codes an API error carries (`error.data.code`). */
+export type { ApiErrorCode } from './errors.ts';
