@@ -29,6 +29,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that went away (`hiatus tasks logs … | head`) wants nothing more: end quietly and
+// successfully, as the rest of the pipeline did, rather than with a stack trace of EPIPE.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 const status = await main(process.argv);
 // Subscriptions and keep-alive sockets would hold the process open: exit once the command is done,
 // after what was written reached stdout and stderr (a pipe is written asynchronously).

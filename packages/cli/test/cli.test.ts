@@ -422,6 +422,37 @@ describe('the hiatus command line, built and run against a live server', { timeo
     expect(help.stdout).toContain('--follow');
   });
 
+  it('ends quietly when the reader of its output goes away (| head)', async () => {
+    // A log far larger than a pipe holds, read by `head -n 1`, which exits after one line.
+    const chatty = (await new FakeAgent().start()).say(4_000, 100);
+    try {
+      const { task } = await admin.tasks.create.mutate({
+        name: 'chatty',
+        prompt: '',
+        agentUrl: chatty.url,
+        sendPrompt: false,
+      });
+      await vi.waitFor(async () => expect((await admin.tasks.get.query({ id: task.id })).status).toBe('active'), {
+        timeout: 30_000,
+        interval: 50,
+      });
+      const { HIATUS_URL: _url, HIATUS_TOKEN: _token, ...env } = process.env;
+      const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          'bash',
+          ['-o', 'pipefail', '-c', `"${process.execPath}" "${bin}" tasks logs ${task.id} | head -n 1`],
+          { env: { ...env, XDG_CONFIG_HOME: config }, timeout: 120_000, maxBuffer: 64 << 20 },
+          (error, stdout, stderr) => resolve({ code: error ? (error.code as number | null) : 0, stdout, stderr }),
+        );
+      });
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(run.stdout.split('\n').filter(Boolean)).toHaveLength(1);
+    } finally {
+      await chatty.stop();
+    }
+  });
+
   it('exits 7 when the key is rate limited, saying when to retry', async () => {
     // A server of its own: two calls at once, then one every few hours (none while the test runs).
     const strict = await startTestServer(postgresServerUrl() ? 'postgres' : 'pglite', {
