@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { dockerOrSkip } from '../test/docker-setup.ts';
+import { containersOf, dockerOrSkip, removeTaskLeftovers, volumesOf } from '../test/docker-setup.ts';
 import { eventually, getJson, useHarness } from '../test/harness.ts';
 import { dockerDriver, dockerLabels, isolatedNetwork } from './docker-driver.ts';
 import { dockerClient } from './docker-engine.ts';
@@ -33,14 +33,6 @@ const notingSettings = () =>
       `require('fs').appendFileSync('notes.txt', process.env.HIATUS_START + '\\n'); import('${demoImage.agent}')`,
     ],
   });
-
-async function containersOf(taskId: string) {
-  return dockerClient().listContainers({ all: true, filters: { label: [`${dockerLabels.task}=${taskId}`] } });
-}
-
-async function volumesOf(taskId: string) {
-  return (await dockerClient().listVolumes({ filters: { label: [`${dockerLabels.task}=${taskId}`] } })).Volumes ?? [];
-}
 
 /** Runs a command in a running container and answers its stdout. */
 async function execIn(containerId: string, cmd: string[]): Promise<string> {
@@ -74,10 +66,7 @@ describe.skipIf(!docker)('docker driver', () => {
 
   afterEach(async () => {
     // Whatever a test's tasks left on the Engine goes, even when it failed.
-    for (const taskId of tasksMade.splice(0)) {
-      for (const c of await containersOf(taskId)) await dockerClient().getContainer(c.Id).remove({ force: true });
-      for (const v of await volumesOf(taskId)) await dockerClient().getVolume(v.Name).remove();
-    }
+    await removeTaskLeftovers(tasksMade.splice(0));
   });
 
   it('runs the agent in a labelled, limited container; a pause removes it, a resume makes a new one on the same volume', async () => {

@@ -6,17 +6,12 @@ import { apiClient } from '../../../apps/server/test/api-client.ts';
 import { postgresServerUrl } from '../../../apps/server/test/databases.ts';
 import { startTestServer, type TestServer } from '../../../apps/server/test/test-server.ts';
 import { killEveryDaemon, startDaemon, within } from '../test/daemon-process.ts';
-import { dockerOrSkip } from '../test/docker-setup.ts';
+import { containersOf, dockerOrSkip, removeTaskLeftovers, volumesOf } from '../test/docker-setup.ts';
 import { eventually, getJson } from '../test/harness.ts';
-import { dockerLabels } from './docker-driver.ts';
 import { dockerClient } from './docker-engine.ts';
 import { demoImage } from './docker-image.ts';
 
 const docker = await dockerOrSkip();
-
-const byTask = (taskId: string) => ({ filters: { label: [`${dockerLabels.task}=${taskId}`] } });
-const containersOf = (taskId: string) => dockerClient().listContainers({ all: true, ...byTask(taskId) });
-const volumesOf = async (taskId: string) => (await dockerClient().listVolumes(byTask(taskId))).Volumes ?? [];
 
 describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked by a daemon', () => {
   let running: TestServer | undefined;
@@ -35,10 +30,7 @@ describe.runIf(docker && postgresServerUrl())('the demo-docker template, walked 
 
   afterAll(async () => {
     await killEveryDaemon();
-    for (const taskId of taskIds) {
-      for (const c of await containersOf(taskId)) await dockerClient().getContainer(c.Id).remove({ force: true });
-      for (const v of await volumesOf(taskId)) await dockerClient().getVolume(v.Name).remove();
-    }
+    await removeTaskLeftovers(taskIds);
     await running?.close();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   }, 60_000);

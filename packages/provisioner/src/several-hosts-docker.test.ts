@@ -6,16 +6,11 @@ import { apiClient } from '../../../apps/server/test/api-client.ts';
 import { postgresServerUrl } from '../../../apps/server/test/databases.ts';
 import { startTestServer, type TestServer } from '../../../apps/server/test/test-server.ts';
 import { type DaemonProcess, killEveryDaemon, startDaemon, within } from '../test/daemon-process.ts';
-import { dockerOrSkip } from '../test/docker-setup.ts';
+import { containersOf, dockerOrSkip, removeTaskLeftovers, volumesOf } from '../test/docker-setup.ts';
 import { eventually } from '../test/harness.ts';
 import { dockerLabels } from './docker-driver.ts';
-import { dockerClient } from './docker-engine.ts';
 
 const docker = await dockerOrSkip();
-
-const byTask = (taskId: string) => ({ filters: { label: [`${dockerLabels.task}=${taskId}`] } });
-const containersOf = (taskId: string) => dockerClient().listContainers({ all: true, ...byTask(taskId) });
-const volumesOf = async (taskId: string) => (await dockerClient().listVolumes(byTask(taskId))).Volumes ?? [];
 
 // Two Docker hosts stood in for by one Engine: two daemons with different tags and data
 // directories, each running the docker jobs of the templates tagged for it.
@@ -54,10 +49,7 @@ describe.runIf(docker && postgresServerUrl())('two docker daemons with different
 
   afterAll(async () => {
     await killEveryDaemon();
-    for (const taskId of taskIds) {
-      for (const c of await containersOf(taskId)) await dockerClient().getContainer(c.Id).remove({ force: true });
-      for (const v of await volumesOf(taskId)) await dockerClient().getVolume(v.Name).remove();
-    }
+    await removeTaskLeftovers(taskIds);
     await running?.close();
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   }, 60_000);
