@@ -57,13 +57,22 @@ export function createMetrics(app: Pick<App, 'db' | 'events'>): { registry: Regi
     buckets: [1024, 16 * 1024, 128 * 1024, 1024 ** 2, 4 * 1024 ** 2, 16 * 1024 ** 2, 32 * 1024 ** 2],
     registers: [registry],
   });
+  // hiatus_tasks and hiatus_paused_tasks read one query: prom-client starts every gauge's collect of a
+  // scrape at once, so the second finds the first's query in flight and shares it.
+  let tasksNow: ReturnType<typeof countTasksByStatus> | undefined;
+  const countTasks = () => {
+    tasksNow ??= countTasksByStatus(app.db).finally(() => {
+      tasksNow = undefined;
+    });
+    return tasksNow;
+  };
   new Gauge({
     name: 'hiatus_tasks',
     help: 'Tasks by status (deleted tasks are not counted)',
     labelNames: ['status'] as const,
     registers: [registry],
     async collect() {
-      const { counts } = await countTasksByStatus(app.db);
+      const { counts } = await countTasks();
       this.reset();
       for (const s of taskStatuses) if (s !== 'deleted') this.set({ status: s }, 0);
       for (const row of counts) this.set({ status: row.status }, row.count);
@@ -74,9 +83,8 @@ export function createMetrics(app: Pick<App, 'db' | 'events'>): { registry: Regi
     help: 'Paused tasks by stage: hot (the agent frozen, resumed at once) or cold (stopped)',
     labelNames: ['stage'] as const,
     registers: [registry],
-    // Its own query: prom-client collects the gauges of a scrape at once, not one after another.
     async collect() {
-      const { counts, hotOutputs } = await countTasksByStatus(app.db);
+      const { counts, hotOutputs } = await countTasks();
       const paused = counts.find((row) => row.status === 'paused')?.count ?? 0;
       const now = new Date();
       const hot = hotOutputs.filter((outputs) => pauseStageOf('paused', outputs, now) === 'hot').length;
